@@ -1,0 +1,7 @@
+"""pyg-fer: a PyTorch Geometric-native model zoo for facial expression recognition."""
+
+__version__ = "0.1.0"
+
+from pyg_fer.models import create_model, list_models  # noqa: E402
+
+__all__ = ["__version__", "create_model", "list_models"]

@@ -1,0 +1,11 @@
+"""Registered models: ``create_model(name, **kwargs)`` and ``list_models()``."""
+
+from pyg_fer.models._registry import (
+    create_model,
+    is_model,
+    list_models,
+    model_entrypoint,
+    register_model,
+)
+
+__all__ = ["create_model", "is_model", "list_models", "model_entrypoint", "register_model"]

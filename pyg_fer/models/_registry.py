@@ -1,0 +1,41 @@
+"""Model registry in the style of timm: one builder function per model name."""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Any, Callable, Dict, List
+
+import torch.nn as nn
+
+_model_entrypoints: Dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Decorator that registers a builder under its function name."""
+    name = fn.__name__
+    if name in _model_entrypoints:
+        raise ValueError(f"model '{name}' is already registered")
+    _model_entrypoints[name] = fn
+    return fn
+
+
+def list_models(pattern: str = "*") -> List[str]:
+    """Sorted names of the registered models that match a shell-style ``pattern``."""
+    return sorted(n for n in _model_entrypoints if fnmatch.fnmatch(n, pattern))
+
+
+def is_model(name: str) -> bool:
+    return name in _model_entrypoints
+
+
+def model_entrypoint(name: str) -> Callable[..., nn.Module]:
+    if name not in _model_entrypoints:
+        raise ValueError(
+            f"unknown model '{name}'; registered models: {', '.join(list_models())}"
+        )
+    return _model_entrypoints[name]
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered model; every keyword overrides the builder's default."""
+    return model_entrypoint(name)(**kwargs)
