@@ -54,8 +54,8 @@ class Face2Nodes(nn.Module):
         backbone (str): MSF²PE trunk. (default: ``"resnet18"``)
         weights: MSF²PE trunk weights (``None``, a torchvision weights enum, or a local
             checkpoint path). (default: :obj:`None`)
-        stage_channels (int or sequence, optional): MSF²PE 1×1 widths :math:`C'_s`.
-            (default: :obj:`None`, i.e. :math:`C'_s = C_s`)
+        stage_channels (int or sequence, optional): MSF²PE 1×1 widths :math:`C'_s`
+            (:obj:`None`: :math:`C'_s = C_s`). (default: :obj:`64`, see ``docs/design.md``)
         knn_backend (str): k-NN backend. (default: ``"auto"``)
         cosine (bool): cosine k-NN distance. (default: :obj:`False`)
         stochastic (bool): stochastic dilation in training. (default: :obj:`False`)
@@ -82,7 +82,7 @@ class Face2Nodes(nn.Module):
         head_hidden: Optional[int] = None,
         backbone: str = "resnet18",
         weights: Any = None,
-        stage_channels: Optional[Union[int, Sequence[int]]] = None,
+        stage_channels: Optional[Union[int, Sequence[int]]] = 64,
         knn_backend: str = "auto",
         cosine: bool = False,
         stochastic: bool = False,

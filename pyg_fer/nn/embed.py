@@ -118,9 +118,11 @@ class MultiScalePatchEmbed(nn.Module):
     Args:
         embed_dim (int): node feature size :math:`D`. (default: :obj:`512`)
         grid_size (int or tuple): target grid :math:`H_t \times W_t`. (default: :obj:`7`)
-        stage_channels (int or sequence of int, optional): the 1×1 widths :math:`C'_s`; an int
-            means the same width for every stage, :obj:`None` means :math:`C'_s = C_s`.
-            (default: :obj:`None`)
+        stage_channels (int or sequence of int, optional): the 1×1 widths :math:`C'_s`, which
+            the paper leaves open; an int means the same width for every stage, :obj:`None`
+            means :math:`C'_s = C_s`. The default 64 is the reading closest to the paper's
+            Table 2 parameter count (``benchmarks/complexity.py``, ``docs/design.md``).
+            (default: :obj:`64`)
         backbone (str): torchvision ResNet trunk. (default: :obj:`"resnet18"`)
         weights: trunk weights, see :func:`build_resnet_trunk`. (default: :obj:`None`)
         in_chans (int): image channels; only 3 is supported by the trunk. (default: :obj:`3`)
@@ -134,7 +136,7 @@ class MultiScalePatchEmbed(nn.Module):
         self,
         embed_dim: int = 512,
         grid_size: Union[int, Tuple[int, int]] = 7,
-        stage_channels: Optional[Union[int, Sequence[int]]] = None,
+        stage_channels: Optional[Union[int, Sequence[int]]] = 64,
         backbone: str = "resnet18",
         weights: WeightsArg = None,
         in_chans: int = 3,
