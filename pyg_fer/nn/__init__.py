@@ -4,3 +4,7 @@ from pyg_fer.nn.conv import MRConv, RGConv
 from pyg_fer.nn.knn import DilatedKNNGraph, dilated_knn_graph
 
 __all__ = ["DilatedKNNGraph", "MRConv", "RGConv", "dilated_knn_graph"]
+from pyg_fer.nn.poisson import PoissonGraph, PoissonGraphOutput  # noqa: E402
+from pyg_fer.nn.agfn import AGFN  # noqa: E402
+
+__all__ += ["AGFN", "PoissonGraph", "PoissonGraphOutput"]
