@@ -13,7 +13,9 @@ run uses ``--threads`` intra-op threads; with a GPU (``--device cuda``) it runs 
 ``torch.autocast`` (bfloat16) unless ``--no-amp``.
 
 Usage: ``python benchmarks/throughput.py [--models face2nodes resnet18_fer] [--batch-size 64]
-[--img-size 224] [--repeats 3] [--warmup 1] [--device auto] [--threads 2] [--only infer]``
+[--img-size 224] [--repeats 3] [--warmup 1] [--device auto] [--threads 2] [--only infer]``;
+``--conv-paths`` instead times the RG-Conv execution paths (block's dense form, conv's gather
+form, PyG ``propagate``) at the Face2Nodes size.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from typing import List, Sequence
 import torch
 
 import pyg_fer
+from pyg_fer.nn import RGConv, dilated_knn_graph
+from pyg_fer.nn.block import dense_rg_conv
 from pyg_fer.nn.loss import label_smoothing_cross_entropy
 
 BASELINE = "resnet18_fer"
@@ -35,6 +39,48 @@ BASELINE = "resnet18_fer"
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def conv_paths(device: torch.device, repeats: int) -> None:
+    """RG-Conv (scalar gate) at the Face2Nodes size, three ways, forward only: the block's
+    dense ``bmm`` form, the conv's centre-grouped gather path, PyG's generic ``propagate``."""
+    b, n, d, k = 64, 49, 512, 9
+    x = torch.randn(b, n, d, device=device)
+    ei = dilated_knn_graph(x, k, 2)
+    conv = RGConv(d, d).to(device).eval()
+    nbr = ei[0].view(b, n, k) - torch.arange(b, device=device).mul(n).view(b, 1, 1)
+    flat = x.view(b * n, d)
+    h = flat @ conv.gate_lin.weight.t()
+
+    def propagate():
+        aggr = conv.propagate(ei, x=(flat, flat), h=(h, h))
+        return conv.act(conv.norm(conv.update_lin(torch.cat([flat, aggr], -1))))
+
+    paths = {
+        "propagate (scatter over edges)": propagate,
+        "RGConv.forward (gather, k axis)": lambda: conv(flat, ei),
+        "dense_rg_conv (bmm, block)": lambda: dense_rg_conv(conv, x, nbr),
+        "dilated_knn_graph (for scale)": lambda: dilated_knn_graph(x, k, 2),
+        "Linear 512->2048 (for scale)": lambda: torch.nn.functional.linear(
+            flat, torch.randn(4 * d, d, device=device)),
+    }
+    times = {name: [] for name in paths}
+    with torch.inference_mode():
+        for fn in paths.values():
+            fn()
+        for _ in range(repeats):
+            for name, fn in paths.items():
+                _sync(device)
+                start = time.perf_counter()
+                fn()
+                _sync(device)
+                times[name].append(time.perf_counter() - start)
+    base = statistics.median(times["propagate (scatter over edges)"])
+    print(f"\n## RG-Conv paths, B={b}, N={n}, D={d}, k={k}, d=2, median of {repeats}\n")
+    print(table(["path", "ms", "x propagate"], [
+        [name, f"{statistics.median(t) * 1e3:.1f}", f"{statistics.median(t) / base:.2f}"]
+        for name, t in times.items()
+    ]))
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -59,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU intra-op threads")
     parser.add_argument("--no-amp", action="store_true", help="disable autocast on CUDA")
     parser.add_argument("--only", choices=["infer", "train"], default=None)
+    parser.add_argument("--conv-paths", action="store_true",
+                        help="only time the RG-Conv execution paths at the Face2Nodes size")
     args = parser.parse_args(argv)
 
     device = torch.device(
@@ -67,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     amp = device.type == "cuda" and not args.no_amp
+    if args.conv_paths:
+        conv_paths(device, max(args.repeats, 5))
+        return
     names = args.models or pyg_fer.list_models()
     if BASELINE not in names:
         names = [BASELINE, *names]
