@@ -120,7 +120,7 @@ def dense_rg_conv(conv: RGConv, x: Tensor, nbr: Tensor) -> Tensor:
 
     where :math:`A \in \mathbb{R}^{B \times N \times N}` holds the :math:`w_{ij}` of each
     graph. Neither per-edge features nor the ``[B N, k, D]`` gather of neighbours are built
-    (``benchmarks/throughput.py``; :math:`N^2 D` multiply-adds per graph are cheap at
+    (``benchmarks/throughput.py --conv-paths``; :math:`N^2 D` multiply-adds per graph are cheap at
     :math:`N \le 784`).
 
     Args:
