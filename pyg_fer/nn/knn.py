@@ -1,0 +1,319 @@
+r"""Dilated k-nearest-neighbour graphs (Face2Nodes Eq. 5, DeepGCNs' dilated k-NN).
+
+For every centre node :math:`v_i` the :math:`k \cdot d` nearest nodes of its graph are sorted by
+distance, :math:`\{n_1, \dots, n_{kd}\}`, and every :math:`d`-th one is kept:
+
+.. math::
+    \mathcal{N}_d(v_i) = \{n_1, n_{1+d}, n_{1+2d}, \dots, n_{1+(k-1)d}\}.
+
+Dilation is applied per centre, on that centre's own sorted list, so every centre gets exactly
+``k`` neighbours.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+try:  # torch-cluster is the optional ``pyg-fer[cluster]`` extra.
+    import torch_cluster
+
+    WITH_TORCH_CLUSTER = True
+except ImportError:  # pragma: no cover - exercised where the extra is absent
+    torch_cluster = None
+    WITH_TORCH_CLUSTER = False
+
+BACKENDS = ("auto", "dense", "torch_cluster")
+
+# Bytes of distance matrix the dense backend materialises at once; rows are chunked beyond it.
+_DENSE_CHUNK_BYTES = 1 << 28
+
+
+def dilated_knn_graph(
+    x: Tensor,
+    k: int,
+    dilation: int = 1,
+    batch: Optional[Tensor] = None,
+    loop: bool = False,
+    cosine: bool = False,
+    backend: str = "auto",
+    epsilon: float = 0.0,
+) -> Tensor:
+    r"""Builds a dilated k-NN graph in feature space.
+
+    Args:
+        x (torch.Tensor): Node features, either ``[num_nodes, F]`` (optionally with ``batch``)
+            or ``[B, N, F]`` for ``B`` graphs of ``N`` nodes each, whose nodes are numbered
+            ``b * N + n`` in the returned ``edge_index``.
+        k (int): Number of neighbours per centre node.
+        dilation (int, optional): Dilation rate :math:`d`: keep every :math:`d`-th of the
+            :math:`k \cdot d` nearest nodes. (default: :obj:`1`)
+        batch (torch.Tensor, optional): Sorted graph assignment vector ``[num_nodes]`` for the
+            2-D form of ``x``. (default: :obj:`None`)
+        loop (bool, optional): If :obj:`True`, a node may be its own neighbour (it is its own
+            nearest one). (default: :obj:`False`)
+        cosine (bool, optional): Rank neighbours by cosine distance instead of Euclidean
+            distance. (default: :obj:`False`)
+        backend (str, optional): ``"dense"`` (batched pairwise distances + ``topk``, pure
+            PyTorch, chunked to bound memory), ``"torch_cluster"`` (``torch_cluster.knn_graph``)
+            or ``"auto"``: ``"dense"`` unless the graphs differ in size and torch-cluster is
+            installed. (default: :obj:`"auto"`)
+        epsilon (float, optional): Stochastic dilation (DeepGCNs/ViG): with this probability,
+            keep a random ``k`` of the ``k * dilation`` nearest nodes (one random choice of
+            positions shared by all centres) instead of every ``dilation``-th. Pass ``0`` in
+            evaluation. (default: :obj:`0.0`)
+
+    Returns:
+        torch.Tensor: ``edge_index`` of shape ``[2, num_nodes * k]`` in the ``source_to_target``
+        layout: row 0 holds neighbours :math:`j`, row 1 centres :math:`i`. Edges are grouped by
+        centre in node order, each centre's neighbours sorted by increasing distance.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend '{backend}'; expected one of {BACKENDS}")
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    if not isinstance(dilation, int) or dilation < 1:
+        raise ValueError(f"dilation must be a positive int, got {dilation!r}")
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"epsilon must lie in [0, 1], got {epsilon!r}")
+
+    x, batch, num_graphs, sizes = _normalise_input(x, batch)
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).any(dim=-1).nonzero()[0, 0])
+        raise ValueError(f"x holds NaN or infinite features (first at node {bad})")
+    kd = k * dilation
+    min_size = int(sizes.min()) if sizes is not None else x.size(0) // max(num_graphs, 1)
+    available = min_size - (0 if loop else 1)
+    if kd > available:
+        raise ValueError(
+            f"k * dilation = {k} * {dilation} = {kd} exceeds the {available} candidate "
+            f"neighbours of the smallest graph ({min_size} nodes, loop={loop})"
+        )
+
+    equal_sizes = sizes is None
+    if backend == "auto":
+        backend = "dense" if equal_sizes or not WITH_TORCH_CLUSTER else "torch_cluster"
+    if backend == "torch_cluster" and not WITH_TORCH_CLUSTER:
+        raise ValueError(
+            "backend='torch_cluster' needs the torch-cluster package "
+            "(pip install 'pyg-fer[cluster]'); use backend='dense' or 'auto'"
+        )
+    if cosine:
+        # For unit vectors ||a - b||^2 = 2 - 2 cos(a, b): Euclidean ranking == cosine ranking.
+        x = F.normalize(x, p=2.0, dim=-1)
+
+    if backend == "dense":
+        nbr = _dense_sorted_neighbours(x, kd, loop, num_graphs, sizes, batch)
+    else:
+        nbr = _torch_cluster_sorted_neighbours(x, kd, loop, batch)
+
+    nbr = _select_dilated(nbr, k, dilation, epsilon)
+    centre = torch.arange(nbr.size(0), device=nbr.device).repeat_interleave(k)
+    return torch.stack([nbr.reshape(-1), centre], dim=0)
+
+
+def _normalise_input(
+    x: Tensor, batch: Optional[Tensor]
+) -> Tuple[Tensor, Optional[Tensor], int, Optional[Tensor]]:
+    """Returns ``x`` as ``[num_nodes, F]`` plus the batch vector, graph count and sizes.
+
+    ``sizes`` is :obj:`None` when all graphs have the same number of nodes (the fast path).
+    """
+    if x.dim() == 3:
+        if batch is not None:
+            raise ValueError(
+                f"pass either x of shape [B, N, F] or a batch vector, not both "
+                f"(x: {tuple(x.shape)}, batch: {tuple(batch.shape)})"
+            )
+        num_graphs, num_nodes, _ = x.shape
+        if num_nodes == 0:
+            raise ValueError(f"x of shape {tuple(x.shape)} has graphs with no nodes")
+        return x.reshape(num_graphs * num_nodes, x.size(-1)), None, num_graphs, None
+    if x.dim() != 2:
+        raise ValueError(f"x must have shape [num_nodes, F] or [B, N, F], got {tuple(x.shape)}")
+    if x.size(0) == 0:
+        raise ValueError("x has no nodes")
+    if batch is None:
+        return x, None, 1, None
+    if batch.dim() != 1 or batch.numel() != x.size(0):
+        raise ValueError(
+            f"batch of shape {tuple(batch.shape)} does not match x of shape "
+            f"{tuple(x.shape)}: expected [{x.size(0)}]"
+        )
+    if batch.dtype.is_floating_point or batch.dtype == torch.bool:
+        raise ValueError(f"batch must hold integer graph ids, got dtype {batch.dtype}")
+    if batch.numel() > 1 and bool((batch[1:] < batch[:-1]).any()):
+        raise ValueError("batch must be sorted (nodes of each graph contiguous, as in PyG)")
+    if int(batch[0]) < 0:
+        raise ValueError(f"batch holds a negative graph id {int(batch[0])}")
+    sizes = torch.bincount(batch)
+    sizes = sizes[sizes > 0]  # graph ids may skip values; empty graphs hold no centres
+    num_graphs = sizes.numel()
+    if bool((sizes == sizes[0]).all()):
+        return x, batch, num_graphs, None
+    return x, batch, num_graphs, sizes
+
+
+def _dense_sorted_neighbours(
+    x: Tensor,
+    kd: int,
+    loop: bool,
+    num_graphs: int,
+    sizes: Optional[Tensor],
+    batch: Optional[Tensor],
+) -> Tensor:
+    """Global ids ``[num_nodes, kd]`` of each node's ``kd`` nearest, by increasing distance."""
+    if sizes is None:
+        n = x.size(0) // num_graphs
+        x3 = x.view(num_graphs, n, -1)
+        valid = None
+    else:  # pad unequal graphs to the largest; padded columns are never chosen
+        n = int(sizes.max())
+        offsets = torch.cumsum(sizes, 0) - sizes
+        local = torch.arange(x.size(0), device=x.device) - offsets.repeat_interleave(sizes)
+        graph = torch.arange(num_graphs, device=x.device).repeat_interleave(sizes)
+        x3 = x.new_zeros(num_graphs, n, x.size(-1))
+        x3[graph, local] = x
+        valid = torch.arange(n, device=x.device)[None, :] < sizes[:, None]
+
+    sq = (x3 * x3).sum(-1)  # [B, n]
+    rows_per_chunk = max(1, _DENSE_CHUNK_BYTES // max(1, num_graphs * n * x3.element_size()))
+    out = []
+    for start in range(0, n, rows_per_chunk):
+        stop = min(n, start + rows_per_chunk)
+        # ||x_i - x_j||^2 - ||x_i||^2 = ||x_j||^2 - 2 x_i.x_j ranks j identically per row i.
+        score = torch.baddbmm(sq[:, None, :], x3[:, start:stop], x3.transpose(1, 2), alpha=-2.0)
+        if valid is not None:
+            score.masked_fill_(~valid[:, None, :], float("inf"))
+        if not loop:
+            rows = torch.arange(start, stop, device=x.device)
+            score[:, rows - start, rows] = float("inf")
+        out.append(score.topk(kd, dim=-1, largest=False, sorted=True).indices)
+    idx = torch.cat(out, dim=1)  # [B, n, kd], local ids
+
+    if sizes is None:
+        base = torch.arange(num_graphs, device=x.device).mul_(n)
+        return (idx + base[:, None, None]).reshape(-1, kd)
+    offsets = torch.cumsum(sizes, 0) - sizes
+    idx = idx + offsets[:, None, None]
+    return idx[valid]  # drops the padded centre rows, keeps node order
+
+
+def _torch_cluster_sorted_neighbours(
+    x: Tensor, kd: int, loop: bool, batch: Optional[Tensor]
+) -> Tensor:
+    """``torch_cluster.knn_graph``, then each centre's list sorted by distance and checked."""
+    num_nodes = x.size(0)
+    # Ask for one extra when self loops are dropped, so each centre keeps kd others.
+    edge_index = torch_cluster.knn_graph(
+        x, kd if loop else kd + 1, batch=batch, loop=True, flow="source_to_target"
+    )
+    src, dst = edge_index[0], edge_index[1]
+    if not loop:
+        keep = src != dst
+        src, dst = src[keep], dst[keep]
+    dist = (x[src] - x[dst]).pow(2).sum(-1)
+    # Sort by (centre, distance): stable sort on distance, then stable sort on centre.
+    order = torch.sort(dist, stable=True).indices
+    order = order[torch.sort(dst[order], stable=True).indices]
+    src, dst = src[order], dst[order]
+    counts = torch.bincount(dst, minlength=num_nodes)
+    start = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(dst.numel(), device=x.device) - start[dst]
+    keep = rank < kd  # a duplicate of the centre can push self out of its first kd + 1
+    src, dst = src[keep], dst[keep]
+    if src.numel() != num_nodes * kd:
+        short = int((torch.bincount(dst, minlength=num_nodes) < kd).nonzero()[0, 0])
+        raise ValueError(f"torch_cluster returned fewer than {kd} neighbours for node {short}")
+    return src.view(num_nodes, kd)
+
+
+def _select_dilated(nbr: Tensor, k: int, dilation: int, epsilon: float) -> Tensor:
+    """Keeps every ``dilation``-th column of the sorted ``[num_nodes, k * dilation]`` ids."""
+    if dilation == 1:
+        return nbr
+    if epsilon > 0.0 and float(torch.rand(())) < epsilon:
+        cols = torch.randperm(k * dilation)[:k].sort().values.to(nbr.device)
+        return nbr.index_select(1, cols)
+    return nbr[:, ::dilation]
+
+
+class DilatedKNNGraph(nn.Module):
+    r"""Module and transform wrapper of :func:`dilated_knn_graph`.
+
+    Called on a tensor it returns ``edge_index``; called on a PyG
+    :class:`~torch_geometric.data.Data` or :class:`~torch_geometric.data.Batch` it returns a
+    shallow copy whose ``edge_index`` is built from ``data[feature_key]`` (and ``data.batch``).
+    Stochastic dilation is active only in training mode.
+
+    Args:
+        k (int): Neighbours per node.
+        dilation (int, optional): Dilation rate. (default: :obj:`1`)
+        loop (bool, optional): Allow self loops. (default: :obj:`False`)
+        cosine (bool, optional): Cosine instead of Euclidean distance. (default: :obj:`False`)
+        backend (str, optional): ``"auto"``, ``"dense"`` or ``"torch_cluster"``.
+            (default: :obj:`"auto"`)
+        stochastic (bool, optional): Enable stochastic dilation in training.
+            (default: :obj:`False`)
+        epsilon (float, optional): Probability of a stochastic draw. (default: :obj:`0.2`)
+        feature_key (str, optional): Attribute of a ``Data`` object the graph is built from.
+            (default: :obj:`"x"`)
+    """
+
+    def __init__(
+        self,
+        k: int,
+        dilation: int = 1,
+        loop: bool = False,
+        cosine: bool = False,
+        backend: str = "auto",
+        stochastic: bool = False,
+        epsilon: float = 0.2,
+        feature_key: str = "x",
+    ) -> None:
+        super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend '{backend}'; expected one of {BACKENDS}")
+        self.k = k
+        self.dilation = dilation
+        self.loop = loop
+        self.cosine = cosine
+        self.backend = backend
+        self.stochastic = stochastic
+        self.epsilon = epsilon
+        self.feature_key = feature_key
+
+    def forward(self, x: Union[Tensor, Any], batch: Optional[Tensor] = None) -> Any:
+        eps = self.epsilon if (self.stochastic and self.training) else 0.0
+        if isinstance(x, Tensor):
+            return dilated_knn_graph(
+                x, self.k, self.dilation, batch, self.loop, self.cosine, self.backend, eps
+            )
+        data = copy.copy(x)
+        feats = getattr(data, self.feature_key, None)
+        if not isinstance(feats, Tensor):
+            raise ValueError(f"the data object has no tensor attribute '{self.feature_key}'")
+        data.edge_index = dilated_knn_graph(
+            feats, self.k, self.dilation, getattr(data, "batch", None), self.loop,
+            self.cosine, self.backend, eps,
+        )
+        return data
+
+    def extra_repr(self) -> str:
+        parts = [f"k={self.k}", f"dilation={self.dilation}"]
+        if self.loop:
+            parts.append("loop=True")
+        if self.cosine:
+            parts.append("cosine=True")
+        if self.backend != "auto":
+            parts.append(f"backend={self.backend}")
+        if self.stochastic:
+            parts.append(f"stochastic=True, epsilon={self.epsilon}")
+        return ", ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.extra_repr()})"

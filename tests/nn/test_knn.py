@@ -1,0 +1,194 @@
+import pytest
+import torch
+from torch_geometric.data import Batch, Data
+
+import pyg_fer.nn.knn as knn_module
+from pyg_fer.nn import DilatedKNNGraph, dilated_knn_graph
+
+BACKENDS = ["dense"] + (["torch_cluster"] if knn_module.WITH_TORCH_CLUSTER else [])
+needs_cluster = pytest.mark.skipif(
+    not knn_module.WITH_TORCH_CLUSTER, reason="torch-cluster is not installed"
+)
+
+
+def reference_knn(x, k, dilation, batch, loop=False, cosine=False):
+    """Brute force in float64: per centre, sort all candidates of its graph, keep every d-th."""
+    x = x.double()
+    if cosine:
+        x = torch.nn.functional.normalize(x, dim=-1)
+    src, dst = [], []
+    for i in range(x.size(0)):
+        cand = (batch == batch[i]).nonzero().view(-1)
+        if not loop:
+            cand = cand[cand != i]
+        dist = (x[cand] - x[i]).pow(2).sum(-1)
+        order = cand[torch.argsort(dist, stable=True)][: k * dilation : dilation]
+        src.append(order)
+        dst.append(torch.full_like(order, i))
+    return torch.stack([torch.cat(src), torch.cat(dst)])
+
+
+def neighbour_sets(edge_index, num_nodes):
+    return [set(edge_index[0, edge_index[1] == i].tolist()) for i in range(num_nodes)]
+
+
+def test_exact_values_on_a_line():
+    x = torch.tensor([[0.0], [1.0], [3.0], [6.0], [10.0]])
+    edge_index = dilated_knn_graph(x, k=2, backend="dense")
+    # Node 0: 1 (d=1), 2 (d=3); node 3: 2 (d=3), 4 (d=4); node 4: 3 (d=4), 2 (d=7).
+    assert edge_index.tolist() == [
+        [1, 2, 0, 2, 1, 3, 2, 4, 3, 2],
+        [0, 0, 1, 1, 2, 2, 3, 3, 4, 4],
+    ]
+    dilated = dilated_knn_graph(x, k=2, dilation=2, backend="dense")
+    # Node 0 sorted: 1, 2, 3, 4 -> keep positions 0 and 2 -> 1, 3.
+    assert dilated[:, :2].tolist() == [[1, 3], [0, 0]]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dilation", [1, 2, 3])
+@pytest.mark.parametrize("loop", [False, True])
+def test_matches_brute_force(backend, dilation, loop):
+    x = torch.randn(3 * 20, 16)
+    batch = torch.arange(3).repeat_interleave(20)
+    out = dilated_knn_graph(x, 4, dilation, batch, loop=loop, backend=backend)
+    assert out.shape == (2, 60 * 4)
+    assert torch.equal(out, reference_knn(x, 4, dilation, batch, loop))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_unequal_graph_sizes(backend):
+    sizes = [7, 15, 11]
+    x = torch.randn(sum(sizes), 8)
+    batch = torch.arange(3).repeat_interleave(torch.tensor(sizes))
+    out = dilated_knn_graph(x, 3, 2, batch, backend=backend)
+    assert torch.equal(out, reference_knn(x, 3, 2, batch))
+    # No edge crosses graphs.
+    assert torch.equal(batch[out[0]], batch[out[1]])
+
+
+def test_three_dimensional_input_equals_batch_vector():
+    x = torch.randn(4, 12, 6)
+    batch = torch.arange(4).repeat_interleave(12)
+    assert torch.equal(
+        dilated_knn_graph(x, 3, 2), dilated_knn_graph(x.reshape(48, 6), 3, 2, batch)
+    )
+
+
+def test_every_centre_gets_exactly_k_and_no_self_loops():
+    x = torch.randn(2, 49, 32)
+    edge_index = dilated_knn_graph(x, 9, 2)
+    counts = torch.bincount(edge_index[1], minlength=98)
+    assert bool((counts == 9).all())
+    assert bool((edge_index[0] != edge_index[1]).all())
+    with_loops = dilated_knn_graph(x, 9, 1, loop=True)
+    assert torch.equal(with_loops[0, ::9], torch.arange(98))  # self is the nearest
+
+
+@needs_cluster
+@pytest.mark.parametrize("dilation", [1, 2])
+@pytest.mark.parametrize("cosine", [False, True])
+def test_backends_agree_at_face2nodes_like_sizes(dilation, cosine):
+    x = torch.randn(4 * 49, 64)
+    batch = torch.arange(4).repeat_interleave(49)
+    dense = dilated_knn_graph(x, 9, dilation, batch, cosine=cosine, backend="dense")
+    cluster = dilated_knn_graph(x, 9, dilation, batch, cosine=cosine, backend="torch_cluster")
+    assert neighbour_sets(dense, x.size(0)) == neighbour_sets(cluster, x.size(0))
+
+
+def test_relabelling_nodes_relabels_the_graph():
+    x = torch.randn(30, 5)
+    perm = torch.randperm(30)
+    edge_index = dilated_knn_graph(x, 4, 2)
+    permuted = dilated_knn_graph(x[perm], 4, 2)
+    # Node a of the permuted input is node perm[a] of the original.
+    mapped = perm[permuted]
+    assert sorted(map(tuple, mapped.t().tolist())) == sorted(map(tuple, edge_index.t().tolist()))
+
+
+def test_cosine_ignores_feature_scale():
+    x = torch.randn(25, 6)
+    scaled = x * torch.rand(25, 1).add(0.5).mul(10)
+    graph = dilated_knn_graph(x, 3, cosine=True)
+    assert torch.equal(graph, dilated_knn_graph(scaled, 3, cosine=True))
+    single = torch.zeros(25, dtype=torch.long)
+    assert torch.equal(graph, reference_knn(x, 3, 1, single, cosine=True))
+
+
+def test_dense_chunking_gives_the_same_graph(monkeypatch):
+    x = torch.randn(3, 40, 8)
+    full = dilated_knn_graph(x, 5, 2)
+    monkeypatch.setattr(knn_module, "_DENSE_CHUNK_BYTES", 3 * 40 * 4 * 7)  # 7 rows a chunk
+    assert torch.equal(dilated_knn_graph(x, 5, 2), full)
+
+
+def test_stochastic_dilation_picks_k_of_the_kd_nearest():
+    x = torch.randn(20, 4)
+    dense_kd = dilated_knn_graph(x, 6, 1)  # the 6 nearest, sorted
+    out = dilated_knn_graph(x, 3, 2, epsilon=1.0)
+    nearest = dense_kd[0].view(20, 6)
+    chosen = out[0].view(20, 3)
+    cols = [(nearest[0] == c).nonzero().item() for c in chosen[0]]
+    assert cols == sorted(cols)  # still sorted by distance
+    for i in range(20):  # the same positions for every centre
+        assert torch.equal(chosen[i], nearest[i, cols])
+    assert torch.equal(dilated_knn_graph(x, 3, 2, epsilon=0.0)[0], nearest[:, ::2].reshape(-1))
+
+
+def test_module_repr_and_training_flag():
+    module = DilatedKNNGraph(9, 2, stochastic=True, epsilon=1.0)
+    assert str(module) == "DilatedKNNGraph(k=9, dilation=2, stochastic=True, epsilon=1.0)"
+    assert str(DilatedKNNGraph(9)) == "DilatedKNNGraph(k=9, dilation=1)"
+    x = torch.randn(30, 4)
+    module.eval()
+    assert torch.equal(module(x), dilated_knn_graph(x, 9, 2))
+
+
+def test_module_on_data_and_batch():
+    data_list = [Data(x=torch.randn(12, 3)) for _ in range(3)]
+    batch = Batch.from_data_list(data_list)
+    out = DilatedKNNGraph(3, 2)(batch)
+    assert out is not batch and "edge_index" not in batch
+    assert torch.equal(out.edge_index, dilated_knn_graph(batch.x, 3, 2, batch.batch))
+    single = DilatedKNNGraph(2)(data_list[0])
+    assert single.edge_index.shape == (2, 24)
+    with pytest.raises(ValueError, match="'pos'"):
+        DilatedKNNGraph(2, feature_key="pos")(data_list[0])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(x=torch.randn(10, 3), k=5, dilation=2), r"5 \* 2 = 10 exceeds the 9 candidate"),
+        (dict(x=torch.randn(10, 3), k=10, loop=True, dilation=2), r"20 exceeds the 10"),
+        (dict(x=torch.randn(10, 3), k=2, batch=torch.zeros(9, dtype=torch.long)),
+         r"batch of shape \(9,\) does not match x of shape \(10, 3\)"),
+        (dict(x=torch.randn(10, 3), k=2, batch=torch.tensor([1, 0] * 5)), "must be sorted"),
+        (dict(x=torch.randn(2, 5, 3), k=2, batch=torch.zeros(10, dtype=torch.long)),
+         "either x of shape"),
+        (dict(x=torch.tensor([[0.0], [float("nan")], [1.0]]), k=1), "NaN or infinite.*node 1"),
+        (dict(x=torch.randn(10, 3), k=2, backend="faiss"), "unknown backend 'faiss'"),
+        (dict(x=torch.randn(10, 3), k=0), "k must be a positive int"),
+        (dict(x=torch.randn(10), k=2), r"shape \[num_nodes, F\]"),
+    ],
+)
+def test_bad_input_raises_clear_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        dilated_knn_graph(**kwargs)
+
+
+def test_smallest_graph_is_named_in_the_error():
+    x = torch.randn(14, 3)
+    batch = torch.tensor([0] * 10 + [1] * 4)
+    with pytest.raises(ValueError, match=r"smallest graph \(4 nodes"):
+        dilated_knn_graph(x, 2, 2, batch)
+
+
+def test_torch_cluster_backend_without_the_package(monkeypatch):
+    monkeypatch.setattr(knn_module, "WITH_TORCH_CLUSTER", False)
+    with pytest.raises(ValueError, match=r"pyg-fer\[cluster\]"):
+        dilated_knn_graph(torch.randn(10, 3), 2, backend="torch_cluster")
+    # 'auto' falls back to the dense path for unequal graphs.
+    batch = torch.tensor([0] * 6 + [1] * 4)
+    x = torch.randn(10, 3)
+    assert torch.equal(dilated_knn_graph(x, 2, batch=batch), reference_knn(x, 2, 1, batch))
