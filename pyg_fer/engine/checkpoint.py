@@ -66,7 +66,8 @@ def git_hash() -> str | None:
     root = Path(__file__).resolve().parent.parent.parent
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], check=False, cwd=root, capture_output=True, text=True, timeout=5
+            ["git", "rev-parse", "HEAD"], check=False, cwd=root, capture_output=True, text=True,
+            timeout=5,
         )
     except (OSError, subprocess.SubprocessError):
         return None

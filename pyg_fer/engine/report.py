@@ -33,7 +33,7 @@ def write_confusion_csv(cm: torch.Tensor, class_names: Sequence[str], path: Path
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["true\\pred", *class_names])
-    for name, row in zip(class_names, cm.tolist()):
+    for name, row in zip(class_names, cm.tolist(), strict=True):
         writer.writerow([name, *row])
     atomic_write_text(path, buf.getvalue())
 
@@ -81,7 +81,7 @@ def plot_learning_curves(records: Sequence[Mapping[str, Any]], path: Path) -> No
     def series(key: str) -> tuple:
         pts = [(r["epoch"], r[key]) for r in records
                if r.get(key) is not None and not math.isnan(r[key])]
-        return tuple(zip(*pts)) if pts else ((), ())
+        return tuple(zip(*pts, strict=True)) if pts else ((), ())
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for key, label in (("train_loss", "train"), ("eval_loss", "eval")):
@@ -164,9 +164,10 @@ def write_report(
         plot_tsne(tsne[0], tsne[1], class_names, files["tsne_png"], seed=seed)
     files["report_json"] = out_dir / "report.json"
     files["report_md"] = out_dir / "report.md"
+    plain = {k: v for k, v in summary.items() if not isinstance(v, torch.Tensor)}
     report = {
         **dict(info or {}),
-        **dict(summary),
+        **plain,
         "class_names": list(class_names),
         "confusion_matrix": cm.tolist(),
         "files": {k: Path(v).name for k, v in files.items()},

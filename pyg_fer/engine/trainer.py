@@ -133,7 +133,7 @@ def _frozen(params: Sequence[nn.Parameter]):
     try:
         yield
     finally:
-        for p, f in zip(params, flags):
+        for p, f in zip(params, flags, strict=True):
             p.requires_grad_(f)
 
 

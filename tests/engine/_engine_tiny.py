@@ -101,7 +101,7 @@ if not is_model("_tiny_test_mlp"):
 class BlobImages(Dataset):
     """Class ``c`` = a class-specific random template + Gaussian noise; learnable but noisy."""
 
-    def __init__(self, n: int, seed: int, noise: float = 1.0, img_size: int = IMG) -> None:
+    def __init__(self, n: int, seed: int, noise: float = 3.0, img_size: int = IMG) -> None:
         g = torch.Generator().manual_seed(1234)  # same templates for every split
         templates = torch.randn(len(CLASSES), 3, img_size, img_size, generator=g)
         g = torch.Generator().manual_seed(seed)

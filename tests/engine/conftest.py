@@ -1,6 +1,13 @@
-import _engine_tiny  # noqa: F401  (registers the tiny test models)
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+
+# --import-mode=importlib puts no test folder on sys.path; the tiny models live in a plain module
+# so that processes spawned by the DDP test can import them too.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _engine_tiny  # noqa: E402, F401  (registers the tiny test models)
 
 
 @pytest.fixture(autouse=True)
