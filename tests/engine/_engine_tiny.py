@@ -152,7 +152,7 @@ def ddp_worker(out_dir: str, epochs: int) -> None:
     def on_epoch_end(epoch, model, record):
         records.append(record["train_loss"])
         bare = model.module if hasattr(model, "module") else model
-        torch.save({k: v.detach().clone() for k, v in bare.state_dict().items()},
+        torch.save({k: v.detach().clone() for k, v in bare.named_parameters()},
                    out / f"rank{rank}_epoch{epoch}.pt")
 
     cfg = tiny_config(out, train={"epochs": epochs, "batch_size": 16},
