@@ -440,6 +440,9 @@ def _train(cfg: Config, info: D.DistInfo, train_ds, eval_ds, resume, t_start,
         torch.set_num_threads(tc.num_threads)
     if tc.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
+    if cfg.distributed.sync_bn and device.type == "cpu":
+        raise ValueError("config key 'distributed.sync_bn' is true but the device is the CPU: "
+                         "torch's SyncBatchNorm runs on GPUs only")
     if tc.batch_size % info.world_size:
         raise ValueError(f"config key 'train.batch_size' ({tc.batch_size}) must be divisible by "
                          f"the number of processes ({info.world_size})")

@@ -137,6 +137,13 @@ def test_mismatched_classes_are_refused(tmp_path):
         train(tiny_config(tmp_path), train_dataset=tr, eval_dataset=ev)
 
 
+def test_sync_bn_on_cpu_is_refused_up_front(tmp_path):
+    tr, ev = _data(32, 16)
+    with pytest.raises(ValueError, match="distributed.sync_bn.*GPUs only"):
+        train(tiny_config(tmp_path, distributed={"sync_bn": True}), train_dataset=tr,
+              eval_dataset=ev)
+
+
 def test_lr_schedule_shapes():
     f = LRFactor("cosine", total_steps=10, warmup_steps=2, min_ratio=0.1)
     assert [f(s) for s in (0, 1)] == [0.5, 1.0]
