@@ -7,6 +7,8 @@ from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 from torch_geometric.typing import Adj, PairTensor
 
+from pyg_fer.nn.conv._regular import regular_neighbours
+
 
 class MRConv(MessagePassing):
     r"""The max-relative graph convolution (MR-GraphConv) from the `"DeepGCNs: Can GCNs Go as
@@ -60,8 +62,12 @@ class MRConv(MessagePassing):
                 f"{self}: expected {self.in_channels} input channels, got source "
                 f"{tuple(x[0].shape)} and target {tuple(x[1].shape)}"
             )
-        # propagate_type: (x: PairTensor)
-        aggr = self.propagate(edge_index, x=x)
+        nbr = regular_neighbours(edge_index, x[1].size(0))
+        if nbr is not None:  # k-NN layout: max over a dense k axis, no scatter
+            aggr = x[0][nbr].amax(dim=1) - x[1]
+        else:
+            # propagate_type: (x: PairTensor)
+            aggr = self.propagate(edge_index, x=x)
         return self.act(self.norm(self.update_lin(torch.cat([x[1], aggr], dim=-1))))
 
     def message(self, x_i: Tensor, x_j: Tensor) -> Tensor:

@@ -7,6 +7,8 @@ from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 from torch_geometric.typing import Adj, PairTensor
 
+from pyg_fer.nn.conv._regular import regular_neighbours
+
 GATES = ("scalar", "channel")
 
 
@@ -81,12 +83,28 @@ class RGConv(MessagePassing):
                 f"{self}: expected {self.in_channels} input channels, got source "
                 f"{tuple(x_src.shape)} and target {tuple(x_dst.shape)}"
             )
-        # Gate logits per node (no bias); the bias is added once per edge in message().
+        # Gate logits per node (no bias); the bias is added once per edge.
         w = self.gate_lin.weight
         h: Tuple[Tensor, Tensor] = (x_src @ w.t(), x_dst @ w.t())
-        # propagate_type: (x: PairTensor, h: PairTensor)
-        aggr = self.propagate(edge_index, x=x, h=h)
+        nbr = regular_neighbours(edge_index, x_dst.size(0))
+        if nbr is not None:  # k-NN layout: a gather and a sum over k, no scatter
+            aggr = self._aggregate_regular(x_src, x_dst, h, nbr)
+        else:
+            # propagate_type: (x: PairTensor, h: PairTensor)
+            aggr = self.propagate(edge_index, x=x, h=h)
         return self.act(self.norm(self.update_lin(torch.cat([x_dst, aggr], dim=-1))))
+
+    def _aggregate_regular(
+        self, x_src: Tensor, x_dst: Tensor, h: Tuple[Tensor, Tensor], nbr: Tensor
+    ) -> Tensor:
+        # sum_j g_ij (x_j - x_i) = sum_j g_ij x_j - x_i sum_j g_ij, with x_j gathered once.
+        weight = torch.sigmoid(h[0][nbr] - h[1].unsqueeze(1) + self.gate_lin.bias)
+        x_j = x_src[nbr]  # [num_targets, k, F]
+        if self.gate == "scalar":
+            weighted = torch.bmm(weight.transpose(1, 2), x_j).squeeze(1)
+        else:
+            weighted = (weight * x_j).sum(dim=1)
+        return weighted - x_dst * weight.sum(dim=1)
 
     def message(self, x_i: Tensor, x_j: Tensor, h_i: Tensor, h_j: Tensor) -> Tensor:
         weight = torch.sigmoid(h_j - h_i + self.gate_lin.bias)

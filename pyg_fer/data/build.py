@@ -1,0 +1,73 @@
+"""``build_dataset``: one entry point for the engine and the command line."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pyg_fer.data.affectnet import AffectNet
+from pyg_fer.data.base import FERDataset
+from pyg_fer.data.ferplus import FERPlus
+from pyg_fer.data.folder import ImageFolder
+from pyg_fer.data.rafdb import RAFDB
+from pyg_fer.data.synthetic import SyntheticFER
+
+DATASETS: dict[str, type[FERDataset]] = {
+    "synthetic": SyntheticFER,
+    "rafdb": RAFDB,
+    "ferplus": FERPlus,
+    "affectnet": AffectNet,
+    "imagefolder": ImageFolder,
+}
+
+SPLITS: dict[str, tuple[str, ...]] = {
+    "synthetic": ("train", "test"),
+    "rafdb": ("train", "test"),
+    "ferplus": ("train", "val", "test"),
+    "affectnet": ("train", "test"),
+    "imagefolder": ("train", "val", "test"),
+}
+
+
+def list_datasets() -> list[str]:
+    """Names accepted by :func:`build_dataset`."""
+    return sorted(DATASETS)
+
+
+def build_dataset(name: str, root: str | None = None, split: str = "train",
+                  transform: Callable | None = None, **options: Any) -> FERDataset:
+    """Build a dataset by name.
+
+    Args:
+        name (str): ``'synthetic'``, ``'rafdb'``, ``'ferplus'``, ``'affectnet'`` or
+            ``'imagefolder'``.
+        root (str, optional): the folder the dataset's archive unpacks to (ignored by
+            ``'synthetic'``; required by the others).
+        split (str): ``'train'`` or ``'test'``, plus ``'val'`` for FERPlus (PublicTest) and
+            ImageFolder. AffectNet's official validation set is its ``'test'``.
+        transform (callable, optional): applied to each RGB PIL image.
+        **options: passed to the dataset class (e.g. ``label_mode='probability'`` for FERPlus,
+            ``num_classes=8`` for AffectNet, ``subset='occlusion_list.txt'``,
+            ``skip_corrupt=True``, ``num_samples=2000`` for synthetic).
+
+    Returns:
+        A :class:`~pyg_fer.data.base.FERDataset`: ``ds[i] = (image, target)``, with ``classes``
+        and settable ``targets``. Defaults: FERPlus majority labels with 8 classes, AffectNet
+        7 classes, synthetic RAF-DB order.
+
+    Raises:
+        ValueError: unknown name, unsupported split, or missing ``root``.
+        FileNotFoundError: as raised by the dataset for missing files.
+    """
+    key = name.lower()
+    if key not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {list_datasets()}")
+    if split not in SPLITS[key]:
+        extra = " (its official validation set is 'test')" if key == "affectnet" else ""
+        raise ValueError(f"dataset {name!r} has no split {split!r}; expected one of "
+                         f"{list(SPLITS[key])}{extra}")
+    if key == "synthetic":
+        return SyntheticFER(split=split, transform=transform, **options)
+    if root is None:
+        raise ValueError(f"dataset {name!r} needs a root folder")
+    return DATASETS[key](root, split=split, transform=transform, **options)

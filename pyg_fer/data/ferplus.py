@@ -1,0 +1,291 @@
+"""FERPlus: FER2013 images with the ten-annotator FER+ votes."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pyg_fer.data.base import FERDataset, load_rgb
+from pyg_fer.data.classes import FERPLUS7_CLASSES, FERPLUS_CLASSES
+
+FER2013_HEADER = ["emotion", "pixels", "Usage"]
+FERPLUS_HEADER = ["Usage", "Image name", "neutral", "happiness", "surprise", "sadness", "anger",
+                  "disgust", "fear", "contempt", "unknown", "NF"]
+FERPLUS_USAGE = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
+FERPLUS_FOLDERS = {"train": "FER2013Train", "val": "FER2013Valid", "test": "FER2013Test"}
+LABEL_MODES = ("majority", "probability")
+
+
+def ferplus_votes_to_target(votes: Sequence[float], mode: str) -> list[float] | None:
+    """Turn ten FER+ vote counts into an 8-class target, following the FERPlus reference code.
+
+    Votes are ``neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown,
+    NF``. Classes with a single vote are zeroed first (outlier removal). Then:
+
+    * ``'majority'``: the top class wins if it holds more than half of the remaining votes;
+    * ``'probability'``: the top classes are taken, largest first (ties together), until they
+      hold 75 % of the votes or three classes are in; the sample is kept if they hold more than
+      half of the votes, and the target is their normalised vote distribution.
+
+    Returns:
+        The normalised 8-class distribution, or ``None`` when the sample is dropped: no
+        majority, or unknown/not-a-face wins.
+    """
+    v = [0.0 if x < 1.0 + 1e-9 else float(x) for x in votes]
+    total = sum(v)
+    if total <= 0:
+        return None
+    out = [0.0] * len(v)
+    if mode == "majority":
+        m = max(v)
+        if m <= 0.5 * total:
+            return None
+        out[v.index(m)] = m
+    elif mode == "probability":
+        part, count, valid = 0.0, 0, True
+        while part < 0.75 * total and count < 3 and valid:
+            m = max(v)
+            for i in range(len(v)):
+                if v[i] == m:
+                    out[i], v[i] = m, 0.0
+                    part += m
+                    count += 1
+                    if i >= 8:  # unknown / NF reached: stop, and do not count it after others
+                        valid = False
+                        if sum(out) > m:
+                            out[i] = 0.0
+                            count -= 1
+                        break
+        if sum(out) <= 0.5 * total or count > 3:
+            return None
+    else:
+        raise ValueError(f"unknown FERPlus label mode {mode!r}; expected one of {LABEL_MODES}")
+    if int(np.argmax(out)) >= 8:
+        return None
+    emo = out[:8]
+    s = sum(emo)
+    return [x / s for x in emo]
+
+
+class FERPlus(FERDataset):
+    """FERPlus in either of its two on-disk forms.
+
+    CSV form (``layout='csv'``)::
+
+        root/fer2013.csv      emotion,pixels,Usage       (48x48 gray, 2304 integers per row)
+        root/fer2013new.csv   Usage,Image name,neutral,...,contempt,unknown,NF
+
+    The two files have the same rows in the same order; rows with an empty ``Image name`` are
+    not faces and are dropped. Folder form (``layout='folders'``)::
+
+        root/FER2013Train/ FER2013Valid/ FER2013Test/   PNGs + headerless label.csv
+        label.csv rows: ``fer0000000.png,"(0, 0, 48, 48)",v1..v10`` (the box is optional)
+
+    Splits: ``train``/``val``/``test`` = Training/PublicTest/PrivateTest. Classes (FERPlus
+    order): neutral, happiness, surprise, sadness, anger, disgust, fear, contempt; with
+    ``num_classes=7`` contempt is dropped (majority: contempt samples removed; probability:
+    the contempt column removed and the rest renormalised). Gray images are returned as RGB.
+
+    Args:
+        root (str): FERPlus folder.
+        split (str): ``'train'``, ``'val'`` or ``'test'``.
+        transform (callable, optional): applied to the RGB PIL image.
+        label_mode (str): ``'majority'`` (int targets) or ``'probability'`` (float soft targets;
+            ``targets`` then holds their argmax) (default: ``'majority'``).
+        num_classes (int): 8 or 7 (default: ``8``).
+        layout (str): ``'auto'``, ``'csv'`` or ``'folders'`` (default: ``'auto'``: csv when
+            ``fer2013new.csv`` exists).
+        subset (str, optional): a list file restricting the split to the names it lists.
+        skip_corrupt (bool): folder form only: drop unreadable PNGs instead of raising.
+
+    Raises:
+        FileNotFoundError: missing root, CSV, folder, ``label.csv`` or image (named).
+        ValueError: wrong CSV header, malformed row, bad vote or pixel count (file and line).
+    """
+
+    def __init__(self, root: str, split: str = "train", transform: Callable | None = None,
+                 label_mode: str = "majority", num_classes: int = 8, layout: str = "auto",
+                 subset: str | None = None, skip_corrupt: bool = False) -> None:
+        if split not in FERPLUS_USAGE:
+            raise ValueError(f"FERPlus split must be one of {list(FERPLUS_USAGE)}, got {split!r}")
+        if label_mode not in LABEL_MODES:
+            raise ValueError(f"label_mode must be one of {LABEL_MODES}, got {label_mode!r}")
+        if num_classes not in (7, 8):
+            raise ValueError(f"FERPlus num_classes must be 7 or 8, got {num_classes}")
+        if layout not in ("auto", "csv", "folders"):
+            raise ValueError(f"layout must be 'auto', 'csv' or 'folders', got {layout!r}")
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"FERPlus root not found: {root}")
+        if layout == "auto":
+            layout = "csv" if os.path.exists(os.path.join(root, "fer2013new.csv")) else "folders"
+        self.root, self.split, self.layout = root, split, layout
+        self.label_mode, self._num_classes = label_mode, num_classes
+        self._pixels: np.ndarray | None = None
+        self._paths: list[str] = []
+        self._soft: list[list[float]] = []
+        self.dropped = {}
+        if layout == "csv":
+            names, targets = self._read_csv()
+        else:
+            names, targets = self._read_folder()
+        classes = FERPLUS_CLASSES if num_classes == 8 else FERPLUS7_CLASSES
+        dropped = self.dropped
+        super().__init__(classes, targets, names, transform, source=f"FERPlus {split} ({layout}, "
+                         f"{label_mode}, {num_classes} classes)")
+        self.dropped = dropped
+        self._rows = list(range(len(names)))
+        if subset is not None:
+            self.apply_subset(subset)
+        if layout == "folders":
+            self._drop_unreadable(self._paths, skip_corrupt)
+
+    # --- parsing ------------------------------------------------------------------------------
+    def _convert(self, votes: list[float], where: str) -> list[float] | None:
+        for v in votes:
+            if v < 0 or v != int(v):
+                raise ValueError(f"{where}: vote counts must be non-negative integers, got {votes}")
+        target = ferplus_votes_to_target(votes, self.label_mode)
+        if target is None:
+            self.dropped["no majority / unknown / not a face"] = self.dropped.get(
+                "no majority / unknown / not a face", 0) + 1
+            return None
+        if self._num_classes == 7:
+            if self.label_mode == "majority" and target[7] > 0:
+                self.dropped["contempt (7-class)"] = self.dropped.get("contempt (7-class)", 0) + 1
+                return None
+            s = sum(target[:7])
+            if s <= 0:
+                self.dropped["contempt (7-class)"] = self.dropped.get("contempt (7-class)", 0) + 1
+                return None
+            target = [x / s for x in target[:7]]
+        return target
+
+    def _add(self, target: list[float], names: list[str], targets: list[int], name: str) -> None:
+        names.append(name)
+        targets.append(int(np.argmax(target)))
+        self._soft.append(target)
+
+    def _read_csv(self) -> tuple[list[str], list[int]]:
+        old = os.path.join(self.root, "fer2013.csv")
+        new = os.path.join(self.root, "fer2013new.csv")
+        for p in (old, new):
+            if not os.path.isfile(p):
+                raise FileNotFoundError(f"FERPlus label file not found: {p}")
+        usage = FERPLUS_USAGE[self.split]
+        names: list[str] = []
+        targets: list[int] = []
+        pixels: list[np.ndarray] = []
+        with open(old, newline="", encoding="utf-8") as fo, \
+                open(new, newline="", encoding="utf-8") as fn:
+            ro, rn = csv.reader(fo), csv.reader(fn)
+            ho, hn = next(ro, None), next(rn, None)
+            if ho is None or [h.strip() for h in ho] != FER2013_HEADER:
+                raise ValueError(f"{old}, line 1: expected header {','.join(FER2013_HEADER)!r}, "
+                                 f"got {','.join(ho or [])!r}")
+            if hn is None or [h.strip() for h in hn] != FERPLUS_HEADER:
+                raise ValueError(f"{new}, line 1: expected header {','.join(FERPLUS_HEADER)!r}, "
+                                 f"got {','.join(hn or [])!r}")
+            lineno = 1
+            while True:
+                a, b = next(ro, None), next(rn, None)
+                lineno += 1
+                if a is None and b is None:
+                    break
+                if a is None or b is None:
+                    short = old if a is None else new
+                    raise ValueError(f"{short} ends at line {lineno - 1} but the other file has "
+                                     f"more rows: fer2013.csv and fer2013new.csv must align")
+                if len(a) != 3:
+                    raise ValueError(f"{old}, line {lineno}: expected 3 fields, got {len(a)}")
+                if len(b) != 12:
+                    raise ValueError(f"{new}, line {lineno}: expected 12 fields, got {len(b)}")
+                if a[2].strip() != b[0].strip():
+                    raise ValueError(f"{new}, line {lineno}: Usage {b[0]!r} differs from "
+                                     f"{a[2]!r} in {old}")
+                if b[0].strip() not in FERPLUS_USAGE.values():
+                    raise ValueError(f"{new}, line {lineno}: unknown Usage {b[0]!r}")
+                if b[0].strip() != usage:
+                    continue
+                if not b[1].strip():
+                    self.dropped["not a face (no image name)"] = self.dropped.get(
+                        "not a face (no image name)", 0) + 1
+                    continue
+                try:
+                    votes = [float(x) for x in b[2:]]
+                except ValueError as exc:
+                    raise ValueError(f"{new}, line {lineno}: bad vote count ({exc})") from None
+                target = self._convert(votes, f"{new}, line {lineno}")
+                if target is None:
+                    continue
+                pix = a[1].split()
+                if len(pix) != 48 * 48:
+                    raise ValueError(f"{old}, line {lineno}: expected 2304 pixels (48x48), got "
+                                     f"{len(pix)}")
+                try:
+                    arr = np.array(pix, dtype=np.int64)
+                except ValueError:
+                    raise ValueError(f"{old}, line {lineno}: pixels must be integers") from None
+                if arr.min() < 0 or arr.max() > 255:
+                    raise ValueError(f"{old}, line {lineno}: pixel values must be in 0..255")
+                pixels.append(arr.astype(np.uint8).reshape(48, 48))
+                self._add(target, names, targets, b[1].strip())
+        self._pixels = np.stack(pixels) if pixels else np.zeros((0, 48, 48), np.uint8)
+        return names, targets
+
+    def _read_folder(self) -> tuple[list[str], list[int]]:
+        folder = os.path.join(self.root, FERPLUS_FOLDERS[self.split])
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"FERPlus folder not found: {folder} (and no "
+                                    f"{os.path.join(self.root, 'fer2013new.csv')})")
+        label = os.path.join(folder, "label.csv")
+        if not os.path.isfile(label):
+            raise FileNotFoundError(f"FERPlus label file not found: {label}")
+        names: list[str] = []
+        targets: list[int] = []
+        with open(label, newline="", encoding="utf-8") as f:
+            for lineno, row in enumerate(csv.reader(f), 1):
+                if not row:
+                    continue
+                if len(row) == 12 and row[1].strip().startswith("("):
+                    row = [row[0]] + row[2:]
+                if len(row) != 11:
+                    raise ValueError(f"{label}, line {lineno}: expected 'name,[box,]10 votes', "
+                                     f"got {len(row)} fields")
+                try:
+                    votes = [float(x) for x in row[1:]]
+                except ValueError as exc:
+                    raise ValueError(f"{label}, line {lineno}: bad vote count ({exc})") from None
+                target = self._convert(votes, f"{label}, line {lineno}")
+                if target is None:
+                    continue
+                self._paths.append(os.path.join(folder, row[0].strip()))
+                self._add(target, names, targets, row[0].strip())
+        return names, targets
+
+    # --- access -------------------------------------------------------------------------------
+    def _restrict(self, keep: Sequence[int]) -> None:
+        super()._restrict(keep)
+        self._rows = [self._rows[i] for i in keep]
+        self._soft = [self._soft[i] for i in keep]
+        if self._paths:
+            self._paths = [self._paths[i] for i in keep]
+
+    @property
+    def soft_targets(self) -> torch.Tensor:
+        """``[N, num_classes]`` float tensor of the vote-derived targets."""
+        return torch.tensor(self._soft, dtype=torch.float32).reshape(-1, len(self.classes))
+
+    def get_target(self, i: int) -> int | torch.Tensor:
+        if self.label_mode == "probability":
+            return torch.tensor(self._soft[i], dtype=torch.float32)
+        return self.targets[i]
+
+    def load_image(self, i: int) -> Image.Image:
+        if self._pixels is not None:
+            return Image.fromarray(self._pixels[self._rows[i]], mode="L").convert("RGB")
+        return load_rgb(self._paths[i])

@@ -1,0 +1,576 @@
+"""SyntheticFER: procedurally rendered faces whose expression is carried by FACS action units.
+
+Each sample is drawn from its own random stream seeded by ``(seed, split, index)``, so an image
+never depends on which other images were rendered, on the worker that renders it, or on the
+dataset size. A sample is: an identity (face shape, skin, eyes, brows, nose, mouth, hair), an
+expression (a prototype set of action units at a random intensity with per-AU jitter and a little
+resting activity everywhere), a pose (roll, scale, shift, a little yaw), lighting, a cluttered
+background and optional occlusion and grayscale. Geometry lives in a face frame (head half-width
+about 1, y down) and is projected to pixels through the pose, then drawn with PIL at twice the
+output size and box-filtered down.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from pyg_fer.data.base import FERDataset
+from pyg_fer.data.classes import class_order as _class_order
+
+#: Action units rendered; ``12`` and ``14`` are split into left/right for unilateral contempt.
+ACTION_UNITS: tuple[str, ...] = (
+    "1", "2", "4", "5", "6", "7", "9", "10", "12L", "12R", "14L", "14R", "15", "20", "23", "26",
+)
+
+#: FACS prototypes (EMFACS): the action units each class activates.
+PROTOTYPES: dict[str, tuple[str, ...]] = {
+    "neutral": (),
+    "happiness": ("6", "12L", "12R"),
+    "sadness": ("1", "4", "15"),
+    "surprise": ("1", "2", "5", "26"),
+    "fear": ("1", "2", "4", "5", "20", "26"),
+    "anger": ("4", "5", "7", "23"),
+    "disgust": ("9", "10", "15"),
+    "contempt": ("12", "14"),  # unilateral: one side, chosen per sample
+}
+
+_SPLITS = {"train": 0, "test": 1}
+# Identity ids come from disjoint ranges per split, so no face is in both splits.
+_IDENTITY_BASE = {"train": 0, "test": 1_000_000}
+_DEFAULT_SIZES = {"train": 10_000, "test": 2_000}
+_DEFAULT_IDENTITIES = {"train": 4_000, "test": 1_000}
+
+_HAIR_COLOURS = np.array(
+    [[20, 16, 14], [45, 30, 20], [80, 50, 28], [120, 80, 45], [170, 130, 80],
+     [215, 185, 120], [140, 60, 30], [150, 150, 150], [230, 230, 225]], dtype=np.float64)
+_SKIN_DARK = np.array([75, 48, 32], dtype=np.float64)
+_SKIN_LIGHT = np.array([250, 218, 196], dtype=np.float64)
+
+
+def _rgb(c: np.ndarray) -> tuple[int, int, int]:
+    c = np.clip(c, 0, 255)
+    return int(c[0]), int(c[1]), int(c[2])
+
+
+def _ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 28) -> np.ndarray:
+    t = np.linspace(0.0, 2.0 * np.pi, n, endpoint=False)
+    return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], axis=1)
+
+
+def _curve(p0: Sequence[float], mid: Sequence[float], p2: Sequence[float], n: int = 9) -> np.ndarray:
+    """Quadratic Bezier from ``p0`` to ``p2`` that passes through ``mid`` at t = 0.5."""
+    p0, mid, p2 = np.asarray(p0, float), np.asarray(mid, float), np.asarray(p2, float)
+    ctrl = 2.0 * mid - 0.5 * (p0 + p2)
+    t = np.linspace(0.0, 1.0, n)[:, None]
+    return (1 - t) ** 2 * p0 + 2 * (1 - t) * t * ctrl + t**2 * p2
+
+
+class _Pose:
+    """Face frame → pixel coordinates: yaw on a cylinder, then roll, scale and shift."""
+
+    def __init__(self, size: float, roll: float, scale: float, shift: tuple[float, float],
+                 yaw: float) -> None:
+        self.c = np.array([size / 2 + shift[0] * size, size / 2 + shift[1] * size])
+        s = scale * size
+        ca, sa = np.cos(roll), np.sin(roll)
+        self.m = s * np.array([[ca, -sa], [sa, ca]])
+        self.cy, self.sy = np.cos(yaw), np.sin(yaw)
+
+    def __call__(self, pts: np.ndarray, depth: float = 0.55, extra: float = 0.0) -> list[float]:
+        pts = np.atleast_2d(np.asarray(pts, dtype=np.float64))
+        x, y = pts[:, 0], pts[:, 1]
+        z = depth * np.sqrt(np.clip(1.0 - x * x - 0.35 * y * y, 0.0, 1.0)) + extra
+        xy = np.stack([x * self.cy + z * self.sy, y], axis=1)
+        return (xy @ self.m.T + self.c).ravel().tolist()
+
+    def length(self, v: float) -> float:
+        return float(abs(self.m[0, 0] + 1j * self.m[1, 0]) * v)
+
+
+class SyntheticFER(FERDataset):
+    r"""Procedurally rendered facial-expression images, needing no files.
+
+    Expressions follow the FACS prototypes: Happiness AU6+12; Sadness AU1+4+15; Surprise
+    AU1+2+5+26; Fear AU1+2+4+5+20+26; Anger AU4+5+7+23; Disgust AU9+10+15; Contempt unilateral
+    AU12+14; Neutral none. A sample of class :math:`c` at intensity
+    :math:`I \sim \mathcal{U}(\text{min\_intensity}, 1)` activates each prototype unit :math:`u`
+    at :math:`a_u = I \cdot \mathrm{clip}(1 + 0.25\,\epsilon_u, 0.3, 1.6)` and every unit at a
+    resting level :math:`|\mathcal{N}(0, 0.06^2)|` on top, so weak fear and weak surprise (which
+    differ only by AU4 and AU20) or weak disgust and anger are genuinely hard to tell apart.
+    Each unit moves geometry: brow ends (AU1, 2, 4), upper/lower lids (AU5, 6, 7), cheek and
+    crow's-feet lines (AU6), nose wrinkles and nostrils (AU9), upper lip (AU10), mouth corners
+    (AU12, 14, 15, 20), lip thickness (AU23) and the jaw (AU26). Horizontal flips keep the label
+    (contempt's side is random), so flip augmentation is safe.
+
+    Args:
+        split (str): ``'train'`` or ``'test'``; identities are disjoint between them.
+        num_samples (int, optional): images in the split (default: 10 000 train, 2 000 test).
+        img_size (int): output side in pixels (default: ``112``).
+        class_order (str): ``'rafdb'`` (7 classes) or ``'ferplus'`` (8, with contempt)
+            (default: ``'rafdb'``).
+        seed (int): dataset seed (default: ``0``).
+        transform (callable, optional): applied to the PIL RGB image.
+        grayscale_prob (float): probability that an image is rendered in gray (default: ``0``).
+        occlusion_prob (float): probability of a hand, glasses, a mask or an object over the
+            face (default: ``0``).
+        min_intensity (float): lower bound of the expression intensity (default: ``0.15``).
+        num_identities (int, optional): identities in the split's pool (default: 4 000 train,
+            1 000 test).
+        class_weights (sequence of float, optional): class sampling probabilities
+            (default: uniform).
+        cache_dir (str, optional): if given, all images are rendered once into
+            ``<cache_dir>/synthetic_fer_<hash>.npy`` and memory-mapped afterwards.
+        subset (str, optional): a list file; keeps only the names it lists (``synthetic_000042``).
+
+    Example:
+        >>> ds = SyntheticFER('train', num_samples=100)
+        >>> img, label = ds[0]
+        >>> img.size, ds.classes[label] in ds.classes
+        ((112, 112), True)
+    """
+
+    def __init__(
+        self,
+        split: str = "train",
+        num_samples: int | None = None,
+        img_size: int = 112,
+        class_order: str = "rafdb",
+        seed: int = 0,
+        transform: Callable | None = None,
+        grayscale_prob: float = 0.0,
+        occlusion_prob: float = 0.0,
+        min_intensity: float = 0.15,
+        num_identities: int | None = None,
+        class_weights: Sequence[float] | None = None,
+        cache_dir: str | None = None,
+        subset: str | None = None,
+    ) -> None:
+        if split not in _SPLITS:
+            raise ValueError(f"SyntheticFER split must be 'train' or 'test', got {split!r}")
+        if class_order not in ("rafdb", "ferplus"):
+            raise ValueError(f"class_order must be 'rafdb' or 'ferplus', got {class_order!r}")
+        num_samples = _DEFAULT_SIZES[split] if num_samples is None else int(num_samples)
+        if num_samples < 0:
+            raise ValueError(f"num_samples must be >= 0, got {num_samples}")
+        if img_size < 16:
+            raise ValueError(f"img_size must be >= 16, got {img_size}")
+        for name, p in (("grayscale_prob", grayscale_prob), ("occlusion_prob", occlusion_prob)):
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {p}")
+        if not 0.0 <= min_intensity <= 1.0:
+            raise ValueError(f"min_intensity must be in [0, 1], got {min_intensity}")
+        self.split = split
+        self.img_size = int(img_size)
+        self.class_order = class_order
+        self.seed = int(seed)
+        self.grayscale_prob = float(grayscale_prob)
+        self.occlusion_prob = float(occlusion_prob)
+        self.min_intensity = float(min_intensity)
+        self.num_identities = int(num_identities or _DEFAULT_IDENTITIES[split])
+        if self.num_identities < 1:
+            raise ValueError(f"num_identities must be >= 1, got {self.num_identities}")
+        classes = _class_order(class_order)
+        num_classes = len(classes)
+        if class_weights is None:
+            p = np.full(num_classes, 1.0 / num_classes)
+        else:
+            p = np.asarray(class_weights, dtype=np.float64)
+            if p.shape != (num_classes,) or (p < 0).any() or p.sum() <= 0:
+                raise ValueError(
+                    f"class_weights must be {num_classes} non-negative numbers, got {class_weights}")
+            p = p / p.sum()
+        # One uniform per index from a (seed, split) stream: a prefix property, so label i does
+        # not depend on num_samples.
+        u = np.random.default_rng([self.seed, _SPLITS[split], 7]).random(num_samples)
+        targets = np.minimum(np.searchsorted(np.cumsum(p), u, side="right"), num_classes - 1)
+        names = [f"synthetic_{i:06d}" for i in range(num_samples)]
+        self._indices = np.arange(num_samples)
+        super().__init__(
+            classes=classes, targets=targets.tolist(), names=names, transform=transform,
+            source=f"SyntheticFER(split={split!r}, seed={seed})")
+        self._cache: np.ndarray | None = None
+        if subset is not None:
+            self.apply_subset(subset)
+        if cache_dir is not None:
+            self._cache = self._load_or_build_cache(cache_dir)
+
+    # ----------------------------------------------------------------------------------------
+    def _restrict(self, keep: Sequence[int]) -> None:
+        super()._restrict(keep)
+        self._indices = self._indices[np.asarray(keep, dtype=np.int64)]
+
+    def _cache_key(self) -> str:
+        key = repr((self.split, self.img_size, self.class_order, self.seed, self.grayscale_prob,
+                    self.occlusion_prob, self.min_intensity, self.num_identities,
+                    self._indices.tolist(), self.targets_original))
+        return hashlib.sha1(key.encode()).hexdigest()[:16]
+
+    def _load_or_build_cache(self, cache_dir: str) -> np.ndarray:
+        os.makedirs(cache_dir, exist_ok=True)
+        path = os.path.join(cache_dir, f"synthetic_fer_{self._cache_key()}.npy")
+        if os.path.exists(path):
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+            if arr.shape == (len(self), self.img_size, self.img_size, 3):
+                return arr
+        arr = np.empty((len(self), self.img_size, self.img_size, 3), dtype=np.uint8)
+        for i in range(len(self)):
+            arr[i] = np.asarray(self.render(i))
+        tmp = f"{path}.tmp{os.getpid()}.npy"
+        np.save(tmp, arr, allow_pickle=False)
+        os.replace(tmp, path)
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+
+    def load_image(self, i: int) -> Image.Image:
+        if self._cache is not None:
+            return Image.fromarray(np.array(self._cache[i]))
+        return self.render(i)
+
+    # ----------------------------------------------------------------------------------------
+    def sample_params(self, i: int) -> dict[str, Any]:
+        """The random parameters of sample ``i``: identity id, intensity and AU activations.
+
+        Uses the *original* label of the sample (label noise set through ``targets`` changes
+        the training target, not the face).
+        """
+        index = int(self._indices[i])
+        label = self.targets_original[i]
+        rng = np.random.default_rng([self.seed, _SPLITS[self.split], 1, index])
+        identity = _IDENTITY_BASE[self.split] + int(rng.integers(self.num_identities))
+        cls = self.classes[label]
+        aus = {u: abs(rng.normal(0.0, 0.06)) for u in ACTION_UNITS}
+        intensity = float(rng.uniform(self.min_intensity, 1.0)) if cls != "neutral" else 0.0
+        proto = PROTOTYPES[cls]
+        if cls == "contempt":
+            side = "L" if rng.random() < 0.5 else "R"
+            proto = (f"12{side}", f"14{side}")
+        for u in proto:
+            aus[u] += intensity * float(np.clip(1.0 + 0.25 * rng.normal(), 0.3, 1.6))
+        if cls == "happiness":  # smiles are near-symmetric
+            a = 0.5 * (aus["12L"] + aus["12R"])
+            d = 0.1 * a * rng.normal()
+            aus["12L"], aus["12R"] = a + d, a - d
+        return {"index": index, "label": label, "class": cls, "identity": identity,
+                "intensity": intensity, "aus": aus, "rng": rng}
+
+    def render(self, i: int) -> Image.Image:
+        """Render sample ``i`` (ignores the cache and the transform)."""
+        p = self.sample_params(i)
+        ident = _identity(np.random.default_rng([self.seed, 99, p["identity"]]))
+        return _render(ident, p["aus"], p["rng"], self.img_size, self.grayscale_prob,
+                       self.occlusion_prob)
+
+
+# ============================================================================================
+# Identity and rendering
+# ============================================================================================
+def _identity(rng: np.random.Generator) -> dict[str, Any]:
+    tone = rng.uniform(0.0, 1.0)
+    skin = _SKIN_DARK + (_SKIN_LIGHT - _SKIN_DARK) * tone ** 0.8
+    skin = skin * rng.uniform(0.92, 1.05, 3)
+    hair = _HAIR_COLOURS[rng.integers(len(_HAIR_COLOURS))] * rng.uniform(0.8, 1.2)
+    return {
+        "skin": skin,
+        "lip": skin * np.array([0.78, 0.52, 0.52]) + np.array([25, 5, 10]) * rng.uniform(0.5, 1.5),
+        "hair": hair,
+        "brow": hair * 0.6 if rng.random() < 0.8 else skin * 0.35,
+        "iris": np.array([[60, 40, 25], [40, 70, 110], [70, 90, 50], [30, 22, 18]])[
+            rng.integers(4)] * rng.uniform(0.8, 1.3),
+        "hair_style": int(rng.integers(4)),  # 0 short, 1 long, 2 bald-ish, 3 fringe
+        "hairline": rng.uniform(-0.9, -0.6),
+        "rx": rng.uniform(0.86, 1.0), "ry": rng.uniform(1.15, 1.38),
+        "jaw": rng.uniform(0.75, 1.0),  # chin width relative to cheeks
+        "ex": rng.uniform(0.34, 0.44), "ey": rng.uniform(-0.16, -0.04),
+        "ew": rng.uniform(0.15, 0.2), "eh": rng.uniform(0.065, 0.095),
+        "bd": rng.uniform(0.19, 0.27), "bt": rng.uniform(0.035, 0.075),
+        "barch": rng.uniform(0.01, 0.06), "blen": rng.uniform(0.36, 0.46),
+        "brest": rng.normal(0.0, 0.025),  # resting inner-brow height (some people look worried)
+        "nw": rng.uniform(0.09, 0.14), "ny": rng.uniform(0.28, 0.4),
+        "my": rng.uniform(0.62, 0.76), "mw": rng.uniform(0.26, 0.38),
+        "tu": rng.uniform(0.035, 0.065), "tl": rng.uniform(0.045, 0.085),
+        "mrest": rng.normal(0.0, 0.018),  # resting mouth-corner height
+        "toothy": rng.uniform(0.0, 1.0),
+        "age": rng.uniform(0.0, 1.0),  # resting wrinkle strength
+        "neck": rng.uniform(0.35, 0.5),
+        "cloth": rng.uniform(20, 235, 3),
+    }
+
+
+def _bg(rng: np.random.Generator, size: int) -> Image.Image:
+    a, b = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    ang = rng.uniform(0, 2 * np.pi)
+    g = np.linspace(-1.0, 1.0, 8)
+    t = 0.5 + 0.5 * (np.cos(ang) * g[None, :] + np.sin(ang) * g[:, None]) / np.sqrt(2)
+    img = a + (b - a) * t[..., None]  # an 8x8 gradient, upsampled: cheap and smooth
+    im = Image.fromarray(img.astype(np.uint8)).resize((size, size), Image.BILINEAR)
+    d = ImageDraw.Draw(im)
+    for _ in range(int(rng.integers(2, 9))):
+        col = _rgb(rng.uniform(0, 255, 3))
+        x0, y0 = rng.uniform(-0.2, 1.0, 2) * size
+        w, h = rng.uniform(0.05, 0.6, 2) * size
+        kind = rng.integers(3)
+        if kind == 0:
+            d.rectangle([x0, y0, x0 + w, y0 + h], fill=col)
+        elif kind == 1:
+            d.ellipse([x0, y0, x0 + w, y0 + h], fill=col)
+        else:
+            d.line([x0, y0, x0 + w, y0 + h], fill=col, width=max(1, int(rng.uniform(1, 6))))
+    return im
+
+
+def _render(idn: dict[str, Any], au: dict[str, float], rng: np.random.Generator, out: int,
+            grayscale_prob: float, occlusion_prob: float) -> Image.Image:
+    S = 2 * out
+    im = _bg(rng, S)
+    d = ImageDraw.Draw(im)
+    pose = _Pose(S, roll=rng.normal(0, 0.14), scale=rng.uniform(0.26, 0.33),
+                 shift=(rng.normal(0, 0.035), rng.normal(0.02, 0.03)), yaw=rng.normal(0, 0.22))
+    P = pose
+    lw = max(1, round(S / 160))  # thin-line width at the render size
+    skin = idn["skin"]
+    dark = skin * 0.55
+    rx, ry = idn["rx"], idn["ry"]
+    a = au
+
+    # ---- expression geometry -----------------------------------------------------------------
+    jaw_drop = 0.32 * a["26"]
+    # Mouth corners (per side, + = right of the image). AU12 up/out, AU14 in, AU15 down,
+    # AU20 out/flat, AU23 in; jaw drop pulls corners in a little (oval mouth).
+    mw, my = idn["mw"], idn["my"]
+    corners = []
+    for side, sgn in (("L", -1.0), ("R", 1.0)):
+        dy = (-0.15 * a["12" + side] + 0.12 * a["15"] - 0.02 * a["20"] + 0.02 * a["14" + side]
+              - idn["mrest"])
+        dx = (0.07 * a["12" + side] + 0.11 * a["20"] - 0.07 * a["23"] - 0.05 * a["14" + side]
+              - 0.08 * a["26"] * (1 - a["20"]) + 0.015 * a["10"])
+        corners.append(np.array([sgn * (mw + dx), my + dy]))
+    cl, cr = corners
+    smile = 0.5 * (a["12L"] + a["12R"])
+    open_ = jaw_drop + 0.05 * a["20"] * a["26"] + 0.05 * smile * idn["toothy"]
+    up_raise = 0.07 * a["10"]
+    tu = idn["tu"] * (1 - 0.65 * a["23"]) * (1 - 0.3 * a["10"])
+    tl = idn["tl"] * (1 - 0.6 * a["23"])
+    # Mid-lip y positions: lip line sits low in a smile, high with AU15.
+    mid_line = my + 0.035 * smile - 0.03 * a["15"] + 0.02 * a["10"]
+    m_upper_in = mid_line - 0.35 * open_ - up_raise * 0.6
+    m_lower_in = mid_line + 0.65 * open_
+    m_upper_out = m_upper_in - tu - 0.25 * up_raise
+    m_lower_out = m_lower_in + tl
+
+    # ---- body, hair behind, head -----------------------------------------------------------
+    chin = ry + 0.55 * jaw_drop
+    d.polygon(P(np.array([[-2.4, 3.2], [-1.7, ry + 0.5], [1.7, ry + 0.5], [2.4, 3.2]]), 0),
+              fill=_rgb(idn["cloth"]))
+    nk = idn["neck"] * 1.8
+    d.polygon(P(np.array([[-nk, 0.6], [nk, 0.6], [nk * 1.1, ry + 0.8], [-nk * 1.1, ry + 0.8]]),
+                0), fill=_rgb(skin * 0.85))
+    hs = idn["hair_style"]
+    if hs == 1:
+        d.polygon(P(np.concatenate([_ellipse(0, -0.15, rx * 1.22, ry * 1.05, 24)[12:],
+                                    np.array([[rx * 1.25, 1.3], [-rx * 1.25, 1.3]])]), 0),
+                  fill=_rgb(idn["hair"] * 0.85))
+    for sgn in (-1, 1):  # ears
+        d.polygon(P(_ellipse(sgn * rx * 0.98, -0.02, 0.14, 0.24, 14), 0), fill=_rgb(skin * 0.9))
+    t = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+    hx = np.cos(t) * rx
+    hy = np.sin(t)
+    lower = hy > 0
+    hx = np.where(lower, hx * (1 - (1 - idn["jaw"]) * hy ** 2), hx)
+    head = np.stack([hx, np.where(lower, hy * chin, hy * ry)], axis=1)
+    d.polygon(P(head, 0), fill=_rgb(skin))
+
+    # ---- hair on top ---------------------------------------------------------------------------
+    if hs != 2:
+        hl = idn["hairline"]
+        top = head[(head[:, 1] < hl)]
+        top = top[np.argsort(np.arctan2(top[:, 1], top[:, 0]))]
+        cap = np.concatenate([top * 1.06 + np.array([0, -0.04]),
+                              _curve([rx * 0.9, hl + 0.15], [0, hl + (0.25 if hs == 3 else -0.02)],
+                                     [-rx * 0.9, hl + 0.15], 9)])
+        d.polygon(P(cap, 0.3), fill=_rgb(idn["hair"]))
+
+    # ---- wrinkles: forehead (AU1/2 + age), glabella (AU4), nasolabial, crow's feet ---------
+    ey, ex = idn["ey"], idn["ex"]
+    fh = max(a["1"], a["2"]) * 1.2 + 0.25 * idn["age"]
+    if fh > 0.15:
+        col = _rgb(skin * (1 - 0.22 * min(fh, 1.0)))
+        for k in range(3):
+            yy = ey - idn["bd"] - 0.17 - 0.08 * k - 0.06 * a["1"]
+            d.line(P(_curve([-0.45, yy + 0.02], [0, yy - 0.015 * (a["1"] - a["4"])], [0.45, yy + 0.02],
+                            7)), fill=col, width=lw)
+    if a["4"] > 0.12:
+        col = _rgb(skin * (1 - 0.3 * min(a["4"], 1.0)))
+        for sgn in (-1, 1):
+            xx = sgn * 0.07
+            d.line(P(np.array([[xx, ey - idn["bd"] - 0.08], [xx * 0.8, ey - idn["bd"] + 0.08]])),
+                   fill=col, width=lw)
+    nose_y = idn["ny"] - 0.045 * a["9"] - 0.02 * a["10"]
+    nw = idn["nw"] * (1 + 0.35 * a["9"] + 0.2 * a["10"])
+    fold = 0.12 + 0.35 * (a["6"] + smile + a["9"] + a["10"]) + 0.2 * idn["age"]
+    col = _rgb(skin * (1 - 0.28 * min(fold, 1.0)))
+    for c, sgn in ((cl, -1), (cr, 1)):
+        start = [sgn * (nw + 0.06), nose_y - 0.03]
+        end = c + np.array([sgn * 0.07, 0.06])
+        midp = 0.5 * (np.array(start) + end) + np.array([sgn * 0.06, 0])
+        d.line(P(_curve(start, midp, end, 7)), fill=col, width=lw)
+    if a["6"] > 0.15:
+        col = _rgb(skin * (1 - 0.3 * min(a["6"], 1.0)))
+        for sgn in (-1, 1):
+            ox = sgn * (ex + idn["ew"] + 0.03)
+            for k in (-1, 0, 1):
+                d.line(P(np.array([[ox, ey + 0.03 * k], [ox + sgn * 0.09, ey + 0.06 * k]])),
+                       fill=col, width=lw)
+
+    # ---- nose ----------------------------------------------------------------------------------
+    d.line(P(_curve([-0.07, ey + 0.05], [-0.09, 0.5 * (ey + nose_y)], [-nw * 0.9, nose_y - 0.05],
+                    6), extra=0.15), fill=_rgb(skin * 0.85), width=lw)
+    d.polygon(P(_ellipse(0, nose_y - 0.01, nw * 0.8, 0.06, 14), extra=0.25),
+              fill=_rgb(skin * 0.93))
+    for sgn in (-1, 1):
+        d.polygon(P(_ellipse(sgn * nw * 0.55, nose_y + 0.025, nw * 0.32, 0.028, 10), extra=0.2),
+                  fill=_rgb(skin * 0.4))
+    if a["9"] > 0.12:
+        col = _rgb(skin * (1 - 0.35 * min(a["9"], 1.0)))
+        for k in range(3):
+            yy = ey + 0.04 + 0.045 * k
+            d.line(P(np.array([[-0.09, yy], [0.0, yy - 0.015], [0.09, yy]]), extra=0.12), fill=col,
+                   width=lw)
+
+    # ---- eyes ----------------------------------------------------------------------------------
+    eh, ew = idn["eh"], idn["ew"]
+    upper = eh * max(0.12, 1 + 1.0 * a["5"] - 0.35 * a["7"] - 0.3 * a["6"] - 0.15 * a["4"])
+    lowr = eh * 0.75 * max(0.1, 1 + 0.25 * a["5"] - 0.6 * a["7"] - 0.6 * a["6"])
+    gaze = rng.normal(0, 0.025, 2)
+    tt = np.linspace(0, 1, 9)
+    for sgn in (-1, 1):
+        cx = sgn * ex
+        xs = cx - sgn * ew + sgn * 2 * ew * tt  # inner → outer corner
+        bump = np.sin(np.pi * tt) ** 0.8
+        yu = ey - upper * bump
+        yl = ey + lowr * bump
+        eye = np.concatenate([np.stack([xs, yu], 1), np.stack([xs, yl], 1)[::-1]])
+        d.polygon(P(eye), fill=(238, 236, 230))
+        ir = eh * 0.9
+        ic = np.array([cx + gaze[0], ey + gaze[1] * 0.4])
+        iris = _ellipse(ic[0], ic[1], ir, ir, 16)
+        ti = np.clip((iris[:, 0] - xs.min()) / (xs.max() - xs.min()), 0, 1)
+        if sgn < 0:
+            ti = 1 - ti
+        bi = np.sin(np.pi * ti) ** 0.8
+        iris[:, 1] = np.clip(iris[:, 1], ey - upper * bi, ey + lowr * bi)
+        d.polygon(P(iris), fill=_rgb(idn["iris"]))
+        pup = iris.copy()
+        pup = ic + (pup - ic) * 0.45
+        d.polygon(P(pup), fill=(15, 12, 12))
+        d.line(P(np.stack([xs, yu], 1)), fill=_rgb(dark * 0.5), width=2 * lw)
+        d.line(P(np.stack([xs, yl], 1)), fill=_rgb(dark), width=lw)
+        crease = eh * (0.55 - 0.5 * a["5"] + 0.2 * a["4"])
+        if crease > 0.01:
+            d.line(P(np.stack([xs[1:-1], yu[1:-1] - crease - 0.02], 1)), fill=_rgb(skin * 0.78),
+                   width=lw)
+        if a["6"] + a["7"] > 0.25:  # raised lower lid / cheek bulge
+            k = min(a["6"] + a["7"], 1.2)
+            d.line(P(np.stack([xs[1:-1], yl[1:-1] + 0.035 + 0.01 * k], 1)),
+                   fill=_rgb(skin * (1 - 0.25 * k)), width=lw)
+
+    # ---- brows ---------------------------------------------------------------------------------
+    bl = idn["blen"]
+    for sgn in (-1, 1):
+        inner_x = sgn * (ex - 0.17 - 0.06 * a["4"])
+        xs = inner_x + sgn * bl * tt
+        base = ey - idn["bd"] - idn["brest"] * (1 - tt)
+        lift = (0.13 * a["1"] * (1 - tt) ** 1.2 + 0.13 * a["2"] * tt ** 0.8
+                + 0.05 * a["1"] * a["2"])
+        drop = 0.10 * a["4"] * (1 - 0.6 * tt) + 0.03 * a["9"]
+        arch = (idn["barch"] + 0.04 * a["2"] - 0.02 * a["4"]) * np.sin(np.pi * np.clip(tt * 1.2, 0, 1))
+        yb = base - lift + drop - arch
+        thick = idn["bt"] * (1.1 - 0.55 * tt)
+        brow = np.concatenate([np.stack([xs, yb - thick], 1), np.stack([xs, yb], 1)[::-1]])
+        d.polygon(P(brow), fill=_rgb(idn["brow"]))
+
+    # ---- mouth ---------------------------------------------------------------------------------
+    upper_out = _curve(cl, [0, m_upper_out], cr, 11)
+    lower_out = _curve(cl, [0, m_lower_out], cr, 11)
+    up_in = _curve(cl, [0, m_upper_in], cr, 11)
+    lo_in = _curve(cl, [0, m_lower_in], cr, 11)
+    d.polygon(P(np.concatenate([upper_out, lower_out[::-1]]), extra=0.05), fill=_rgb(idn["lip"]))
+    gap = m_lower_in - m_upper_in
+    if gap > 0.02:
+        d.polygon(P(np.concatenate([up_in, lo_in[::-1]]), extra=0.05), fill=(45, 18, 20))
+        teeth_h = min(gap * 0.45, 0.07)
+        if smile + a["10"] + a["20"] > 0.25 or gap < 0.12:
+            tooth = np.concatenate([up_in[1:-1], (up_in[1:-1] + np.array([0, teeth_h]))[::-1]])
+            d.polygon(P(tooth, extra=0.05), fill=(232, 228, 215))
+    d.line(P(_curve(cl, [0, 0.5 * (m_upper_in + m_lower_in)], cr, 11) if gap <= 0.02 else up_in,
+             extra=0.05), fill=_rgb(dark * 0.6), width=lw)
+    for c, side, sgn in ((cl, "L", -1), (cr, "R", 1)):
+        if a["14" + side] > 0.15:  # dimple
+            k = min(a["14" + side], 1.0)
+            d.line(P(_curve(c + [sgn * 0.03, -0.04], c + [sgn * 0.06, 0.0], c + [sgn * 0.03, 0.05],
+                            5)), fill=_rgb(skin * (1 - 0.35 * k)), width=lw)
+
+    # ---- occlusion -----------------------------------------------------------------------------
+    if rng.random() < occlusion_prob:
+        _occlude(d, P, rng, idn, ey, ex, my, chin, lw)
+
+    # ---- photometric: downsample, lighting, gray, blur, noise ----------------------------------
+    im = im.reduce(2)
+    if rng.random() < 0.3:
+        im = im.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0)))
+    x = np.asarray(im, dtype=np.float32)
+    g = np.linspace(-1.0, 1.0, out, dtype=np.float32)
+    ang = rng.uniform(0, 2 * np.pi)
+    shade = 1.0 + rng.uniform(0.0, 0.4) * (np.cos(ang) * g[None, :] + np.sin(ang) * g[:, None])
+    gain = rng.uniform(0.65, 1.2) * rng.uniform(0.9, 1.1, 3).astype(np.float32)
+    x = x * shade[..., None] * gain
+    c = rng.uniform(0.7, 1.15)
+    x = (x - x.mean()) * c + x.mean()
+    if rng.random() < grayscale_prob:
+        x = np.repeat((x @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None], 3, axis=2)
+    x = x + rng.normal(0, rng.uniform(0, 7), (out, out, 1)).astype(np.float32)
+    return Image.fromarray(np.clip(x, 0, 255).astype(np.uint8))
+
+
+def _occlude(d: ImageDraw.ImageDraw, P: _Pose, rng: np.random.Generator, idn: dict[str, Any],
+             ey: float, ex: float, my: float, chin: float, lw: int) -> None:
+    kind = rng.integers(4)
+    if kind == 0:  # hand over a random part of the face
+        cx, cy = rng.uniform(-0.6, 0.6), rng.uniform(-0.2, 1.0)
+        hand_skin = idn["skin"] * rng.uniform(0.9, 1.1)
+        d.polygon(P(_ellipse(cx, cy, 0.45, 0.32, 20), 0.6), fill=_rgb(hand_skin))
+        ang = rng.uniform(-0.6, 0.6)
+        for k in range(4):
+            fx = cx - 0.3 + 0.2 * k
+            tip = np.array([fx + np.sin(ang) * 0.6, cy - 0.35 - np.cos(ang) * 0.55])
+            d.line(P(np.array([[fx, cy - 0.2], tip]), 0.6), fill=_rgb(hand_skin),
+                   width=int(P.length(0.16)))
+            d.line(P(np.array([[fx + 0.08, cy - 0.15], tip + [0.06, 0]]), 0.6),
+                   fill=_rgb(hand_skin * 0.75), width=lw)
+    elif kind == 1:  # glasses (sometimes sunglasses)
+        sun = rng.random() < 0.35
+        col = _rgb(rng.uniform(0, 120, 3))
+        for sgn in (-1, 1):
+            ring = _ellipse(sgn * ex, ey + 0.01, idn["ew"] + 0.07, idn["eh"] + 0.09, 20)
+            if sun:
+                d.polygon(P(ring), fill=(20, 20, 25), outline=col)
+            else:
+                d.line(P(np.concatenate([ring, ring[:1]])), fill=col, width=2 * lw)
+        d.line(P(np.array([[-ex + idn["ew"] + 0.07, ey], [ex - idn["ew"] - 0.07, ey]])), fill=col,
+               width=2 * lw)
+    elif kind == 2:  # face mask over nose and mouth
+        col = _rgb([rng.choice([200, 120, 30]), rng.uniform(150, 230), rng.uniform(180, 245)])
+        top = idn["ny"] - 0.12
+        mask = np.concatenate([_curve([-0.95, top + 0.05], [0, top - 0.05], [0.95, top + 0.05], 9),
+                               _curve([0.8, chin - 0.2], [0, chin + 0.05], [-0.8, chin - 0.2], 9)])
+        d.polygon(P(mask, 0.2), fill=col)
+    else:  # a random object (cup, phone, scarf) in front of the face
+        col = _rgb(rng.uniform(0, 255, 3))
+        cx, cy = rng.uniform(-0.7, 0.7), rng.uniform(-0.3, 1.2)
+        w, h = rng.uniform(0.25, 0.6), rng.uniform(0.25, 0.6)
+        d.polygon(P(np.array([[cx - w, cy - h], [cx + w, cy - h], [cx + w, cy + h],
+                              [cx - w, cy + h]]), 0.6), fill=col)

@@ -1,0 +1,125 @@
+r"""Adaptive graph-based feature normalisation (AGFN, Du et al., §3.2-3.3)."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import GCNConv
+
+from pyg_fer.nn.poisson import PoissonGraph
+
+EVAL_GRAPHS = ("expected", "identity")
+
+
+class AGFN(nn.Module):
+    r"""Normalises the features of a mini-batch over a sampled Poisson graph (AGFN Eq. 6, 10).
+
+    A :class:`~pyg_fer.nn.PoissonGraph` links similar samples of the batch, and a
+    :class:`torch_geometric.nn.GCNConv` mixes their features:
+
+    .. math::
+        \hat{\mathbf{X}} = \tilde{\mathbf{D}}^{-1/2} (\mathbf{A} + \mathbf{I})
+        \tilde{\mathbf{D}}^{-1/2} \mathbf{X} \mathbf{W}, \qquad
+        \tilde{D}_{ii} = 1 + \sum_j A_{ij}.
+
+    In training, :math:`S` graphs are drawn (Eq. 10) and the outputs are returned averaged, or
+    stacked with ``return_samples=True`` so that the loss can be averaged over the draws as in
+    Eq. 10. In evaluation the output is deterministic:
+
+    - ``eval_graph="expected"`` (default): the expected graph, :math:`A_{ij} = P_{ij}`. It is the
+      graph whose draws the network was trained on, so the features are normalised the way
+      they were in training; the prediction for one sample depends on the rest of the batch.
+    - ``eval_graph="identity"``: no edges, :math:`\hat{\mathbf{X}} = \mathbf{X}\mathbf{W}`; each
+      prediction depends on its own image only (single-image inference).
+
+    The parameters split for coordinate descent (§3.3): :meth:`graph_parameters` yields the
+    sampler's :math:`\alpha, \beta` (learning rate :math:`\gamma_2`),
+    :meth:`network_parameters` the GCN weights (:math:`\gamma_1`).
+
+    Args:
+        in_channels (int): Feature size :math:`F` of each sample.
+        out_channels (int): Output size.
+        alpha (float, optional): Initial :math:`\alpha` of the sampler. (default: :obj:`1.4`)
+        beta (float, optional): Initial :math:`\beta` of the sampler. (default: :obj:`0.0`)
+        num_samples (int, optional): Graphs :math:`S` drawn per training step. (default:
+            :obj:`1`)
+        eval_graph (str, optional): ``"expected"`` or ``"identity"``. (default:
+            :obj:`"expected"`)
+        sampling (str, optional): See :class:`~pyg_fer.nn.PoissonGraph`. (default:
+            :obj:`"independent"`)
+        symmetric (bool, optional): See :class:`~pyg_fer.nn.PoissonGraph`. (default:
+            :obj:`False`)
+        bias (bool, optional): Bias of the GCN layer. (default: :obj:`True`)
+
+    Shapes:
+        - **input:** :math:`(B, F)`
+        - **output:** :math:`(B, F')`, or :math:`(S, B, F')` with ``return_samples=True``
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        alpha: float = 1.4,
+        beta: float = 0.0,
+        num_samples: int = 1,
+        eval_graph: str = "expected",
+        sampling: str = "independent",
+        symmetric: bool = False,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if eval_graph not in EVAL_GRAPHS:
+            raise ValueError(f"unknown eval_graph '{eval_graph}'; expected one of {EVAL_GRAPHS}")
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.num_samples = num_samples
+        self.eval_graph = eval_graph
+        self.graph = PoissonGraph(alpha, beta, sampling=sampling, symmetric=symmetric)
+        self.gcn = GCNConv(in_channels, out_channels, add_self_loops=True, normalize=True,
+                           bias=bias)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.graph.reset_parameters()
+        self.gcn.reset_parameters()
+
+    def forward(self, x: Tensor, return_samples: bool = False) -> Tensor:
+        if x.dim() != 2 or x.size(-1) != self.in_channels:
+            raise ValueError(
+                f"{self}: expected features of shape [B, {self.in_channels}], "
+                f"got {tuple(x.shape)}"
+            )
+        if self.training:
+            outs = [self._convolve(x, sample=True) for _ in range(self.num_samples)]
+            stacked = torch.stack(outs)
+            return stacked if return_samples else stacked.mean(0)
+        if self.eval_graph == "identity" or x.size(0) == 1:
+            empty = torch.empty(2, 0, dtype=torch.long, device=x.device)
+            out = self.gcn(x, empty)
+        else:
+            out = self._convolve(x, sample=False)
+        return out.unsqueeze(0) if return_samples else out
+
+    def _convolve(self, x: Tensor, sample: bool) -> Tensor:
+        graph = self.graph(x, sample=sample)
+        return self.gcn(x, graph.edge_index, graph.edge_weight)
+
+    def graph_parameters(self) -> Iterator[nn.Parameter]:
+        """The sampler's :math:`\\alpha, \\beta` (the γ2 step of coordinate descent)."""
+        return iter([self.graph.alpha, self.graph.beta])
+
+    def network_parameters(self) -> Iterator[nn.Parameter]:
+        """Every parameter except :math:`\\alpha, \\beta` (the γ1 step)."""
+        graph_ids = {id(p) for p in self.graph_parameters()}
+        return (p for p in self.parameters() if id(p) not in graph_ids)
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "
+            f"num_samples={self.num_samples}, eval_graph={self.eval_graph})"
+        )

@@ -1,0 +1,76 @@
+import pytest
+import torch
+
+from pyg_fer.nn import AGFN
+
+
+def dense_gcn(x, adjacency, agfn):
+    """Eq. 6: D^-1/2 (A + I) D^-1/2 X W + b with D_ii = 1 + sum_j A_ij."""
+    a_tilde = adjacency + torch.eye(adjacency.size(0))
+    d = a_tilde.sum(1).rsqrt()
+    xw = x @ agfn.gcn.lin.weight.t()
+    return d[:, None] * a_tilde * d[None, :] @ xw + agfn.gcn.bias
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_gcn_normalisation_equals_dense_eq_6(symmetric):
+    torch.manual_seed(1)
+    agfn = AGFN(6, 4, alpha=3.0, beta=0.2, symmetric=symmetric).train()
+    x = torch.randn(8, 6)
+    graph = agfn.graph(x, sample=True)
+    out = agfn.gcn(x, graph.edge_index, graph.edge_weight)
+    assert 0 < int(graph.adjacency.sum()) < 56
+    assert torch.allclose(out, dense_gcn(x, graph.adjacency, agfn), atol=1e-5)
+
+
+def test_eval_is_deterministic_expected_and_identity():
+    agfn = AGFN(6, 4).eval()
+    x = torch.randn(10, 6)
+    out = agfn(x)
+    assert torch.equal(out, agfn(x))
+    prob = agfn.graph.probabilities(x)
+    assert torch.allclose(out, dense_gcn(x, prob.detach(), agfn), atol=1e-5)
+    agfn.eval_graph = "identity"
+    ident = agfn(x)
+    assert torch.allclose(ident, x @ agfn.gcn.lin.weight.t() + agfn.gcn.bias, atol=1e-6)
+    # Identity mode: a sample's output does not depend on the rest of the batch.
+    assert torch.allclose(agfn(x[:1]), ident[:1], atol=1e-6)
+
+
+def test_training_samples_and_averages():
+    torch.manual_seed(0)
+    agfn = AGFN(6, 4, num_samples=3).train()
+    x = torch.randn(10, 6)
+    torch.manual_seed(5)
+    stacked = agfn(x, return_samples=True)
+    torch.manual_seed(5)
+    mean = agfn(x)
+    assert stacked.shape == (3, 10, 4)
+    assert torch.allclose(stacked.mean(0), mean, atol=1e-6)
+
+
+def test_parameter_split_for_coordinate_descent():
+    agfn = AGFN(6, 4)
+    graph = list(agfn.graph_parameters())
+    network = list(agfn.network_parameters())
+    assert graph == [agfn.graph.alpha, agfn.graph.beta]
+    assert {id(p) for p in graph}.isdisjoint(id(p) for p in network)
+    assert len(graph) + len(network) == len(list(agfn.parameters()))
+
+
+def test_alpha_beta_get_gradients_through_the_gcn():
+    torch.manual_seed(0)
+    agfn = AGFN(6, 3).train()
+    x = torch.randn(12, 6)
+    target = torch.randn(12, 3)
+    torch.nn.functional.mse_loss(agfn(x), target).backward()
+    for name, param in agfn.named_parameters():
+        assert param.grad is not None and bool(param.grad.abs().sum() > 0), name
+
+
+def test_errors_and_repr():
+    assert str(AGFN(512, 512)) == "AGFN(512, 512, num_samples=1, eval_graph=expected)"
+    with pytest.raises(ValueError, match="unknown eval_graph 'bank'"):
+        AGFN(4, 4, eval_graph="bank")
+    with pytest.raises(ValueError, match=r"shape \[B, 4\], got \(3, 5\)"):
+        AGFN(4, 4)(torch.randn(3, 5))
