@@ -347,10 +347,16 @@ def validate_config(cfg: Config) -> None:
             f"config key 'model.name': unknown model '{cfg.model.name}'; registered models: "
             f"{', '.join(list_models())}"
         )
-    if cfg.data.name not in DATASET_NAMES:
+    try:
+        from pyg_fer.data import list_datasets
+
+        datasets = tuple(list_datasets())
+    except ImportError:
+        datasets = DATASET_NAMES
+    if cfg.data.name not in datasets:
         raise ValueError(
             f"config key 'data.name': unknown dataset '{cfg.data.name}'; valid: "
-            f"{', '.join(DATASET_NAMES)}"
+            f"{', '.join(datasets)}"
         )
     positive = {
         "train.epochs": cfg.train.epochs,

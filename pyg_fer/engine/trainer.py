@@ -685,12 +685,18 @@ def _build_model(cfg: Config, class_names: list[str], mean, std) -> nn.Module:
         raise ValueError(f"config key 'model.kwargs.num_classes' is {kwargs['num_classes']} but "
                          f"the data has {len(class_names)} classes")
     kwargs["num_classes"] = len(class_names)
+    kwargs.setdefault("img_size", cfg.data.img_size)
+    if kwargs["img_size"] != cfg.data.img_size:
+        raise ValueError(f"config key 'model.kwargs.img_size' is {kwargs['img_size']} but "
+                         f"'data.img_size' is {cfg.data.img_size}")
     model = create_model(cfg.model.name, **kwargs)
     model_cfg = dict(getattr(model, "cfg", None) or {})
     model_cfg.setdefault("name", cfg.model.name)
-    model_cfg.setdefault("kwargs", dict(kwargs))
-    model_cfg.update(num_classes=len(class_names), class_names=list(class_names),
-                     mean=list(mean), std=list(std),
+    rebuild = dict(model_cfg.get("kwargs") or kwargs)
+    # the data's class names and normalisation, wherever the builder records them
+    data_fields = {"class_names": list(class_names), "mean": list(mean), "std": list(std)}
+    rebuild.update({k: v for k, v in data_fields.items() if k in rebuild})
+    model_cfg.update(data_fields, kwargs=rebuild, num_classes=len(class_names),
                      input_size=[3, cfg.data.img_size, cfg.data.img_size])
     model.cfg = model_cfg
     return model

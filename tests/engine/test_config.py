@@ -58,7 +58,7 @@ def test_wrong_type_names_the_key():
 def test_unknown_model_and_dataset_list_valid_ones():
     with pytest.raises(ValueError, match=r"unknown model 'resnet999'.*_tiny_test_mlp"):
         load_config({"model": {"name": "resnet999"}})
-    with pytest.raises(ValueError, match=r"unknown dataset 'mnist'; valid: synthetic, rafdb"):
+    with pytest.raises(ValueError, match=r"unknown dataset 'mnist'; valid: affectnet, ferplus, imagefolder, rafdb, synthetic"):
         load_config({"model": {"name": "_tiny_test_mlp"}, "data": {"name": "mnist"}})
     with pytest.raises(ValueError, match=r"'optim.name' is 'rmsprop'; valid: adam, adamw, sgd"):
         load_config({"model": {"name": "_tiny_test_mlp"}, "optim": {"name": "rmsprop"}})
