@@ -1,0 +1,340 @@
+"""Checkpoints: safetensors weights + a JSON card, and the resumable training state.
+
+A model checkpoint is two files with one stem: ``best.safetensors`` (the state dict) and
+``best.json`` (everything needed to rebuild and use the model: registry name and kwargs, class
+names, input size, mean/std, metrics, package version, git hash, and the SHA-256 of the weights
+file). :func:`load_model` rebuilds the model from them; nothing is unpickled.
+
+The training state for ``--resume`` (optimiser, scheduler, gradient scaler, epoch, RNG states,
+best metric so far) is a ``torch.save`` of plain tensors, numbers, strings, lists and dicts, read
+back with ``torch.load(weights_only=True)``.
+
+Every file is written atomically: to a temporary file in the same folder, then ``os.replace``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import random
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import nn
+
+FORMAT = "pyg-fer-checkpoint"
+FORMAT_VERSION = 1
+#: Builder kwargs that load external weights: recorded in the card, not replayed on rebuild.
+_INIT_ONLY_KWARGS = ("weights", "pretrained", "checkpoint_path")
+
+PathLike = Union[str, Path]  # noqa: UP007
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def git_hash() -> str | None:
+    """The commit of the pyg-fer source tree, or ``None`` outside a git checkout."""
+    root = Path(__file__).resolve().parent.parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], check=False, cwd=root, capture_output=True, text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
+
+
+def _jsonable(value: Any, key: str) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, key) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v, f"{key}.{k}") for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    raise ValueError(f"checkpoint field '{key}' holds {value!r}, which JSON cannot store")
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare model inside DDP / ``torch.compile`` wrappers."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, nn.Module):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def model_card(model: nn.Module) -> dict[str, Any]:
+    """The rebuild information of ``model.cfg`` as a JSON-safe dict."""
+    model = unwrap(model)
+    cfg = getattr(model, "cfg", None)
+    if not isinstance(cfg, Mapping) or "name" not in cfg:
+        raise ValueError(
+            f"{type(model).__name__} has no 'cfg' dict with a 'name'; only registered pyg-fer "
+            "models (which carry model.cfg) can be checkpointed"
+        )
+    kwargs = dict(cfg.get("kwargs") or {})
+    init = {k: kwargs.pop(k) for k in _INIT_ONLY_KWARGS if k in kwargs}
+    return _jsonable(
+        {
+            "name": cfg["name"],
+            "kwargs": kwargs,
+            "init_kwargs": init,
+            "num_classes": cfg.get("num_classes"),
+            "class_names": cfg.get("class_names"),
+            "input_size": cfg.get("input_size"),
+            "mean": cfg.get("mean"),
+            "std": cfg.get("std"),
+        },
+        "model",
+    )
+
+
+def save_checkpoint(
+    model: nn.Module,
+    stem: PathLike,
+    *,
+    metrics: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> tuple[Path, Path]:
+    """Write ``<stem>.safetensors`` and ``<stem>.json``.
+
+    Args:
+        model: a registered pyg-fer model (possibly DDP-wrapped) carrying ``model.cfg``.
+        stem: path without suffix, e.g. ``runs/demo/best``.
+        metrics: metrics to record in the card (accuracy, epoch, ...).
+        extra: further JSON-safe fields (e.g. the training config).
+
+    Returns:
+        The paths of the weights file and of the JSON card.
+    """
+    import pyg_fer
+
+    stem = Path(stem)
+    bare = unwrap(model)
+    card = model_card(bare)
+    # clone() breaks storage sharing (tied weights), which safetensors refuses to serialise.
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in bare.state_dict().items()}
+    blob = st_save(state, metadata={"format": FORMAT})
+    weights = stem.with_name(stem.name + ".safetensors")
+    card_path = stem.with_name(stem.name + ".json")
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "weights": weights.name,
+        "weights_sha256": hashlib.sha256(blob).hexdigest(),
+        "model": card,
+        "metrics": _jsonable(dict(metrics or {}), "metrics"),
+        "pyg_fer_version": pyg_fer.__version__,
+        "torch_version": torch.__version__,
+        "git_hash": git_hash(),
+    }
+    if extra:
+        meta.update(_jsonable(dict(extra), "extra"))
+    atomic_write_bytes(weights, blob)
+    atomic_write_text(card_path, json.dumps(meta, indent=2))
+    return weights, card_path
+
+
+def _card_path(path: PathLike) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "best.json"
+    elif path.suffix == ".safetensors":
+        path = path.with_suffix(".json")
+    elif path.suffix != ".json":
+        path = path.with_name(path.name + ".json")
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint card '{path}' does not exist")
+    return path
+
+
+def read_card(path: PathLike) -> dict[str, Any]:
+    """Read and check a checkpoint's JSON card (``.json``, ``.safetensors``, stem or run dir)."""
+    card_path = _card_path(path)
+    try:
+        meta = json.loads(card_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"checkpoint card '{card_path}' is not valid JSON (truncated or foreign file?): {err}"
+        ) from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(
+            f"'{card_path}' is not a pyg-fer checkpoint card (no \"format\": \"{FORMAT}\")"
+        )
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"checkpoint card '{card_path}' has format_version {meta.get('format_version')!r}; "
+            f"this pyg-fer reads version {FORMAT_VERSION}"
+        )
+    for key in ("weights", "weights_sha256", "model"):
+        if key not in meta:
+            raise ValueError(f"checkpoint card '{card_path}' lacks the field '{key}'")
+    meta["_card_path"] = str(card_path)
+    return meta
+
+
+def read_weights(meta: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Load the state dict a card points to, checking its SHA-256."""
+    card_path = Path(meta["_card_path"])
+    weights = card_path.parent / meta["weights"]
+    if not weights.is_file():
+        raise FileNotFoundError(f"checkpoint weights '{weights}' (named by '{card_path}') "
+                                "do not exist")
+    blob = weights.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != meta["weights_sha256"]:
+        raise ValueError(
+            f"checkpoint weights '{weights}' do not match the SHA-256 recorded in '{card_path}' "
+            "(truncated, corrupted or replaced file)"
+        )
+    try:
+        return st_load(blob)
+    except (SafetensorError, ValueError, RuntimeError) as err:
+        raise ValueError(f"checkpoint weights '{weights}' are not a safetensors file: {err}") \
+            from None
+
+
+def build_from_card(meta: Mapping[str, Any]) -> nn.Module:
+    """Build the (untrained) model described by a checkpoint card."""
+    from pyg_fer.models import create_model
+
+    card = meta["model"]
+    kwargs = dict(card.get("kwargs") or {})
+    if card.get("num_classes") is not None:
+        kwargs["num_classes"] = card["num_classes"]
+    try:
+        model = create_model(card["name"], **kwargs)
+    except ValueError as err:
+        raise ValueError(f"checkpoint '{meta['_card_path']}': {err}") from None
+    cfg = dict(getattr(model, "cfg", {}) or {})
+    for key in ("class_names", "input_size", "mean", "std"):
+        if card.get(key) is not None:
+            cfg[key] = card[key]
+    model.cfg = cfg
+    return model
+
+
+def load_model(
+    path: PathLike, *, device: str | torch.device = "cpu", strict: bool = True
+) -> nn.Module:
+    """Rebuild a trained model from a checkpoint, in eval mode.
+
+    Args:
+        path: the ``.json`` card, the ``.safetensors`` weights, their common stem, or a run
+            folder (its ``best`` checkpoint).
+        device: where to put the model.
+        strict: require the state dict keys to match the rebuilt model exactly.
+
+    Returns:
+        The model, whose ``model.cfg`` carries the class names, input size and mean/std used in
+        training, and whose ``model.checkpoint`` holds the card (metrics, versions).
+
+    Raises:
+        FileNotFoundError: a file is missing.
+        ValueError: a truncated, corrupted or foreign checkpoint, naming the file.
+    """
+    meta = read_card(path)
+    state = read_weights(meta)
+    model = build_from_card(meta)
+    try:
+        model.load_state_dict(state, strict=strict)
+    except RuntimeError as err:
+        raise ValueError(
+            f"checkpoint weights of '{meta['_card_path']}' do not fit model "
+            f"'{meta['model']['name']}': {err}"
+        ) from None
+    model.checkpoint = {k: v for k, v in meta.items() if not k.startswith("_")}
+    return model.to(device).eval()
+
+
+# ----------------------------------------------------------------------------- training state
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch (CPU + CUDA) RNG states as plain tensors and lists."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state = {
+        "python_version": py_state[0],
+        "python": torch.tensor(py_state[1], dtype=torch.int64),
+        "numpy_key": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": int(np_state[2]),
+        "numpy_has_gauss": int(np_state[3]),
+        "numpy_gauss": float(np_state[4]),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Inverse of :func:`rng_state`."""
+    random.setstate((state["python_version"], tuple(state["python"].tolist()), None))
+    np.random.set_state(
+        ("MT19937", state["numpy_key"].numpy().astype(np.uint32), state["numpy_pos"],
+         state["numpy_has_gauss"], state["numpy_gauss"])
+    )
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_train_state(path: PathLike, state: Mapping[str, Any]) -> None:
+    """Atomically ``torch.save`` a dict of plain tensors / numbers / strings / lists / dicts."""
+    buf = io.BytesIO()
+    torch.save(dict(state, format=FORMAT), buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_train_state(path: PathLike) -> dict[str, Any]:
+    """Read a training state with ``torch.load(weights_only=True)``; clear error when foreign."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training state '{path}' does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 -- torch raises several types for truncated / foreign pickles
+        raise ValueError(
+            f"training state '{path}' cannot be read (truncated or foreign file?): "
+            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(f"'{path}' is not a pyg-fer training state")
+    return state

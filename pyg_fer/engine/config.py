@@ -1,0 +1,504 @@
+"""Typed training configuration: nested dataclasses loaded from YAML recipes.
+
+A recipe is a YAML file with the sections of :class:`Config` (``model``, ``data``, ``optim``,
+``schedule``, ``train``, ``output``, ``distributed``, ``agfn``). Recipes shipped with the package
+live in ``pyg_fer/configs/`` and are addressed by their stem (``synthetic_face2nodes``); any other
+path is read from disk. Command-line overrides use dotted keys (``optim.lr=0.01``) whose values
+are parsed as YAML scalars (``true``, ``1e-3``, ``[1, 2]``, ``null``).
+
+Validation is strict: an unknown key, a value of the wrong type, or a model or dataset name that
+does not exist raises a :class:`ValueError` naming it and listing the valid choices.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+#: Dataset names understood by :func:`pyg_fer.data.build_dataset`.
+DATASET_NAMES = ("synthetic", "rafdb", "ferplus", "affectnet", "imagefolder")
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class ModelConfig:
+    """Which registered model to build.
+
+    Attributes:
+        name: registry name passed to :func:`pyg_fer.create_model`.
+        kwargs: keyword arguments of the builder (``num_classes`` is filled in from the data;
+            ``weights: PATH`` loads pre-trained weights in the ``_pretrained`` recipes).
+    """
+
+    name: str = "face2nodes"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    """Datasets and transforms.
+
+    Attributes:
+        name: dataset name for :func:`pyg_fer.data.build_dataset`.
+        root: dataset root folder (``None`` for the synthetic set).
+        train_split: split used for training.
+        eval_split: split used for evaluation each epoch and for the final report.
+        img_size: side of the square network input.
+        recipe: augmentation recipe of :func:`pyg_fer.data.build_transform`.
+        mean: normalisation mean (``None``: the transform's default, ImageNet).
+        std: normalisation std (``None``: the transform's default, ImageNet).
+        options: keyword options for both splits' ``build_dataset`` call.
+        train_options: extra options for the training split only (e.g. ``num_samples``).
+        eval_options: extra options for the evaluation split only.
+        num_workers: DataLoader worker processes.
+        label_noise: fraction of training labels replaced by a different class (AGFN §4.3).
+        label_noise_seed: seed of the label noise.
+    """
+
+    name: str = "synthetic"
+    root: str | None = None
+    train_split: str = "train"
+    eval_split: str = "test"
+    img_size: int = 224
+    recipe: str = "face2nodes"
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    train_options: dict[str, Any] = field(default_factory=dict)
+    eval_options: dict[str, Any] = field(default_factory=dict)
+    num_workers: int = 0
+    label_noise: float = 0.0
+    label_noise_seed: int = 0
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser of the network weights (Face2Nodes §4.2: Adam, lr 1e-3, weight decay 1e-4).
+
+    Attributes:
+        name: ``'adam'``, ``'adamw'`` or ``'sgd'``.
+        lr: learning rate (AGFN's γ1 in AGFN mode).
+        weight_decay: L2 penalty (decoupled for ``adamw``).
+        momentum: SGD momentum.
+        nesterov: SGD Nesterov momentum.
+        betas: Adam betas.
+    """
+
+    name: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    nesterov: bool = False
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule, stepped once per iteration.
+
+    Attributes:
+        name: ``'cosine'`` (annealing to ``min_lr`` over the run), ``'step'`` or ``'constant'``.
+        warmup_epochs: linear warm-up length (may be fractional).
+        min_lr: final learning rate of the cosine schedule.
+        step_epochs: epochs between decays of the ``'step'`` schedule.
+        gamma: decay factor of the ``'step'`` schedule.
+    """
+
+    name: str = "cosine"
+    warmup_epochs: float = 0.0
+    min_lr: float = 0.0
+    step_epochs: int = 30
+    gamma: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    """Training loop.
+
+    Attributes:
+        epochs: number of epochs (Face2Nodes §4.2: 300).
+        batch_size: global mini-batch size, split over processes in distributed runs (64).
+        eval_batch_size: evaluation batch size (``None``: ``batch_size``).
+        seed: seed of every random generator (Python, NumPy, torch, the sampler).
+        label_smoothing: ξ of Face2Nodes Eq. 12 (0.1).
+        amp: mixed precision (float16 autocast + gradient scaling); used on CUDA only.
+        channels_last: channels-last memory format; used on CUDA only.
+        grad_clip: clip the global gradient norm to this value (``None``: off).
+        device: ``'auto'`` (CUDA when available), ``'cpu'``, ``'cuda'`` or ``'cuda:N'``.
+        deterministic: ask torch for deterministic algorithms.
+        eval_every: evaluate every this many epochs (and always after the last one).
+        progress: show a tqdm bar per epoch.
+        num_threads: torch intra-op threads (``None``: torch's default).
+        best_metric: eval metric that selects the best checkpoint (``'overall_acc'`` or
+            ``'mean_class_acc'``).
+    """
+
+    epochs: int = 300
+    batch_size: int = 64
+    eval_batch_size: int | None = None
+    seed: int = 0
+    label_smoothing: float = 0.1
+    amp: bool = True
+    channels_last: bool = True
+    grad_clip: float | None = None
+    device: str = "auto"
+    deterministic: bool = False
+    eval_every: int = 1
+    progress: bool = True
+    num_threads: int | None = None
+    best_metric: str = "overall_acc"
+
+
+@dataclass
+class OutputConfig:
+    """Where a run writes.
+
+    Attributes:
+        dir: parent folder of run folders.
+        name: run folder name (``None``: derived from the recipe's name).
+        tsne: add a t-SNE plot of ``forward_features`` to the final report.
+        overwrite: start afresh in an existing run folder (otherwise that is an error unless
+            resuming).
+    """
+
+    dir: str = "runs"
+    name: str | None = None
+    tsne: bool = False
+    overwrite: bool = False
+
+
+@dataclass
+class DistributedConfig:
+    """Distributed data-parallel training.
+
+    Attributes:
+        backend: ``'auto'`` (NCCL on CUDA, gloo otherwise), ``'gloo'`` or ``'nccl'``.
+        sync_bn: convert BatchNorm layers to SyncBatchNorm.
+        nproc: processes to spawn on this machine (``1``: none; ``torchrun`` sets its own).
+    """
+
+    backend: str = "auto"
+    sync_bn: bool = False
+    nproc: int = 1
+
+
+@dataclass
+class AGFNConfig:
+    """AGFN coordinate-descent mode (AGFN §3.3).
+
+    Attributes:
+        enabled: alternate a network step (lr γ1 = ``optim.lr``) and a graph step on the
+            model's ``graph_parameters()`` (α, β) with lr γ2 = ``graph_lr``.
+        graph_lr: γ2 (paper: 0.001).
+        graph_optimizer: ``'sgd'`` (plain gradient step, Eq. 11) or ``'adam'``.
+        graph_step: ``'fresh'`` (α, β step on a new forward pass at the updated W — Gauss–Seidel
+            coordinate descent) or ``'shared'`` (both steps from one backward pass).
+        pretrain_epochs: epochs of the baseline (AGFN switched off) before AGFN is inserted.
+        loss: ``'mse'`` (Eq. 7, squared error between softmax scores and one-hot labels) or
+            ``'ce'`` (cross-entropy with ``train.label_smoothing``).
+    """
+
+    enabled: bool = False
+    graph_lr: float = 1e-3
+    graph_optimizer: str = "sgd"
+    graph_step: str = "fresh"
+    pretrain_epochs: int = 0
+    loss: str = "mse"
+
+
+@dataclass
+class Config:
+    """A complete training recipe."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    agfn: AGFNConfig = field(default_factory=AGFNConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, YAML-serialisable copy."""
+        return dataclasses.asdict(self)
+
+
+_CHOICES = {
+    "optim.name": ("adam", "adamw", "sgd"),
+    "schedule.name": ("cosine", "step", "constant"),
+    "distributed.backend": ("auto", "gloo", "nccl"),
+    "agfn.graph_optimizer": ("sgd", "adam"),
+    "agfn.graph_step": ("fresh", "shared"),
+    "agfn.loss": ("mse", "ce"),
+    "train.best_metric": ("overall_acc", "mean_class_acc"),
+}
+
+
+def list_recipes() -> list[str]:
+    """Names of the recipe files shipped in ``pyg_fer/configs/``."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _check_value(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it (ints widen to floats)."""
+    origin = typing.get_origin(tp)
+    if origin is Union or origin is types.UnionType:
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _check_value(value, inner, key)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"config key '{key}' must be a list, got {value!r}")
+        (inner,) = typing.get_args(tp)
+        return [_check_value(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"config key '{key}' must be a mapping, got {value!r}")
+        return copy.deepcopy(dict(value))
+    if tp is Any:
+        return value
+    if tp is float:
+        # YAML 1.1 reads '1e-3' (no dot) as a string; accept it as the float it spells.
+        if isinstance(value, str) and _looks_numeric(value):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"config key '{key}' must be a float, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"config key '{key}' must be an int, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"config key '{key}' must be true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ValueError(f"config key '{key}' must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation {_type_name(tp)} for '{key}'")
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ValueError(f"config section '{prefix}' must be a mapping, got {data!r}")  # noqa: TRY004
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    out = {}
+    for key, value in data.items():
+        full = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            where = f"section '{prefix}'" if prefix else "the top level"
+            raise ValueError(
+                f"unknown config key '{full}'; valid keys in {where}: {', '.join(names)}"
+            )
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            out[key] = _build(tp, value, full)
+        else:
+            out[key] = _check_value(value, tp, full)
+    return cls(**out)
+
+
+def config_from_dict(data: Mapping[str, Any] | None) -> Config:
+    """Build and validate a :class:`Config` from a nested mapping.
+
+    Raises:
+        ValueError: on an unknown key, a wrong type, an invalid choice, or an unknown model or
+            dataset name.
+    """
+    cfg = _build(Config, data, "")
+    validate_config(cfg)
+    return cfg
+
+
+def validate_config(cfg: Config) -> None:
+    """Check choices, ranges, and the model and dataset names of ``cfg``."""
+    from pyg_fer.models import is_model, list_models
+
+    for key, choices in _CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value not in choices:
+            raise ValueError(f"config key '{key}' is {value!r}; valid: {', '.join(choices)}")
+    if not is_model(cfg.model.name):
+        raise ValueError(
+            f"config key 'model.name': unknown model '{cfg.model.name}'; registered models: "
+            f"{', '.join(list_models())}"
+        )
+    try:
+        from pyg_fer.data import list_datasets
+
+        datasets = tuple(list_datasets())
+    except ImportError:
+        datasets = DATASET_NAMES
+    if cfg.data.name not in datasets:
+        raise ValueError(
+            f"config key 'data.name': unknown dataset '{cfg.data.name}'; valid: "
+            f"{', '.join(datasets)}"
+        )
+    positive = {
+        "train.epochs": cfg.train.epochs,
+        "train.batch_size": cfg.train.batch_size,
+        "train.eval_every": cfg.train.eval_every,
+        "data.img_size": cfg.data.img_size,
+        "distributed.nproc": cfg.distributed.nproc,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise ValueError(f"config key '{key}' must be >= 1, got {value}")
+    if not 0.0 <= cfg.data.label_noise < 1.0:
+        raise ValueError(f"config key 'data.label_noise' must be in [0, 1), got "
+                         f"{cfg.data.label_noise}")
+    if not 0.0 <= cfg.train.label_smoothing < 1.0:
+        raise ValueError(f"config key 'train.label_smoothing' must be in [0, 1), got "
+                         f"{cfg.train.label_smoothing}")
+    if cfg.optim.lr <= 0 or cfg.agfn.graph_lr <= 0:
+        raise ValueError("config keys 'optim.lr' and 'agfn.graph_lr' must be > 0")
+    if cfg.agfn.pretrain_epochs < 0:
+        raise ValueError(f"config key 'agfn.pretrain_epochs' must be >= 0, got "
+                         f"{cfg.agfn.pretrain_epochs}")
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """Parse ``['optim.lr=0.01', 'train.epochs=5']`` into a nested mapping.
+
+    Values are YAML scalars or flow collections: ``true``, ``1e-3``, ``[0.5, 0.5]``, ``null``.
+    """
+    nested: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"override '{item}' is not of the form key=value")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if not key or any(not part for part in key.split(".")):
+            raise ValueError(f"override '{item}' has an empty key")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as err:
+            raise ValueError(f"override '{item}': cannot parse value {raw!r}: {err}") from None
+        # YAML 1.1 reads 1e-3 as a string; accept it as the float it is meant to be.
+        if isinstance(value, str):
+            try:
+                value = float(value) if _looks_numeric(value) else value
+            except ValueError:
+                pass
+        node = nested
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(  # noqa: TRY004
+                    f"override '{item}' conflicts with an earlier override")
+        node[parts[-1]] = value
+    return nested
+
+
+def _looks_numeric(text: str) -> bool:
+    t = text.strip().lower()
+    return bool(t) and any(c.isdigit() for c in t) and all(c in "0123456789.e+-" for c in t)
+
+
+def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursively merge ``update`` into a copy of ``base`` (mappings merge, the rest replaces)."""
+    out = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def resolve_recipe(source: str | Path) -> Path:
+    """Path of a recipe given by a shipped name (``'synthetic_face2nodes'``) or a file path."""
+    path = Path(source)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise FileNotFoundError(f"config file '{path}' does not exist")
+        return path
+    shipped = CONFIG_DIR / f"{source}.yaml"
+    if shipped.is_file():
+        return shipped
+    raise ValueError(
+        f"unknown recipe '{source}': not a file, and not one of the shipped recipes: "
+        f"{', '.join(list_recipes())}"
+    )
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, naming the file (and line) on a syntax error."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise ValueError(f"config file '{path}'{where}: invalid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(  # noqa: TRY004
+            f"config file '{path}' must hold a mapping, got {type(data).__name__}")
+    return data
+
+
+def load_config(
+    source: str | Path | Mapping[str, Any] | Config | None = None,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+) -> Config:
+    """Load a recipe and apply overrides.
+
+    Args:
+        source: shipped recipe name, YAML path, mapping, :class:`Config`, or ``None`` (defaults).
+        overrides: dotted ``key=value`` strings or a nested mapping merged on top.
+
+    Returns:
+        The validated :class:`Config`. Errors name the file and key at fault.
+    """
+    if isinstance(source, Config):
+        data: dict[str, Any] = source.to_dict()
+    elif isinstance(source, Mapping):
+        data = copy.deepcopy(dict(source))
+    elif source is None:
+        data = {}
+    else:
+        path = resolve_recipe(source)
+        data = read_yaml(path)
+        try:
+            _build(Config, data, "")
+        except ValueError as err:
+            raise ValueError(f"config file '{path}': {err}") from None
+        if data.get("output", {}).get("name") is None:
+            data = merge(data, {"output": {"name": path.stem}})
+    update = parse_overrides(overrides) if not isinstance(overrides, Mapping) else overrides
+    return config_from_dict(merge(data, update))
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write ``cfg`` as YAML (atomically)."""
+    from pyg_fer.engine.checkpoint import atomic_write_bytes
+
+    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    atomic_write_bytes(Path(path), text.encode())

@@ -1,0 +1,163 @@
+"""Tiny registered models and datasets for the engine tests (importable by spawned workers)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from pyg_fer.models import is_model, register_model
+
+IMG = 8
+CLASSES = ["anger", "happy", "sad", "surprise"]
+
+
+class TinyMLP(nn.Module):
+    """Flatten → Linear → BatchNorm → ReLU → Linear, carrying a pyg-fer ``cfg``."""
+
+    def __init__(self, num_classes: int = 4, img_size: int = IMG, hidden: int = 16) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(3 * img_size * img_size, hidden)
+        self.bn = nn.BatchNorm1d(hidden)
+        self.fc2 = nn.Linear(hidden, num_classes)
+        self.cfg = {
+            "name": "_tiny_test_mlp",
+            "kwargs": {"img_size": img_size, "hidden": hidden},
+            "input_size": (3, img_size, img_size),
+            "mean": (0.5, 0.5, 0.5),
+            "std": (0.5, 0.5, 0.5),
+            "num_classes": num_classes,
+            "class_names": None,
+        }
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.bn(self.fc1(x.flatten(1))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.forward_features(x))
+
+
+class TinyAGFN(nn.Module):
+    """A tiny AGFN-like model: features X, a batch graph P_ij = 1 − exp(−relu(α·cos_ij + β)),
+    X̂ = D^{-1/2}(P + I)D^{-1/2} X W_g, logits = W_c X̂. α, β are the graph parameters."""
+
+    def __init__(self, num_classes: int = 4, img_size: int = IMG, hidden: int = 16) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(3 * img_size * img_size, hidden)
+        self.gcn = nn.Linear(hidden, hidden)
+        self.fc2 = nn.Linear(hidden, num_classes)
+        self.bn = nn.BatchNorm1d(hidden)
+        self.alpha = nn.Parameter(torch.tensor(1.4))
+        self.beta = nn.Parameter(torch.tensor(0.1))
+        self.agfn_enabled = True
+        self.cfg = {
+            "name": "_tiny_test_agfn",
+            "kwargs": {"img_size": img_size, "hidden": hidden},
+            "input_size": (3, img_size, img_size),
+            "mean": (0.5, 0.5, 0.5),
+            "std": (0.5, 0.5, 0.5),
+            "num_classes": num_classes,
+            "class_names": None,
+        }
+
+    def graph_parameters(self):
+        return iter([self.alpha, self.beta])
+
+    def network_parameters(self):
+        graph = {id(self.alpha), id(self.beta)}
+        return (p for p in self.parameters() if id(p) not in graph)
+
+    def set_agfn_enabled(self, enabled: bool) -> None:
+        self.agfn_enabled = bool(enabled)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.bn(self.fc1(x.flatten(1))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.forward_features(x)
+        if self.agfn_enabled:
+            hn = nn.functional.normalize(h, dim=1)
+            lam = torch.relu(self.alpha * hn @ hn.t() + self.beta)
+            a = 1 - torch.exp(-lam) + torch.eye(len(h))
+            d = a.sum(1).rsqrt()
+            h = (d[:, None] * a * d[None, :]) @ self.gcn(h)
+        return self.fc2(h)
+
+
+if not is_model("_tiny_test_mlp"):
+
+    @register_model
+    def _tiny_test_mlp(*, num_classes: int = 4, **kwargs) -> nn.Module:
+        return TinyMLP(num_classes=num_classes, **kwargs)
+
+    @register_model
+    def _tiny_test_agfn(*, num_classes: int = 4, **kwargs) -> nn.Module:
+        return TinyAGFN(num_classes=num_classes, **kwargs)
+
+
+class BlobImages(Dataset):
+    """Class ``c`` = a class-specific random template + Gaussian noise; learnable but noisy."""
+
+    def __init__(self, n: int, seed: int, noise: float = 3.0, img_size: int = IMG) -> None:
+        g = torch.Generator().manual_seed(1234)  # same templates for every split
+        templates = torch.randn(len(CLASSES), 3, img_size, img_size, generator=g)
+        g = torch.Generator().manual_seed(seed)
+        self.targets = torch.randint(len(CLASSES), (n,), generator=g)
+        self.images = templates[self.targets] + noise * torch.randn(
+            n, 3, img_size, img_size, generator=g)
+        self.classes = list(CLASSES)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int):
+        return self.images[i], int(self.targets[i])
+
+
+def tiny_config(tmp_path: Path, **sections) -> dict:
+    """A recipe for the tiny model on CPU, writing under ``tmp_path``."""
+    cfg = {
+        "model": {"name": "_tiny_test_mlp", "kwargs": {"hidden": 16}},
+        "data": {"name": "synthetic", "img_size": IMG},
+        "optim": {"lr": 1e-2},
+        "train": {"epochs": 3, "batch_size": 16, "device": "cpu", "progress": False,
+                  "label_smoothing": 0.1},
+        "output": {"dir": str(tmp_path), "name": "run"},
+    }
+    for key, value in sections.items():
+        cfg.setdefault(key, {}).update(value)
+    return cfg
+
+
+def ddp_worker(out_dir: str, epochs: int) -> None:
+    """Body of one process of the 2-process gloo test: train, then dump this rank's params."""
+    import pyg_fer.engine.trainer as trainer
+
+    torch.set_num_threads(1)
+    rank = int(os.environ["RANK"])
+    out = Path(out_dir)
+    saves = []
+    original = trainer.ckpt.save_checkpoint
+
+    def counting_save(model, stem, **kwargs):
+        saves.append(Path(stem).name)
+        return original(model, stem, **kwargs)
+
+    trainer.ckpt.save_checkpoint = counting_save
+    records = []
+
+    def on_epoch_end(epoch, model, record):
+        records.append(record["train_loss"])
+        bare = model.module if hasattr(model, "module") else model
+        torch.save({k: v.detach().clone() for k, v in bare.named_parameters()},
+                   out / f"rank{rank}_epoch{epoch}.pt")
+
+    cfg = tiny_config(out, train={"epochs": epochs, "batch_size": 16},
+                      distributed={"backend": "gloo"})
+    trainer.train(cfg, train_dataset=BlobImages(96, seed=1), eval_dataset=BlobImages(40, seed=2),
+                  on_epoch_end=on_epoch_end)
+    (out / f"rank{rank}_saves.txt").write_text("\n".join(saves))
+    (out / f"rank{rank}_losses.txt").write_text("\n".join(f"{x!r}" for x in records))

@@ -1,0 +1,142 @@
+import json
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from pyg_fer.engine.checkpoint import (
+    atomic_write_bytes,
+    load_model,
+    load_train_state,
+    read_card,
+    rng_state,
+    save_checkpoint,
+    save_train_state,
+    set_rng_state,
+)
+from pyg_fer.models import create_model
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    m = create_model("_tiny_test_mlp", num_classes=4, hidden=8)
+    m.cfg["class_names"] = ["a", "b", "c", "d"]
+    m.bn.running_mean.uniform_()  # non-trivial buffers must round-trip too
+    return m.eval()
+
+
+def test_round_trip_rebuilds_model_and_card(tmp_path, model):
+    weights, card = save_checkpoint(model, tmp_path / "best", metrics={"overall_acc": 0.5})
+    assert weights.name == "best.safetensors" and card.name == "best.json"
+    x = torch.randn(5, 3, 8, 8)
+    for path in (card, weights, tmp_path / "best", tmp_path):
+        loaded = load_model(path)
+        assert not loaded.training
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+        assert loaded.cfg["class_names"] == ["a", "b", "c", "d"]
+        assert loaded.cfg["kwargs"]["hidden"] == 8
+        assert loaded.checkpoint["metrics"] == {"overall_acc": 0.5}
+    meta = json.loads(card.read_text())
+    assert meta["model"]["name"] == "_tiny_test_mlp"
+    assert meta["model"]["num_classes"] == 4
+    assert meta["model"]["input_size"] == [3, 8, 8]
+    assert meta["model"]["mean"] == [0.5, 0.5, 0.5]
+    assert meta["pyg_fer_version"]
+    assert "git_hash" in meta
+    assert sorted(os.listdir(tmp_path)) == ["best.json", "best.safetensors"]  # no temp files
+
+
+def test_weights_kwarg_is_recorded_not_replayed(tmp_path, model):
+    model.cfg["kwargs"]["weights"] = "/nowhere/resnet18_msceleb.pth"
+    save_checkpoint(model, tmp_path / "m")
+    meta = read_card(tmp_path / "m.json")
+    assert "weights" not in meta["model"]["kwargs"]
+    assert meta["model"]["init_kwargs"] == {"weights": "/nowhere/resnet18_msceleb.pth"}
+    load_model(tmp_path / "m.json")  # does not try to open the pre-trained file
+
+
+def test_truncated_weights_are_a_clear_error(tmp_path, model):
+    weights, card = save_checkpoint(model, tmp_path / "best")
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"best.safetensors.*truncated"):
+        load_model(card)
+
+
+def test_foreign_or_broken_card(tmp_path, model):
+    _, card = save_checkpoint(model, tmp_path / "best")
+    text = card.read_text()
+    card.write_text(text[: len(text) // 2])
+    with pytest.raises(ValueError, match=r"best.json' is not valid JSON"):
+        load_model(card)
+    card.write_text(json.dumps({"state_dict": {}}))
+    with pytest.raises(ValueError, match=r"best.json' is not a pyg-fer checkpoint"):
+        load_model(card)
+    with pytest.raises(FileNotFoundError, match="other.json"):
+        load_model(tmp_path / "other.json")
+
+
+def test_weights_of_another_model_do_not_fit(tmp_path, model):
+    _, card = save_checkpoint(model, tmp_path / "best")
+    meta = json.loads(card.read_text())
+    meta["model"]["kwargs"]["hidden"] = 12
+    card.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"best.json' do not fit model '_tiny_test_mlp'"):
+        load_model(card)
+
+
+def test_model_without_cfg_cannot_be_saved(tmp_path):
+    with pytest.raises(ValueError, match="has no 'cfg'"):
+        save_checkpoint(torch.nn.Linear(2, 2), tmp_path / "x")
+
+
+def test_train_state_round_trip_and_foreign_files(tmp_path, model):
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    model.train()
+    model(torch.randn(4, 3, 8, 8)).sum().backward()
+    opt.step()
+    save_train_state(tmp_path / "s.pt", {"epoch": 3, "optimizer": opt.state_dict(),
+                                         "rng": [rng_state()]})
+    state = load_train_state(tmp_path / "s.pt")
+    assert state["epoch"] == 3
+    opt2 = torch.optim.Adam(model.parameters(), lr=0.1)
+    opt2.load_state_dict(state["optimizer"])
+    torch.testing.assert_close(opt2.state_dict()["state"][0]["exp_avg"],
+                               opt.state_dict()["state"][0]["exp_avg"])
+    (tmp_path / "trunc.pt").write_bytes((tmp_path / "s.pt").read_bytes()[:200])
+    with pytest.raises(ValueError, match="trunc.pt' cannot be read"):
+        load_train_state(tmp_path / "trunc.pt")
+    torch.save({"evil": _Evil()}, tmp_path / "evil.pt")  # needs unpickling an arbitrary class
+    with pytest.raises(ValueError, match="evil.pt' cannot be read"):
+        load_train_state(tmp_path / "evil.pt")
+    torch.save({"epoch": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a pyg-fer training state"):
+        load_train_state(tmp_path / "other.pt")
+
+
+class _Evil:
+    pass
+
+
+def test_rng_state_round_trip():
+    state = rng_state()
+    a = (random.random(), np.random.rand(), torch.rand(3))
+    set_rng_state(state)
+    b = (random.random(), np.random.rand(), torch.rand(3))
+    assert a[0] == b[0] and a[1] == b[1] and torch.equal(a[2], b[2])
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "f.bin"
+    atomic_write_bytes(path, b"old")
+
+    def boom(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_bytes(path, b"new")
+    assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["f.bin"]

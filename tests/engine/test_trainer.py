@@ -1,0 +1,167 @@
+import csv
+import json
+
+import pytest
+import torch
+from _engine_tiny import CLASSES, BlobImages, tiny_config
+
+from pyg_fer.engine import evaluate, load_config, load_model, train
+from pyg_fer.engine.checkpoint import read_card
+from pyg_fer.engine.trainer import LRFactor, compute_loss
+
+
+def _data(n_train=192, n_eval=80):
+    return BlobImages(n_train, seed=1), BlobImages(n_eval, seed=2)
+
+
+def test_short_training_lowers_loss_beats_chance_and_writes_the_run(tmp_path):
+    tr, ev = _data()
+    result = train(tiny_config(tmp_path, train={"epochs": 4}), train_dataset=tr,
+                   eval_dataset=ev)
+    run = tmp_path / "run"
+    assert result["run_dir"] == str(run)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4]
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+    assert result["best"]["overall_acc"] > 2 / len(CLASSES)  # chance is 1/4
+    for name in ("config.yaml", "metrics.jsonl", "best.json", "best.safetensors", "last.json",
+                 "last.safetensors", "train_state.pt", "report.json", "report.md",
+                 "confusion_matrix.png", "confusion_matrix.csv", "learning_curves.png"):
+        assert (run / name).is_file(), name
+        assert (run / name).stat().st_size > 0, name
+    # config.yaml reloads to the configuration that ran
+    cfg = load_config(run / "config.yaml")
+    assert cfg.train.epochs == 4 and cfg.model.name == "_tiny_test_mlp"
+    # the best checkpoint is the epoch with the best eval accuracy, and carries it
+    best = max(records, key=lambda r: r["eval_acc"])
+    meta = read_card(run / "best.json")
+    assert meta["epoch"] == result["best_epoch"] == best["epoch"]
+    assert meta["metrics"]["eval_acc"] == best["eval_acc"]
+    assert read_card(run / "last.json")["epoch"] == 4
+
+
+def test_report_holds_what_it_claims(tmp_path):
+    tr, ev = _data()
+    train(tiny_config(tmp_path, train={"epochs": 2}), train_dataset=tr, eval_dataset=ev)
+    run = tmp_path / "run"
+    report = json.loads((run / "report.json").read_text())
+    cm = torch.tensor(report["confusion_matrix"])
+    assert cm.sum().item() == len(ev) == report["num_samples"]
+    assert report["overall_acc"] == pytest.approx(cm.trace().item() / len(ev))
+    per_class = {c: cm[i, i].item() / cm[i].sum().item() for i, c in enumerate(CLASSES)}
+    assert report["per_class_acc"] == pytest.approx(per_class)
+    assert report["mean_class_acc"] == pytest.approx(sum(per_class.values()) / len(CLASSES))
+    assert report["support"] == {c: int((ev.targets == i).sum()) for i, c in enumerate(CLASSES)}
+    # the report re-evaluates the saved best checkpoint: same numbers as that epoch's eval
+    meta = read_card(run / "best.json")
+    assert report["overall_acc"] == pytest.approx(meta["metrics"]["eval_acc"])
+    with open(run / "confusion_matrix.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["true\\pred", *CLASSES]
+    assert [[int(v) for v in row[1:]] for row in rows[1:]] == cm.tolist()
+    md = (run / "report.md").read_text()
+    assert f"{100 * report['overall_acc']:.2f}%" in md and "confusion_matrix.png" in md
+    for png in ("confusion_matrix.png", "learning_curves.png"):
+        assert (run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_matches_manual_count_and_returns_features(tmp_path):
+    tr, ev = _data()
+    train(tiny_config(tmp_path, train={"epochs": 1}), train_dataset=tr, eval_dataset=ev)
+    model = load_model(tmp_path / "run")
+    out = evaluate(model, ev, batch_size=7, return_features=True)
+    with torch.no_grad():
+        preds = model(ev.images).argmax(1)
+    assert out["overall_acc"] == pytest.approx((preds == ev.targets).float().mean().item())
+    assert torch.equal(out["preds"], preds)
+    assert out["features"].shape == (len(ev), 16)
+    assert out["confusion_matrix"].sum() == len(ev)
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    tr, ev = _data()
+    cfg_a = tiny_config(tmp_path, train={"epochs": 4, "grad_clip": 1.0},
+                        output={"name": "full"}, schedule={"warmup_epochs": 0.5})
+    train(cfg_a, train_dataset=tr, eval_dataset=ev)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_2(epoch, model, record):
+        if epoch == 2:
+            raise Killed
+
+    cfg_b = dict(cfg_a, output={"dir": str(tmp_path), "name": "killed"})
+    with pytest.raises(Killed):
+        train(cfg_b, train_dataset=tr, eval_dataset=ev, on_epoch_end=kill_after_2)
+    assert read_card(tmp_path / "killed" / "last.json")["epoch"] == 2
+    train(cfg_b, train_dataset=tr, eval_dataset=ev, resume=tmp_path / "killed")
+
+    a = load_model(tmp_path / "full" / "last.json").state_dict()
+    b = load_model(tmp_path / "killed" / "last.json").state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    ma = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
+    mb = (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
+    strip = ("img_per_s", "epoch_time_s")
+    assert [{k: v for k, v in json.loads(x).items() if k not in strip} for x in ma] == \
+        [{k: v for k, v in json.loads(x).items() if k not in strip} for x in mb]
+
+
+def test_existing_run_is_not_overwritten_by_accident(tmp_path):
+    tr, ev = _data(64, 32)
+    cfg = tiny_config(tmp_path, train={"epochs": 1})
+    train(cfg, train_dataset=tr, eval_dataset=ev)
+    with pytest.raises(ValueError, match="already holds a run"):
+        train(cfg, train_dataset=tr, eval_dataset=ev)
+    cfg["output"]["overwrite"] = True
+    train(cfg, train_dataset=tr, eval_dataset=ev)
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
+    with pytest.raises(FileNotFoundError, match="train_state.pt"):
+        train(cfg, train_dataset=tr, eval_dataset=ev, resume=tmp_path / "nothing")
+
+
+def test_tsne_plot_is_written(tmp_path):
+    tr, ev = _data(96, 40)
+    result = train(tiny_config(tmp_path, train={"epochs": 1}, output={"tsne": True}),
+                   train_dataset=tr, eval_dataset=ev)
+    assert (tmp_path / "run" / "tsne.png").read_bytes()[:4] == b"\x89PNG"
+    assert result["report"]["tsne_png"].endswith("tsne.png")
+
+
+def test_mismatched_classes_are_refused(tmp_path):
+    tr, ev = _data(64, 32)
+    ev.classes = ["x", "y", "z", "w"]
+    with pytest.raises(ValueError, match="differ from evaluation classes"):
+        train(tiny_config(tmp_path), train_dataset=tr, eval_dataset=ev)
+
+
+def test_sync_bn_on_cpu_is_refused_up_front(tmp_path):
+    tr, ev = _data(32, 16)
+    with pytest.raises(ValueError, match="distributed.sync_bn.*GPUs only"):
+        train(tiny_config(tmp_path, distributed={"sync_bn": True}), train_dataset=tr,
+              eval_dataset=ev)
+
+
+def test_lr_schedule_shapes():
+    f = LRFactor("cosine", total_steps=10, warmup_steps=2, min_ratio=0.1)
+    assert [f(s) for s in (0, 1)] == [0.5, 1.0]
+    assert f(2) == pytest.approx(1.0) and f(10) == pytest.approx(0.1)
+    assert f(6) == pytest.approx(0.55)
+    g = LRFactor("step", total_steps=10, step_size=3, gamma=0.5)
+    assert [g(s) for s in (0, 2, 3, 6)] == [1.0, 1.0, 0.5, 0.25]
+
+
+def test_losses():
+    logits = torch.tensor([[2.0, 0.0, -1.0]])
+    t = torch.tensor([0])
+    q = torch.tensor([[1 - 0.1 + 0.1 / 3, 0.1 / 3, 0.1 / 3]])  # Eq. 12
+    expected = -(q * logits.log_softmax(1)).sum()
+    assert compute_loss(logits, t, "ce", 0.1).item() == pytest.approx(expected.item())
+    p = logits.softmax(1)
+    assert compute_loss(logits, t, "mse").item() == pytest.approx(
+        ((p - torch.tensor([[1.0, 0, 0]])) ** 2).sum().item())
+    soft = torch.tensor([[0.7, 0.3, 0.0]])
+    assert compute_loss(logits, soft, "ce").item() == pytest.approx(
+        -(soft * logits.log_softmax(1)).sum().item())

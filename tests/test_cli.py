@@ -1,0 +1,97 @@
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "engine"))
+import _engine_tiny  # noqa: E402, F401  (registers the tiny test models)
+
+from pyg_fer.cli import main  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_models_lists_public_registered_models(capsys):
+    assert main(["models"]) == 0
+    names = capsys.readouterr().out.split()
+    assert "_tiny_test_mlp" not in names  # private test models stay hidden
+    assert main(["models", "_tiny*"]) == 0
+    assert capsys.readouterr().out.split() == []
+
+
+def test_recipes_lists_shipped_files(capsys):
+    assert main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic_face2nodes" in out and "face2nodes_rafdb_pretrained" in out
+
+
+def test_config_errors_exit_2_with_the_key(capsys):
+    assert main(["train", "synthetic_face2nodes", "optim.lrr=3"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown config key 'optim.lrr'" in err and "weight_decay" in err
+    assert main(["train", "no_such_recipe"]) == 2
+    assert "unknown recipe 'no_such_recipe'" in capsys.readouterr().err
+    assert main(["train", "a", "b"]) == 2
+    assert "unexpected argument 'b'" in capsys.readouterr().err
+    assert main(["eval", "/nowhere/best.json"]) == 2
+    assert "/nowhere/best.json" in capsys.readouterr().err
+
+
+def _tiny_recipe(tmp_path):
+    try:
+        from pyg_fer.data import build_dataset  # noqa: F401
+    except ImportError:
+        pytest.skip("pyg_fer.data.build_dataset is not in this checkout")
+    path = tmp_path / "tiny.yaml"
+    path.write_text(f"""
+model: {{name: _tiny_test_mlp, kwargs: {{img_size: 16, hidden: 16}}}}
+data:
+  name: synthetic
+  img_size: 16
+  options: {{img_size: 16}}
+  train_options: {{num_samples: 96}}
+  eval_options: {{num_samples: 48}}
+train: {{epochs: 2, batch_size: 16, device: cpu, progress: false}}
+output: {{dir: {tmp_path / 'runs'}}}
+""")
+    return path
+
+
+def test_train_eval_predict_round_trip(tmp_path, capsys):
+    recipe = _tiny_recipe(tmp_path)
+    assert main(["train", str(recipe), "optim.lr=0.01", "--set", "train.epochs=1"]) == 0
+    run = tmp_path / "runs" / "tiny"
+    assert json.loads((run / "metrics.jsonl").read_text())["epoch"] == 1
+    assert main(["train", "--resume", str(run), "train.epochs=2"]) == 0
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
+    capsys.readouterr()
+    assert main(["eval", str(run / "best.json"), "--tsne", "--out", str(tmp_path / "ev"),
+                 "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert report["num_samples"] == 48 == sum(map(sum, report["confusion_matrix"]))
+    assert f"{100 * report['overall_acc']:.2f}%" in out
+    assert (tmp_path / "ev" / "tsne.png").is_file()
+    from PIL import Image
+
+    img = tmp_path / "face.png"
+    Image.new("RGB", (40, 30), (200, 120, 90)).save(img)
+    assert main(["predict", str(run), str(img), "--device", "cpu", "--top", "2"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{img}: ") and line.count(",") == 1
+    probs = [float(tok) for tok in line.replace(",", " ").replace(")", " ").split()
+             if tok.replace(".", "").isdigit()]
+    assert len(probs) == 2 and probs[0] >= probs[1]
+    not_image = tmp_path / "x.png"
+    not_image.write_text("hello")
+    assert main(["predict", str(run), str(not_image), "--device", "cpu"]) == 2
+    assert "x.png' is not an image" in capsys.readouterr().err
