@@ -9,7 +9,8 @@ from pyg_fer.nn.embed import MultiScalePatchEmbed, StemPatchEmbed, nodes_to_pyg
 from pyg_fer.nn.loss import LabelSmoothingCrossEntropy, label_smoothing_cross_entropy
 
 __all__ = [
-    "AGFN", "CosineThresholdGCN", "DilatedKNNGraph", "DropPath", "FFN", "LabelSmoothingCrossEntropy", "MRConv",
+    "AGFN", "CosineThresholdGCN", "DilatedKNNGraph", "DropPath", "FFN",
+    "LabelSmoothingCrossEntropy", "MRConv",
     "MultiScalePatchEmbed", "PoissonGraph", "PoissonGraphOutput", "RDGCNBlock", "RGConv",
     "StemPatchEmbed", "dilated_knn_graph", "dilation_schedule", "label_smoothing_cross_entropy",
     "nodes_to_pyg",
