@@ -111,6 +111,9 @@ def dilated_knn_graph(
     if backend == "dense":
         nbr = _dense_sorted_neighbours(x, sq_norm, kd, loop, num_graphs, sizes)
     else:
+        if batch is None and num_graphs > 1:  # [B, N, F] input: graphs of N nodes each
+            nodes = x.size(0) // num_graphs
+            batch = torch.arange(num_graphs, device=x.device).repeat_interleave(nodes)
         nbr = _torch_cluster_sorted_neighbours(x, kd, loop, batch)
 
     nbr = _select_dilated(nbr, k, dilation, epsilon)

@@ -96,6 +96,16 @@ def test_backends_agree_at_face2nodes_like_sizes(dilation, cosine):
     assert neighbour_sets(dense, x.size(0)) == neighbour_sets(cluster, x.size(0))
 
 
+@needs_cluster
+def test_backends_agree_on_three_dimensional_input():
+    # [B, N, F] input: each of the B graphs is searched on its own by both backends.
+    x = torch.randn(5, 20, 16)
+    dense = dilated_knn_graph(x, 4, 2, backend="dense")
+    cluster = dilated_knn_graph(x, 4, 2, backend="torch_cluster")
+    assert torch.equal(cluster, dense)
+    assert torch.equal(dense[0] // 20, dense[1] // 20)  # no edge crosses graphs
+
+
 def test_relabelling_nodes_relabels_the_graph():
     x = torch.randn(30, 5)
     perm = torch.randperm(30)
