@@ -1,17 +1,21 @@
 """Throughput of every registered model: images/s for inference and for a training step.
 
-For each model, at batch 64 and 224×224 by default, the median over ``--repeats`` timed runs
-(after ``--warmup`` untimed ones) of
+For each model, at batch 64 and 224×224 by default, the median over ``--repeats`` timed rounds
+(after ``--warmup`` untimed runs) of
 
 - inference: ``model.eval()`` forward under ``torch.inference_mode()``;
 - training step: ``model.train()`` forward, label-smoothing cross-entropy, backward, SGD step;
 
-printed as images/s with the ratio to ``resnet18_fer`` measured in the same run. On CPU the
+printed as images/s with the ratio to ``resnet18_fer`` measured in the same run: each round
+times every model once, and the ratio is the median over rounds of the per-round ratio, so
+load from other processes on a shared machine affects both sides of a ratio alike. On CPU the
 run uses ``--threads`` intra-op threads; with a GPU (``--device cuda``) it runs under
 ``torch.autocast`` (bfloat16) unless ``--no-amp``.
 
 Usage: ``python benchmarks/throughput.py [--models face2nodes resnet18_fer] [--batch-size 64]
-[--img-size 224] [--repeats 3] [--warmup 1] [--device auto] [--threads 2] [--only infer]``
+[--img-size 224] [--repeats 3] [--warmup 1] [--device auto] [--threads 2] [--only infer]``;
+``--conv-paths`` instead times the RG-Conv execution paths (block's dense form, conv's gather
+form, PyG ``propagate``) at the Face2Nodes size.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ import argparse
 import contextlib
 import statistics
 import time
-from typing import Callable, List, Sequence
+from typing import List, Sequence
 
 import torch
 
 import pyg_fer
+from pyg_fer.nn import RGConv, dilated_knn_graph
+from pyg_fer.nn.block import dense_rg_conv
 from pyg_fer.nn.loss import label_smoothing_cross_entropy
 
 BASELINE = "resnet18_fer"
@@ -35,18 +41,46 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_seconds(fn: Callable[[], object], repeats: int, warmup: int,
-                   device: torch.device) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def conv_paths(device: torch.device, repeats: int) -> None:
+    """RG-Conv (scalar gate) at the Face2Nodes size, three ways, forward only: the block's
+    dense ``bmm`` form, the conv's centre-grouped gather path, PyG's generic ``propagate``."""
+    b, n, d, k = 64, 49, 512, 9
+    x = torch.randn(b, n, d, device=device)
+    ei = dilated_knn_graph(x, k, 2)
+    conv = RGConv(d, d).to(device).eval()
+    nbr = ei[0].view(b, n, k) - torch.arange(b, device=device).mul(n).view(b, 1, 1)
+    flat = x.view(b * n, d)
+    h = flat @ conv.gate_lin.weight.t()
+
+    def propagate():
+        aggr = conv.propagate(ei, x=(flat, flat), h=(h, h))
+        return conv.act(conv.norm(conv.update_lin(torch.cat([flat, aggr], -1))))
+
+    paths = {
+        "propagate (scatter over edges)": propagate,
+        "RGConv.forward (gather, k axis)": lambda: conv(flat, ei),
+        "dense_rg_conv (bmm, block)": lambda: dense_rg_conv(conv, x, nbr),
+        "dilated_knn_graph (for scale)": lambda: dilated_knn_graph(x, k, 2),
+        "Linear 512->2048 (for scale)": lambda: torch.nn.functional.linear(
+            flat, torch.randn(4 * d, d, device=device)),
+    }
+    times = {name: [] for name in paths}
+    with torch.inference_mode():
+        for fn in paths.values():
+            fn()
+        for _ in range(repeats):
+            for name, fn in paths.items():
+                _sync(device)
+                start = time.perf_counter()
+                fn()
+                _sync(device)
+                times[name].append(time.perf_counter() - start)
+    base = statistics.median(times["propagate (scatter over edges)"])
+    print(f"\n## RG-Conv paths, B={b}, N={n}, D={d}, k={k}, d=2, median of {repeats}\n")
+    print(table(["path", "ms", "x propagate"], [
+        [name, f"{statistics.median(t) * 1e3:.1f}", f"{statistics.median(t) / base:.2f}"]
+        for name, t in times.items()
+    ]))
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -71,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU intra-op threads")
     parser.add_argument("--no-amp", action="store_true", help="disable autocast on CUDA")
     parser.add_argument("--only", choices=["infer", "train"], default=None)
+    parser.add_argument("--conv-paths", action="store_true",
+                        help="only time the RG-Conv execution paths at the Face2Nodes size")
     args = parser.parse_args(argv)
 
     device = torch.device(
@@ -79,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     amp = device.type == "cuda" and not args.no_amp
+    if args.conv_paths:
+        conv_paths(device, max(args.repeats, 5))
+        return
     names = args.models or pyg_fer.list_models()
     if BASELINE not in names:
         names = [BASELINE, *names]
@@ -91,41 +130,58 @@ def main(argv: Sequence[str] | None = None) -> None:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    results = {}
-    for name in names:
-        model = pyg_fer.create_model(name, num_classes=7).to(device)
-        infer = train = float("nan")
-        if args.only in (None, "infer"):
-            model.eval()
+    models = {name: pyg_fer.create_model(name, num_classes=7).to(device) for name in names}
+    optims = {
+        name: torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9) for name, m in models.items()
+    }
 
-            def run_infer(model=model):
-                with torch.inference_mode(), autocast():
-                    model(x)
+    def run_infer(name):
+        model = models[name].eval()
+        with torch.inference_mode(), autocast():
+            model(x)
 
-            infer = args.batch_size / median_seconds(run_infer, args.repeats, args.warmup, device)
-        if args.only in (None, "train"):
-            model.train()
-            opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    def run_train(name):
+        model, opt = models[name].train(), optims[name]
+        opt.zero_grad(set_to_none=True)
+        with autocast():
+            loss = label_smoothing_cross_entropy(model(x), y, 0.1)
+        loss.backward()
+        opt.step()
 
-            def run_train(model=model, opt=opt):
-                opt.zero_grad(set_to_none=True)
-                with autocast():
-                    loss = label_smoothing_cross_entropy(model(x), y, 0.1)
-                loss.backward()
-                opt.step()
+    def timed(fn, name):
+        _sync(device)
+        start = time.perf_counter()
+        fn(name)
+        _sync(device)
+        return time.perf_counter() - start
 
-            train = args.batch_size / median_seconds(run_train, args.repeats, args.warmup, device)
-        results[name] = (infer, train)
-        print(f"  {name}: infer {infer:.1f} img/s, train {train:.1f} img/s", flush=True)
-        del model
+    # Rounds: every model once per round, so each ratio compares runs made close in time
+    # (the machine may be shared); the ratio column is the median of per-round ratios.
+    modes = [m for m in ("infer", "train") if args.only in (None, m)]
+    times = {(n, m): [] for n in names for m in modes}
+    for mode in modes:
+        fn = run_infer if mode == "infer" else run_train
+        for name in names:
+            for _ in range(args.warmup):
+                fn(name)
+        for r in range(args.repeats):
+            for name in names:
+                times[name, mode].append(timed(fn, name))
+            print(f"  {mode} round {r + 1}: " + ", ".join(
+                f"{n} {times[n, mode][-1]:.2f}s" for n in names), flush=True)
 
-    base_i, base_t = results[BASELINE]
-    rows: List[List[object]] = []
-    for name, (inf, tr) in results.items():
-        rows.append([
-            name, f"{inf:.1f}", f"{inf / base_i:.2f}", f"{args.batch_size / inf:.2f}",
-            f"{tr:.1f}", f"{tr / base_t:.2f}", f"{args.batch_size / tr:.2f}",
-        ])
+    def cols(name, mode):
+        if mode not in modes:
+            return ["-", "-", "-"]
+        t = statistics.median(times[name, mode])
+        ratio = statistics.median(
+            b / a for a, b in zip(times[name, mode], times[BASELINE, mode], strict=True)
+        )
+        return [f"{args.batch_size / t:.1f}", f"{ratio:.2f}", f"{t:.2f}"]
+
+    rows: List[List[object]] = [
+        [name, *cols(name, "infer"), *cols(name, "train")] for name in names
+    ]
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(
         f"\n## Throughput, batch {args.batch_size}, {args.img_size}x{args.img_size}, {dev}, "

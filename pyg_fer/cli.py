@@ -153,8 +153,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     from pyg_fer.models import list_models
 
     for name in list_models(args.pattern):
-        if not name.startswith("_"):
-            print(name)
+        print(name)
     return 0
 
 

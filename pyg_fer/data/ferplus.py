@@ -36,6 +36,8 @@ def ferplus_votes_to_target(votes: Sequence[float], mode: str) -> list[float] | 
         The normalised 8-class distribution, or ``None`` when the sample is dropped: no
         majority, or unknown/not-a-face wins.
     """
+    if mode not in LABEL_MODES:
+        raise ValueError(f"unknown FERPlus label mode {mode!r}; expected one of {LABEL_MODES}")
     v = [0.0 if x < 1.0 + 1e-9 else float(x) for x in votes]
     total = sum(v)
     if total <= 0:
@@ -46,7 +48,7 @@ def ferplus_votes_to_target(votes: Sequence[float], mode: str) -> list[float] | 
         if m <= 0.5 * total:
             return None
         out[v.index(m)] = m
-    elif mode == "probability":
+    else:  # probability
         part, count, valid = 0.0, 0, True
         while part < 0.75 * total and count < 3 and valid:
             m = max(v)
@@ -63,8 +65,6 @@ def ferplus_votes_to_target(votes: Sequence[float], mode: str) -> list[float] | 
                         break
         if sum(out) <= 0.5 * total or count > 3:
             return None
-    else:
-        raise ValueError(f"unknown FERPlus label mode {mode!r}; expected one of {LABEL_MODES}")
     if int(np.argmax(out)) >= 8:
         return None
     emo = out[:8]

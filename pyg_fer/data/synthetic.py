@@ -54,8 +54,9 @@ _SKIN_LIGHT = np.array([250, 218, 196], dtype=np.float64)
 
 
 def _rgb(c: np.ndarray) -> tuple[int, int, int]:
-    c = np.clip(c, 0, 255)
-    return int(c[0]), int(c[1]), int(c[2])
+    r, g, b = (float(v) for v in c)
+    return (int(min(max(r, 0.0), 255.0)), int(min(max(g, 0.0), 255.0)),
+            int(min(max(b, 0.0), 255.0)))
 
 
 def _ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 28) -> np.ndarray:
@@ -85,7 +86,7 @@ class _Pose:
     def __call__(self, pts: np.ndarray, depth: float = 0.55, extra: float = 0.0) -> list[float]:
         pts = np.atleast_2d(np.asarray(pts, dtype=np.float64))
         x, y = pts[:, 0], pts[:, 1]
-        z = depth * np.sqrt(np.clip(1.0 - x * x - 0.35 * y * y, 0.0, 1.0)) + extra
+        z = depth * np.sqrt(np.maximum(1.0 - x * x - 0.35 * y * y, 0.0)) + extra
         xy = np.stack([x * self.cy + z * self.sy, y], axis=1)
         return (xy @ self.m.T + self.c).ravel().tolist()
 

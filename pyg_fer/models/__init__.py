@@ -9,4 +9,4 @@ from pyg_fer.models._registry import (
 )
 
 __all__ = ["create_model", "is_model", "list_models", "model_entrypoint", "register_model"]
-from pyg_fer.models import face2nodes, resnet, vig  # noqa: E402,F401  (register builders)
+from pyg_fer.models import agfn, face2nodes, resnet, vig  # noqa: E402,F401  (register builders)

@@ -19,9 +19,16 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     return fn
 
 
-def list_models(pattern: str = "*") -> List[str]:
-    """Sorted names of the registered models that match a shell-style ``pattern``."""
-    return sorted(n for n in _model_entrypoints if fnmatch.fnmatch(n, pattern))
+def list_models(pattern: str = "*", include_private: bool = False) -> List[str]:
+    """Sorted names of the registered models that match a shell-style ``pattern``.
+
+    Names starting with ``_`` are private (e.g. tiny models registered by tests) and are
+    listed only with ``include_private=True``; ``create_model`` builds them either way.
+    """
+    return sorted(
+        n for n in _model_entrypoints
+        if fnmatch.fnmatch(n, pattern) and (include_private or not n.startswith("_"))
+    )
 
 
 def is_model(name: str) -> bool:

@@ -3,13 +3,14 @@
 from pyg_fer.nn.conv import MRConv, RGConv
 from pyg_fer.nn.knn import DilatedKNNGraph, dilated_knn_graph
 from pyg_fer.nn.poisson import PoissonGraph, PoissonGraphOutput
-from pyg_fer.nn.agfn import AGFN
+from pyg_fer.nn.agfn import AGFN, CosineThresholdGCN
 from pyg_fer.nn.block import FFN, DropPath, RDGCNBlock, dilation_schedule
 from pyg_fer.nn.embed import MultiScalePatchEmbed, StemPatchEmbed, nodes_to_pyg
 from pyg_fer.nn.loss import LabelSmoothingCrossEntropy, label_smoothing_cross_entropy
 
 __all__ = [
-    "AGFN", "DilatedKNNGraph", "DropPath", "FFN", "LabelSmoothingCrossEntropy", "MRConv",
+    "AGFN", "CosineThresholdGCN", "DilatedKNNGraph", "DropPath", "FFN",
+    "LabelSmoothingCrossEntropy", "MRConv",
     "MultiScalePatchEmbed", "PoissonGraph", "PoissonGraphOutput", "RDGCNBlock", "RGConv",
     "StemPatchEmbed", "dilated_knn_graph", "dilation_schedule", "label_smoothing_cross_entropy",
     "nodes_to_pyg",

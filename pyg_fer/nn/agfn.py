@@ -80,6 +80,9 @@ class AGFN(nn.Module):
         self.num_samples = num_samples
         self.eval_graph = eval_graph
         self.graph = PoissonGraph(alpha, beta, sampling=sampling, symmetric=symmetric)
+        # False: the identity graph in training and evaluation (the baseline of the
+        # "pre-train, then insert AGFN" recipe, with the GCN weight W already in place).
+        self.use_graph = True
         self.gcn = GCNConv(in_channels, out_channels, add_self_loops=True, normalize=True,
                            bias=bias)
         self.reset_parameters()
@@ -94,11 +97,11 @@ class AGFN(nn.Module):
                 f"{self}: expected features of shape [B, {self.in_channels}], "
                 f"got {tuple(x.shape)}"
             )
-        if self.training:
+        if self.training and self.use_graph:
             outs = [self._convolve(x, sample=True) for _ in range(self.num_samples)]
             stacked = torch.stack(outs)
             return stacked if return_samples else stacked.mean(0)
-        if self.eval_graph == "identity" or x.size(0) == 1:
+        if not self.use_graph or self.eval_graph == "identity" or x.size(0) == 1:
             empty = torch.empty(2, 0, dtype=torch.long, device=x.device)
             out = self.gcn(x, empty)
         else:
@@ -122,4 +125,60 @@ class AGFN(nn.Module):
         return (
             f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "
             f"num_samples={self.num_samples}, eval_graph={self.eval_graph})"
+        )
+
+
+class CosineThresholdGCN(nn.Module):
+    r"""The "Baseline-GCN" of AGFN's Table 1: samples of the batch whose cosine similarity
+    exceeds a fixed threshold are linked (the threshold-based staircase function the Poisson
+    generator replaces), then a GCN (Eq. 6) normalises their features:
+
+    .. math::
+        A_{ij} = [\cos(\mathbf{x}_i, \mathbf{x}_j) > \tau], \ i \neq j, \qquad
+        \hat{\mathbf{X}} = \tilde{\mathbf{D}}^{-1/2} (\mathbf{A} + \mathbf{I})
+        \tilde{\mathbf{D}}^{-1/2} \mathbf{X} \mathbf{W}.
+
+    The graph is the same in training and evaluation and has no learnable parameters.
+
+    Args:
+        in_channels (int): Feature size of each sample.
+        out_channels (int): Output size.
+        threshold (float, optional): :math:`\tau`. (default: :obj:`0.5`, the paper's)
+
+    Shapes:
+        - **input:** :math:`(B, F)`
+        - **output:** :math:`(B, F')`
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, threshold: float = 0.5) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.threshold = threshold
+        self.gcn = GCNConv(in_channels, out_channels, add_self_loops=True, normalize=True)
+
+    def reset_parameters(self) -> None:
+        self.gcn.reset_parameters()
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 2 or x.size(-1) != self.in_channels:
+            raise ValueError(
+                f"{self}: expected features of shape [B, {self.in_channels}], "
+                f"got {tuple(x.shape)}"
+            )
+        return self.gcn(x, self.edge_index(x))
+
+    def edge_index(self, x: Tensor) -> Tensor:
+        """``[2, E]`` the linked pairs ``j -> i`` (no self-pairs)."""
+        with torch.no_grad():
+            xn = torch.nn.functional.normalize(x, dim=-1)
+            linked = (xn @ xn.t()) > self.threshold
+            linked.fill_diagonal_(False)
+            target, source = linked.nonzero(as_tuple=True)
+        return torch.stack([source, target])
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "
+            f"threshold={self.threshold})"
         )

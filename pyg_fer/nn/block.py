@@ -10,12 +10,10 @@ import torch.nn as nn
 from torch import Tensor
 
 from pyg_fer.nn.conv import MRConv, RGConv
+from pyg_fer.nn.conv._regular import regular_neighbours
 from pyg_fer.nn.knn import BACKENDS, dilated_knn_graph
 
-__all__ = [
-    "FFN", "GRAPH_CONVS", "DropPath", "RDGCNBlock", "dense_graph_conv", "dilation_schedule",
-    "regular_neighbours",
-]
+__all__ = ["FFN", "GRAPH_CONVS", "DropPath", "RDGCNBlock", "dense_rg_conv", "dilation_schedule"]
 
 GRAPH_CONVS = ("rg", "mr", "edge")
 
@@ -110,57 +108,38 @@ class FFN(nn.Module):
         return x + self.drop_path(self.fc2(self.act(self.fc1(x))))
 
 
-def regular_neighbours(edge_index: Tensor, num_graphs: int, num_nodes: int, k: int
-                       ) -> Optional[Tensor]:
-    """Local neighbour ids ``[B, N, k]`` if ``edge_index`` has the layout that
-    :func:`~pyg_fer.nn.dilated_knn_graph` returns for ``[B, N, F]`` input (``k`` edges per
-    centre, grouped by centre in node order, node ids ``b * N + n``); otherwise :obj:`None`."""
-    b, n = num_graphs, num_nodes
-    if edge_index.dim() != 2 or edge_index.size(1) != b * n * k:
-        return None
-    centre = edge_index[1].view(b * n, k)
-    expected = torch.arange(b * n, device=edge_index.device).unsqueeze(1)
-    if not bool((centre == expected).all()):
-        return None
-    offset = torch.arange(b, device=edge_index.device).mul_(n).view(b, 1, 1)
-    return edge_index[0].view(b, n, k) - offset
+def dense_rg_conv(conv: RGConv, x: Tensor, nbr: Tensor) -> Tensor:
+    r"""RG-Conv with a scalar gate on ``B`` equal-size graphs, as one batched matrix product.
 
+    The same maths as :class:`~pyg_fer.nn.RGConv` (Eq. 7-8) with the conv's own parameters,
+    using the ``[B, N, D]`` structure that a flat edge list has lost: with
+    :math:`w_{ij} = \sigma(h_j - h_i + b)`,
 
-def dense_graph_conv(conv: nn.Module, x: Tensor, nbr: Tensor) -> Optional[Tensor]:
-    r"""RG-Conv (scalar gate) or MR-Conv on ``B`` equal-size graphs with ``k`` neighbours per
-    node, computed densely with the conv's own parameters; :obj:`None` for other convs.
+    .. math::
+        g_i = \sum_{j} w_{ij} (x_j - x_i) = (A X)_i - (A \mathbf{1})_i\, x_i,
 
-    Same maths as the message-passing form, without materialising per-edge features:
-
-    - RG-Conv, Eq. (7): with :math:`w_{ij} = \sigma(h_j - h_i + b)`,
-      :math:`g_i = \sum_j w_{ij} x_j - (\sum_j w_{ij}) x_i = (A X)_i - (A \mathbf{1})_i x_i`,
-      where :math:`A \in \mathbb{R}^{B \times N \times N}` holds the :math:`w_{ij}`
-      (a batched matrix product instead of a gather + scatter over :math:`B N k` edges);
-    - MR-Conv: :math:`\max_j (x_j - x_i) = \max_j x_j - x_i` exactly (rounding is monotonic).
+    where :math:`A \in \mathbb{R}^{B \times N \times N}` holds the :math:`w_{ij}` of each
+    graph. Neither per-edge features nor the ``[B N, k, D]`` gather of neighbours are built
+    (``benchmarks/throughput.py --conv-paths``; :math:`N^2 D` multiply-adds per graph are cheap at
+    :math:`N \le 784`).
 
     Args:
-        conv: an :class:`~pyg_fer.nn.RGConv` or :class:`~pyg_fer.nn.MRConv`.
+        conv (RGConv): a scalar-gate RG-Conv.
         x (Tensor): node features ``[B, N, D]``.
-        nbr (Tensor): local neighbour ids ``[B, N, k]`` (see :func:`regular_neighbours`).
+        nbr (Tensor): neighbour ids ``[B, N, k]`` local to each graph.
 
     Returns:
-        Tensor or None: the conv's output ``[B, N, D']``.
+        Tensor: ``[B, N, D']``, equal to ``conv(x.view(B * N, D), edge_index)``.
     """
+    if conv.gate != "scalar":
+        raise ValueError(f"dense_rg_conv needs gate='scalar', got {conv}")
     b, n, d = x.shape
     k = nbr.size(-1)
-    if isinstance(conv, RGConv) and conv.gate == "scalar":
-        h = (x @ conv.gate_lin.weight.t()).squeeze(-1)  # [B, N] gate logit per node
-        h_j = h.gather(1, nbr.reshape(b, n * k)).view(b, n, k)
-        w = torch.sigmoid(h_j - h.unsqueeze(-1) + conv.gate_lin.bias)
-        adj = x.new_zeros(b, n, n).scatter_add_(2, nbr, w.to(x.dtype))
-        aggr = torch.baddbmm(x, adj, x, beta=0, alpha=1) - adj.sum(-1, keepdim=True) * x
-    elif isinstance(conv, MRConv):
-        flat = nbr + torch.arange(b, device=nbr.device).mul_(n).view(b, 1, 1)
-        x_flat = x.reshape(b * n, d)
-        x_j = x_flat.index_select(0, flat.reshape(-1)).view(b * n, k, d)
-        aggr = (x_j.amax(dim=1) - x_flat).view(b, n, d)
-    else:
-        return None
+    h = (x @ conv.gate_lin.weight.t()).squeeze(-1)  # [B, N] gate logit per node
+    h_j = h.gather(1, nbr.reshape(b, n * k)).view(b, n, k)
+    w = torch.sigmoid(h_j - h.unsqueeze(-1) + conv.gate_lin.bias)
+    adj = x.new_zeros(b, n, n).scatter_add_(2, nbr, w.to(x.dtype))
+    aggr = torch.bmm(adj, x) - adj.sum(-1, keepdim=True) * x
     out = conv.update_lin(torch.cat([x, aggr], dim=-1).view(b * n, 2 * d))
     return conv.act(conv.norm(out)).view(b, n, -1)
 
@@ -263,11 +242,14 @@ class RDGCNBlock(nn.Module):
                 backend=self.knn_backend, epsilon=eps,
             )
         self.last_edge_index = edge_index
-        nbr = regular_neighbours(edge_index, b, n, self.k)
-        out = dense_graph_conv(self.conv, y, nbr) if nbr is not None else None
-        if out is None:  # EdgeConv, channel gate: PyG message passing on the flat view
-            out = self.conv(y.reshape(b * n, d), edge_index).view(b, n, d)
-        y = out
+        nbr = None
+        if isinstance(self.conv, RGConv) and self.conv.gate == "scalar":
+            nbr = regular_neighbours(edge_index, b * n)
+        if nbr is not None:
+            offset = torch.arange(b, device=nbr.device).mul_(n).view(b, 1, 1)
+            y = dense_rg_conv(self.conv, y, nbr.view(b, n, -1) - offset)
+        else:  # MR-Conv/RG-Conv's own fused k-NN path, or PyG message passing (EdgeConv)
+            y = self.conv(y.reshape(b * n, d), edge_index).view(b, n, d)
         x = x + self.drop_path(self.fc_out(y))
         return self.ffn(x)
 

@@ -82,9 +82,6 @@ def dilated_knn_graph(
         raise ValueError(f"epsilon must lie in [0, 1], got {epsilon!r}")
 
     x, batch, num_graphs, sizes = _normalise_input(x, batch)
-    if not bool(torch.isfinite(x).all()):
-        bad = int((~torch.isfinite(x)).any(dim=-1).nonzero()[0, 0])
-        raise ValueError(f"x holds NaN or infinite features (first at node {bad})")
     kd = k * dilation
     min_size = int(sizes.min()) if sizes is not None else x.size(0) // max(num_graphs, 1)
     available = min_size - (0 if loop else 1)
@@ -106,8 +103,13 @@ def dilated_knn_graph(
         # For unit vectors ||a - b||^2 = 2 - 2 cos(a, b): Euclidean ranking == cosine ranking.
         x = F.normalize(x, p=2.0, dim=-1)
 
+    # Finite features <=> finite squared norms (barring overflow): one check per node.
+    sq_norm = (x * x).sum(-1)
+    if not bool(torch.isfinite(sq_norm).all()):
+        bad = int((~torch.isfinite(sq_norm)).nonzero()[0, 0])
+        raise ValueError(f"x holds NaN or infinite features (first at node {bad})")
     if backend == "dense":
-        nbr = _dense_sorted_neighbours(x, kd, loop, num_graphs, sizes, batch)
+        nbr = _dense_sorted_neighbours(x, sq_norm, kd, loop, num_graphs, sizes)
     else:
         nbr = _torch_cluster_sorted_neighbours(x, kd, loop, batch)
 
@@ -160,16 +162,17 @@ def _normalise_input(
 
 def _dense_sorted_neighbours(
     x: Tensor,
+    sq_norm: Tensor,
     kd: int,
     loop: bool,
     num_graphs: int,
     sizes: Optional[Tensor],
-    batch: Optional[Tensor],
 ) -> Tensor:
     """Global ids ``[num_nodes, kd]`` of each node's ``kd`` nearest, by increasing distance."""
     if sizes is None:
         n = x.size(0) // num_graphs
         x3 = x.view(num_graphs, n, -1)
+        sq = sq_norm.view(num_graphs, n)
         valid = None
     else:  # pad unequal graphs to the largest; padded columns are never chosen
         n = int(sizes.max())
@@ -178,9 +181,10 @@ def _dense_sorted_neighbours(
         graph = torch.arange(num_graphs, device=x.device).repeat_interleave(sizes)
         x3 = x.new_zeros(num_graphs, n, x.size(-1))
         x3[graph, local] = x
+        sq = sq_norm.new_zeros(num_graphs, n)
+        sq[graph, local] = sq_norm
         valid = torch.arange(n, device=x.device)[None, :] < sizes[:, None]
 
-    sq = (x3 * x3).sum(-1)  # [B, n]
     rows_per_chunk = max(1, _DENSE_CHUNK_BYTES // max(1, num_graphs * n * x3.element_size()))
     out = []
     for start in range(0, n, rows_per_chunk):

@@ -109,3 +109,12 @@ def test_targets_settable_and_summary(rafdb_root):
         ds.targets = [0, 7, 0, 0]
     with pytest.raises(ValueError, match="4 entries"):
         ds.targets = [0]
+
+
+def test_red_survives_loader_and_transform(rafdb_root, write_image):
+    from pyg_fer.data import build_transform
+
+    write_image(str(rafdb_root / "Image" / "aligned" / "train_00001_aligned.jpg"), (255, 0, 0))
+    tf = build_transform(False, img_size=8, mean=(0, 0, 0), std=(1, 1, 1))
+    x, _ = build_dataset("rafdb", str(rafdb_root), "train", transform=tf)[0]
+    assert x[0].min() > 0.95 and x[1:].max() < 0.05

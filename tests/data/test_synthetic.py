@@ -126,3 +126,11 @@ def test_subset_and_summary(tmp_path):
 def test_bad_arguments(kw, match):
     with pytest.raises(ValueError, match=match):
         SyntheticFER(**kw)
+
+
+def test_picklable_for_dataloader_workers():
+    import pickle
+
+    ds = SyntheticFER("test", num_samples=5, img_size=32)
+    clone = pickle.loads(pickle.dumps(ds))
+    assert clone.targets == ds.targets and np.array_equal(_arr(clone, 4), _arr(ds, 4))

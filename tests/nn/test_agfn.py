@@ -74,3 +74,25 @@ def test_errors_and_repr():
         AGFN(4, 4, eval_graph="bank")
     with pytest.raises(ValueError, match=r"shape \[B, 4\], got \(3, 5\)"):
         AGFN(4, 4)(torch.randn(3, 5))
+
+
+def test_cosine_threshold_gcn_links_exactly_the_similar_pairs():
+    from pyg_fer.nn import CosineThresholdGCN
+
+    layer = CosineThresholdGCN(2, 2, threshold=0.5)
+    x = torch.tensor([[1.0, 0.0], [1.0, 0.2], [0.0, 1.0], [0.6, 0.8]])
+    # cos(0,1)=0.98, cos(0,3)=0.6, cos(1,3)=0.75, cos(2,3)=0.8, cos(0,2)=0, cos(1,2)=0.196
+    pairs = sorted(map(tuple, layer.edge_index(x).t().tolist()))
+    assert pairs == sorted([(1, 0), (0, 1), (3, 0), (0, 3), (3, 1), (1, 3), (3, 2), (2, 3)])
+    adjacency = torch.zeros(4, 4)
+    adjacency[torch.tensor([0, 1, 0, 3, 1, 3, 2, 3]), torch.tensor([1, 0, 3, 0, 3, 1, 3, 2])] = 1
+    expected = dense_gcn(x, adjacency, layer)
+    assert torch.allclose(layer(x), expected, atol=1e-5)
+    assert str(layer) == "CosineThresholdGCN(2, 2, threshold=0.5)"
+
+
+def test_disabled_graph_is_the_identity_in_training_too():
+    agfn = AGFN(6, 4).train()
+    agfn.use_graph = False
+    x = torch.randn(10, 6)
+    assert torch.allclose(agfn(x), x @ agfn.gcn.lin.weight.t() + agfn.gcn.bias, atol=1e-6)

@@ -29,17 +29,18 @@ def test_all_pairs_layout():
 
 
 def test_sampled_frequencies_match_probabilities():
-    # 3000 independent draws per pair: the frequency's standard error is <= 0.5/sqrt(3000)
-    # = 0.0091; a 0.045 tolerance is 4.9 standard errors for every one of the 380 pairs.
+    # 2000 independent draws per pair: the frequency's standard error is <= 0.5/sqrt(2000)
+    # = 0.0112; a 0.056 tolerance is 5 standard errors for every one of the 240 pairs.
     torch.manual_seed(0)
     graph = PoissonGraph(alpha=1.4, beta=0.1).train()
-    x = torch.randn(20, 8)
+    x = torch.randn(16, 8)
     prob = graph.probabilities(x).detach()
-    counts = torch.zeros(20, 20)
-    for _ in range(3000):
-        counts += graph(x).adjacency
-    assert float((counts / 3000 - prob).abs().max()) < 0.045
-    assert torch.equal(counts.diagonal(), torch.zeros(20))
+    counts = torch.zeros(16, 16)
+    with torch.no_grad():
+        for _ in range(2000):
+            counts += graph(x).adjacency
+    assert float((counts / 2000 - prob).abs().max()) < 0.056
+    assert torch.equal(counts.diagonal(), torch.zeros(16))
 
 
 def test_edge_weight_carries_sampled_values_and_pairs_layout():

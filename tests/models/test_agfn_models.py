@@ -1,0 +1,63 @@
+import pytest
+import torch
+
+import pyg_fer
+
+IMG = 64
+
+
+def test_parameter_split_and_toggle():
+    model = pyg_fer.create_model("agfn_resnet18", feature_dim=16)
+    graph = list(model.graph_parameters())
+    assert graph == [model.graph_norm.graph.alpha, model.graph_norm.graph.beta]
+    network_ids = {id(p) for p in model.network_parameters()}
+    assert network_ids.isdisjoint(id(p) for p in graph)
+    assert len(network_ids) + 2 == len(list(model.parameters()))
+    model.set_agfn_enabled(False)
+    assert model.graph_norm.use_graph is False
+    model.set_agfn_enabled(True)
+    assert model.graph_norm.use_graph is True
+
+
+def test_baseline_gcn_has_no_graph_parameters():
+    model = pyg_fer.create_model("baseline_gcn_resnet18", feature_dim=16)
+    assert list(model.graph_parameters()) == []
+    assert len(list(model.network_parameters())) == len(list(model.parameters()))
+
+
+def test_identity_eval_graph_removes_the_batch_dependence():
+    torch.manual_seed(0)
+    model = pyg_fer.create_model("agfn_resnet18", feature_dim=16, eval_graph="identity").eval()
+    images = torch.randn(6, 3, IMG, IMG)
+    with torch.no_grad():
+        batch = model(images)
+        alone = torch.cat([model(images[i : i + 1]) for i in range(6)])
+    assert torch.allclose(batch, alone, atol=1e-4)
+
+
+def test_expected_eval_graph_depends_on_the_batch_but_is_deterministic():
+    torch.manual_seed(0)
+    model = pyg_fer.create_model("agfn_resnet18", feature_dim=16).eval()
+    images = torch.randn(6, 3, IMG, IMG)
+    with torch.no_grad():
+        a, b = model(images), model(images)
+        first_three = model(images[:3])
+    assert torch.equal(a, b)
+    assert not torch.allclose(a[:3], first_three, atol=1e-4)
+
+
+def test_face2nodes_agfn_uses_the_face2nodes_graph_representation():
+    model = pyg_fer.create_model(
+        "face2nodes_agfn", embed_dim=32, depth=2, grid_size=4, k=4, feature_dim=16
+    ).eval()
+    with torch.no_grad():
+        out = model(torch.randn(3, 3, IMG, IMG))
+    assert out.shape == (3, 7)
+    assert len(model.trunk.graphs) == 2 and model.trunk.graphs[0].shape == (2, 3 * 16 * 4)
+
+
+def test_bad_arguments_name_the_value():
+    with pytest.raises(ValueError, match="unknown backbone 'vgg'"):
+        pyg_fer.create_model("agfn_resnet18", backbone="vgg")
+    with pytest.raises(ValueError, match=r"unexpected keyword arguments \['depth'\]"):
+        pyg_fer.create_model("agfn_resnet18", depth=3)

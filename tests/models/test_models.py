@@ -1,0 +1,127 @@
+"""Registry-driven tests: every registered model, on a small variant unless marked slow."""
+
+import json
+
+import pytest
+import torch
+
+import pyg_fer
+from pyg_fer.models.face2nodes import Face2Nodes
+
+# Small variants keep the suite fast; models not listed get SMALL (the graph-model knobs).
+SMALL = dict(embed_dim=64, depth=2, grid_size=4, k=4)
+SMALL_KWARGS = {
+    "resnet18_fer": {},
+    "agfn_resnet18": {"feature_dim": 32},
+    "baseline_gcn_resnet18": {"feature_dim": 32},
+}
+IMG = 64
+
+
+def small(name, **kwargs):
+    return pyg_fer.create_model(name, **dict(SMALL_KWARGS.get(name, SMALL), **kwargs))
+
+
+def test_registry_lists_the_issue_models():
+    names = pyg_fer.list_models()
+    for name in ["face2nodes", "face2nodes_mr", "face2nodes_stem", "vig_ti_fer", "resnet18_fer",
+                 "agfn_resnet18", "baseline_gcn_resnet18", "face2nodes_agfn"]:
+        assert name in names
+    assert pyg_fer.list_models("face2nodes*") == [
+        "face2nodes", "face2nodes_agfn", "face2nodes_mr", "face2nodes_stem"
+    ]
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        pyg_fer.create_model("nope")
+
+
+@pytest.mark.parametrize("name", pyg_fer.list_models())
+def test_forward_train_gradients(name):
+    model = small(name, num_classes=5).train()
+    # Batch of 4: with 2, BatchNorm + ReLU make two samples' features exactly orthogonal, and
+    # a batch-level graph's clamped Poisson rate then sits at its kink (zero gradient).
+    out = model(torch.randn(4, 3, IMG, IMG))
+    assert out.shape == (4, 5) and torch.isfinite(out).all()
+    out.logsumexp(1).sum().backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
+    assert no_grad == []
+
+
+@pytest.mark.parametrize("name", pyg_fer.list_models())
+def test_eval_batch_of_one_and_determinism(name):
+    model = small(name).eval()
+    x = torch.randn(1, 3, IMG, IMG)
+    with torch.no_grad():
+        a, b = model(x), model(x)
+    assert a.shape == (1, 7) and torch.equal(a, b)
+    feats = model.forward_features(x)
+    # node features [B, N, D], feature maps [B, C, H, W], or batch-level vectors [B, F]
+    assert feats.dim() in (2, 3, 4) and feats.shape[0] == 1
+
+
+@pytest.mark.parametrize("name", pyg_fer.list_models())
+def test_cfg_rebuilds_model(name):
+    model = small(name, num_classes=3, class_names=["a", "b", "c"])
+    cfg = json.loads(json.dumps(model.cfg))  # what a checkpoint stores
+    assert cfg["name"] == name and cfg["num_classes"] == 3
+    assert cfg["class_names"] == ["a", "b", "c"] and cfg["input_size"][0] == 3
+    assert len(cfg["mean"]) == 3 and len(cfg["std"]) == 3
+    rebuilt = pyg_fer.create_model(cfg["name"], **cfg["kwargs"])
+    rebuilt.load_state_dict(model.state_dict())  # same architecture, strict
+    assert rebuilt.cfg == model.cfg
+    with pytest.raises(ValueError, match="class_names has 2 entries"):
+        small(name, num_classes=3, class_names=["a", "b"])
+
+
+def test_graph_model_variants_and_graphs():
+    model = small("face2nodes", depth=3).eval()
+    assert isinstance(model, Face2Nodes) and model.graphs == [None] * 3
+    x = torch.randn(2, 3, IMG, IMG)
+    feats = model.forward_features(x)
+    assert feats.shape == (2, 16, 64)
+    assert model.dilations == [1, 1, 1]
+    for ei in model.graphs:
+        assert ei.shape == (2, 2 * 16 * 4)
+    assert isinstance(small("face2nodes_mr").blocks[0].conv, pyg_fer.nn.MRConv)
+    assert isinstance(small("face2nodes").blocks[0].conv, pyg_fer.nn.RGConv)
+    assert isinstance(small("face2nodes_stem").embed, pyg_fer.nn.StemPatchEmbed)
+    edge = small("face2nodes", conv="edge").train()
+    edge(x).sum().backward()
+    assert all(p.grad is not None for p in edge.parameters())
+    with pytest.raises(ValueError, match="embedder 'vit'"):
+        small("face2nodes", embedder="vit")
+    with pytest.raises(ValueError, match="dilations"):
+        small("face2nodes", dilations=[1])
+
+
+def test_vig_ti_fer_is_documented_config():
+    model = pyg_fer.create_model("vig_ti_fer")
+    assert model.embed.num_nodes == 196 and model.embed_dim == 192 and len(model.blocks) == 12
+    assert model.dilations == [1] * 4 + [2] * 4 + [3] * 4
+    assert all(isinstance(b.conv, pyg_fer.nn.MRConv) and b.k == 9 for b in model.blocks)
+
+
+def test_grayscale_input_is_rejected_with_a_clear_message():
+    model = small("face2nodes").eval()
+    with pytest.raises(ValueError, match="grayscale"):
+        model(torch.rand(1, 1, IMG, IMG))
+
+
+def test_default_face2nodes_smoke():
+    model = pyg_fer.create_model("face2nodes").eval()
+    n = sum(p.numel() for p in model.parameters())
+    assert 36.5e6 < n < 37.0e6  # Table 2: 36.58 M (docs/design.md)
+    assert model.cfg["input_size"] == [3, 224, 224] and model.num_nodes == 49
+    assert model.dilations == [1, 1, 1, 1, 2, 2, 2, 2]
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 224, 224))
+    assert out.shape == (2, 7) and torch.isfinite(out).all()
+    assert model.graphs[-1].shape == (2, 2 * 49 * 9)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", pyg_fer.list_models())
+def test_default_models_at_224(name):
+    model = pyg_fer.create_model(name).train()
+    out = model(torch.randn(2, 3, 224, 224))
+    assert out.shape == (2, 7) and torch.isfinite(out).all()
+    out.sum().backward()

@@ -1,0 +1,90 @@
+"""Loading local checkpoints: the MS-Celeb-1M ResNet-18 layout FER repositories share."""
+
+import pytest
+import torch
+import torchvision
+from safetensors.torch import save_file
+
+import pyg_fer
+from pyg_fer.models.weights import load_backbone_weights, load_state_dict_file, map_state_dict_keys
+from pyg_fer.nn.embed import build_resnet_trunk
+
+
+def _msceleb_checkpoint(path, drop=(), extra=None, num_identities=11):
+    """A file shaped like the shared MS-Celeb-1M ResNet-18: 'state_dict', 'module.', fc."""
+    net = torchvision.models.resnet18(num_classes=num_identities)
+    sd = {f"module.{k}": v for k, v in net.state_dict().items() if k not in drop}
+    sd.update(extra or {})
+    torch.save({"state_dict": sd, "epoch": 40, "best_acc": 0.9}, path)
+    return net
+
+
+def test_msceleb_layout_loads_into_face2nodes_and_resnet(tmp_path):
+    path = tmp_path / "resnet18_msceleb.pth"
+    net = _msceleb_checkpoint(path)
+    model = pyg_fer.create_model("face2nodes", embed_dim=32, depth=1, grid_size=2, k=2,
+                                 weights=str(path))
+    assert torch.equal(model.embed.stem[0].weight, net.conv1.weight)
+    assert torch.equal(model.embed.stages[3][1].bn2.running_var, net.layer4[1].bn2.running_var)
+    assert "weights" not in model.cfg["kwargs"]  # a checkpoint carries its own weights
+    cnn = pyg_fer.create_model("resnet18_fer", weights=path)
+    assert torch.equal(cnn.trunk.layer2[0].conv1.weight, net.layer2[0].conv1.weight)
+    assert cnn.fc.out_features == 7  # the identity head is not loaded
+
+
+def test_report_names_ignored_missing_and_unexpected(tmp_path):
+    path = tmp_path / "ckpt.pth"
+    _msceleb_checkpoint(path, drop=("layer1.0.conv1.weight",),
+                        extra={"module.attention.weight": torch.zeros(3)})
+    trunk = build_resnet_trunk()
+    with pytest.raises(ValueError, match=r"ckpt.pth.*missing 1 \(layer1.0.conv1.weight\)"
+                                         r".*unexpected 1 \(attention.weight\)"):
+        load_backbone_weights(trunk, path)
+    report = load_backbone_weights(trunk, path, strict=False)
+    assert report.ignored == ["fc.weight", "fc.bias"]
+    assert report.missing == ["layer1.0.conv1.weight"]
+    assert report.unexpected == ["attention.weight"]
+
+
+def test_missing_num_batches_tracked_is_harmless(tmp_path):
+    path = tmp_path / "old.pth"
+    net = torchvision.models.resnet18()
+    old = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save(old, path)
+    report = load_backbone_weights(build_resnet_trunk(), path)
+    assert report.missing == [] and report.ignored == ["fc.weight", "fc.bias"]
+
+
+def test_shape_mismatch_names_the_key(tmp_path):
+    path = tmp_path / "bad.pth"
+    _msceleb_checkpoint(path, extra={"module.conv1.weight": torch.zeros(64, 1, 7, 7)})
+    with pytest.raises(ValueError, match=r"conv1.weight: file \(64, 1, 7, 7\) vs model"):
+        load_backbone_weights(build_resnet_trunk(), path)
+
+
+def test_unsafe_and_missing_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere.pth"):
+        load_state_dict_file(tmp_path / "nowhere.pth")
+    evil = tmp_path / "evil.pth"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "obj": _Custom()}, evil)
+    with pytest.raises(ValueError, match="weights_only=True"):
+        load_state_dict_file(evil)
+    empty = tmp_path / "empty.pth"
+    torch.save({"state_dict": {}}, empty)
+    with pytest.raises(ValueError, match="no state dict"):
+        load_state_dict_file(empty)
+
+
+class _Custom:
+    pass
+
+
+def test_safetensors_and_prefix_mapping(tmp_path):
+    net = torchvision.models.resnet18()
+    path = tmp_path / "r18.safetensors"
+    save_file({f"module.backbone.{k}": v.contiguous() for k, v in net.state_dict().items()},
+              str(path))
+    trunk = build_resnet_trunk(weights=path)
+    assert torch.equal(trunk.layer3[0].downsample[0].weight, net.layer3[0].downsample[0].weight)
+    with pytest.raises(ValueError, match="collide"):
+        map_state_dict_keys({"module.a": torch.zeros(1), "a": torch.zeros(1)})

@@ -1,0 +1,57 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pyg_fer.nn import LabelSmoothingCrossEntropy, label_smoothing_cross_entropy
+
+
+def test_exact_value_on_tiny_case():
+    logits = torch.tensor([[2.0, 0.0, 0.0]])
+    target = torch.tensor([0])
+    # q = (1 - 0.1) * onehot + 0.1 / 3 = [0.9333.., 0.0333.., 0.0333..]
+    log_z = math.log(math.exp(2.0) + 2.0)
+    expected = -(0.9 + 0.1 / 3) * (2.0 - log_z) - 2 * (0.1 / 3) * (0.0 - log_z)
+    out = label_smoothing_cross_entropy(logits, target, smoothing=0.1)
+    assert out.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_hard_targets_match_torch_and_onehot_soft_targets():
+    logits = torch.randn(6, 7)
+    target = torch.randint(0, 7, (6,))
+    hard = label_smoothing_cross_entropy(logits, target, 0.1)
+    assert torch.allclose(hard, F.cross_entropy(logits, target, label_smoothing=0.1))
+    soft = label_smoothing_cross_entropy(logits, F.one_hot(target, 7).float(), 0.1)
+    assert torch.allclose(hard, soft, atol=1e-6)
+
+
+def test_soft_targets_eq12():
+    logits = torch.randn(4, 3)
+    pi = torch.softmax(torch.randn(4, 3), dim=1)
+    q = 0.8 * pi + 0.2 / 3
+    expected = -(q * F.log_softmax(logits, 1)).sum(1)
+    out = label_smoothing_cross_entropy(logits, pi, 0.2, reduction="none")
+    assert torch.allclose(out, expected, atol=1e-6)
+    assert torch.allclose(label_smoothing_cross_entropy(logits, pi, 0.2, "sum"), expected.sum())
+
+
+def test_zero_smoothing_is_cross_entropy():
+    logits, target = torch.randn(5, 4), torch.randint(0, 4, (5,))
+    assert torch.allclose(LabelSmoothingCrossEntropy(0.0)(logits, target),
+                          F.cross_entropy(logits, target))
+    assert str(LabelSmoothingCrossEntropy()) == "LabelSmoothingCrossEntropy(smoothing=0.1)"
+
+
+def test_bad_inputs_raise():
+    logits = torch.randn(2, 3)
+    with pytest.raises(ValueError, match="out of range"):
+        label_smoothing_cross_entropy(logits, torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match="row 1"):
+        label_smoothing_cross_entropy(logits, torch.tensor([[1.0, 0, 0], [0.5, 0.2, 0.2]]))
+    with pytest.raises(ValueError, match="shape"):
+        label_smoothing_cross_entropy(logits, torch.ones(2, 4) / 4)
+    with pytest.raises(ValueError, match="smoothing"):
+        LabelSmoothingCrossEntropy(1.5)
+    with pytest.raises(ValueError, match="reduction"):
+        label_smoothing_cross_entropy(logits, torch.tensor([0, 1]), reduction="avg")
