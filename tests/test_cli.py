@@ -95,3 +95,14 @@ def test_train_eval_predict_round_trip(tmp_path, capsys):
     not_image.write_text("hello")
     assert main(["predict", str(run), str(not_image), "--device", "cpu"]) == 2
     assert "x.png' is not an image" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_with_nproc_2_spawns_ddp(tmp_path, capsys):
+    recipe = _tiny_recipe(tmp_path)
+    assert main(["train", str(recipe), "--nproc", "2", "distributed.backend=gloo"]) == 0
+    run = tmp_path / "runs" / "tiny"
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2]  # written once, by rank 0
+    report = json.loads((run / "report.json").read_text())
+    assert report["num_samples"] == 48
