@@ -43,7 +43,9 @@ class BatchGraphFER(nn.Module):
         graph (str): ``"poisson"`` (AGFN) or ``"threshold"``. (default: ``"poisson"``)
         alpha, beta (float): initial sampler parameters. (default: :obj:`1.4`, :obj:`0.0`)
         num_samples (int): graphs drawn per training step. (default: :obj:`1`)
-        eval_graph (str): ``"expected"`` or ``"identity"``. (default: ``"expected"``)
+        eval_graph (str): ``"expected"``, ``"identity"`` or ``"bank"`` (see
+            :class:`~pyg_fer.nn.AGFN`). (default: ``"expected"``)
+        bank_size (int): training features kept for ``eval_graph="bank"``. (default: :obj:`255`)
         sampling (str): ``"independent"`` or ``"shared_threshold"``.
             (default: ``"independent"``)
         threshold (float): cosine threshold of ``graph="threshold"``. (default: :obj:`0.5`)
@@ -65,6 +67,7 @@ class BatchGraphFER(nn.Module):
         beta: float = 0.0,
         num_samples: int = 1,
         eval_graph: str = "expected",
+        bank_size: int = 255,
         sampling: str = "independent",
         threshold: float = 0.5,
         drop_rate: float = 0.0,
@@ -99,7 +102,7 @@ class BatchGraphFER(nn.Module):
         if graph == "poisson":
             self.graph_norm: nn.Module = AGFN(
                 feature_dim, feature_dim, alpha=alpha, beta=beta, num_samples=num_samples,
-                eval_graph=eval_graph, sampling=sampling,
+                eval_graph=eval_graph, sampling=sampling, bank_size=bank_size,
             )
         else:
             self.graph_norm = CosineThresholdGCN(feature_dim, feature_dim, threshold)

@@ -10,7 +10,7 @@ from torch_geometric.nn import GCNConv
 
 from pyg_fer.nn.poisson import PoissonGraph
 
-EVAL_GRAPHS = ("expected", "identity")
+EVAL_GRAPHS = ("expected", "identity", "bank")
 
 
 class AGFN(nn.Module):
@@ -33,6 +33,26 @@ class AGFN(nn.Module):
       they were in training; the prediction for one sample depends on the rest of the batch.
     - ``eval_graph="identity"``: no edges, :math:`\hat{\mathbf{X}} = \mathbf{X}\mathbf{W}`; each
       prediction depends on its own image only (single-image inference).
+    - ``eval_graph="bank"``: the other side of the graph is a bank of training features instead
+      of the rest of the test batch, so a prediction depends on its own image and the trained
+      model only. Every training forward pushes the batch's detached input features into a
+      FIFO buffer :math:`\mathbf{Z} \in \mathbb{R}^{M \times F}` (the last ``bank_size``
+      training features, a registered buffer, so it is saved in checkpoints). A test sample
+      :math:`\mathbf{x}_i` is normalised as node :math:`i` of the expected graph over
+      :math:`\{\mathbf{x}_i\} \cup \mathbf{Z}` — a training-like batch made of the test sample
+      and the bank — with :math:`P` of the sampler (Eq. 3-4) as edge weights:
+
+      .. math::
+          \hat{\mathbf{x}}_i = \frac{1}{d_i} \mathbf{x}_i \mathbf{W} + \sum_{m=1}^{M}
+          \frac{P(\mathbf{x}_i, \mathbf{z}_m)}{\sqrt{d_i\, d_{im}}} \mathbf{z}_m \mathbf{W}
+          + \mathbf{b}, \qquad
+          d_i = 1 + \sum_m P(\mathbf{x}_i, \mathbf{z}_m), \qquad
+          d_{im} = 1 + \sum_{m' \neq m} P(\mathbf{z}_m, \mathbf{z}_{m'})
+          + P(\mathbf{z}_m, \mathbf{x}_i),
+
+      the GCN normalisation of Eq. 6 (:math:`\tilde{D} = 1 + ` row sum of :math:`A`) on that
+      graph, evaluated at the test node. Only the valid entries of the bank take part; with an
+      empty bank (no training forward yet) the layer falls back to the identity graph.
 
     The parameters split for coordinate descent (§3.3): :meth:`graph_parameters` yields the
     sampler's :math:`\alpha, \beta` (learning rate :math:`\gamma_2`),
@@ -52,6 +72,10 @@ class AGFN(nn.Module):
         symmetric (bool, optional): See :class:`~pyg_fer.nn.PoissonGraph`. (default:
             :obj:`False`)
         bias (bool, optional): Bias of the GCN layer. (default: :obj:`True`)
+        bank_size (int, optional): Training features :math:`M` kept for
+            ``eval_graph="bank"``; ``0`` keeps none (and forbids ``"bank"``). With
+            :math:`M = B - 1` a test sample and the bank form a graph of the training batch
+            size :math:`B`. (default: :obj:`255`, the paper's batch of 256)
 
     Shapes:
         - **input:** :math:`(B, F)`
@@ -69,12 +93,17 @@ class AGFN(nn.Module):
         sampling: str = "independent",
         symmetric: bool = False,
         bias: bool = True,
+        bank_size: int = 255,
     ) -> None:
         super().__init__()
         if eval_graph not in EVAL_GRAPHS:
             raise ValueError(f"unknown eval_graph '{eval_graph}'; expected one of {EVAL_GRAPHS}")
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        if bank_size < 0 or (eval_graph == "bank" and bank_size == 0):
+            raise ValueError(
+                f"bank_size must be >= 0 (> 0 for eval_graph='bank'), got {bank_size}"
+            )
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.num_samples = num_samples
@@ -85,11 +114,40 @@ class AGFN(nn.Module):
         self.use_graph = True
         self.gcn = GCNConv(in_channels, out_channels, add_self_loops=True, normalize=True,
                            bias=bias)
+        self.bank_size = bank_size
+        # FIFO of detached training features; bank_ptr: next slot, bank_count: valid rows.
+        self.register_buffer("bank", torch.zeros(bank_size, in_channels))
+        self.register_buffer("bank_ptr", torch.zeros((), dtype=torch.long))
+        self.register_buffer("bank_count", torch.zeros((), dtype=torch.long))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         self.graph.reset_parameters()
         self.gcn.reset_parameters()
+        self.reset_bank()
+
+    def reset_bank(self) -> None:
+        """Empties the feature bank."""
+        self.bank.zero_()
+        self.bank_ptr.zero_()
+        self.bank_count.zero_()
+
+    @torch.no_grad()
+    def update_bank(self, x: Tensor) -> None:
+        """Pushes the rows of ``x`` into the FIFO bank (the oldest rows are overwritten)."""
+        m = self.bank_size
+        if m == 0:
+            return
+        x = x.detach()[-m:].to(self.bank.dtype)
+        n = x.size(0)
+        slots = (self.bank_ptr + torch.arange(n, device=x.device)) % m
+        self.bank[slots] = x
+        self.bank_ptr.copy_((self.bank_ptr + n) % m)
+        self.bank_count.copy_(torch.clamp(self.bank_count + n, max=m))
+
+    def bank_features(self) -> Tensor:
+        """The valid rows of the bank, ``[min(seen, M), F]`` (in slot order)."""
+        return self.bank[: int(self.bank_count)]
 
     def forward(self, x: Tensor, return_samples: bool = False) -> Tensor:
         if x.dim() != 2 or x.size(-1) != self.in_channels:
@@ -97,20 +155,35 @@ class AGFN(nn.Module):
                 f"{self}: expected features of shape [B, {self.in_channels}], "
                 f"got {tuple(x.shape)}"
             )
+        if self.training:
+            self.update_bank(x)
         if self.training and self.use_graph:
             outs = [self._convolve(x, sample=True) for _ in range(self.num_samples)]
             stacked = torch.stack(outs)
             return stacked if return_samples else stacked.mean(0)
-        if not self.use_graph or self.eval_graph == "identity" or x.size(0) == 1:
+        if self.use_graph and self.eval_graph == "bank" and int(self.bank_count) > 0:
+            out = self._convolve_bank(x, self.bank_features())
+        elif self.use_graph and self.eval_graph == "expected" and x.size(0) > 1:
+            out = self._convolve(x, sample=False)
+        else:
             empty = torch.empty(2, 0, dtype=torch.long, device=x.device)
             out = self.gcn(x, empty)
-        else:
-            out = self._convolve(x, sample=False)
         return out.unsqueeze(0) if return_samples else out
 
     def _convolve(self, x: Tensor, sample: bool) -> Tensor:
         graph = self.graph(x, sample=sample)
         return self.gcn(x, graph.edge_index, graph.edge_weight)
+
+    def _convolve_bank(self, x: Tensor, bank: Tensor) -> Tensor:
+        """Each row of ``x`` as node ``i`` of the expected graph over ``{x_i} ∪ bank``."""
+        bank = bank.to(x.dtype)
+        p_xz = self.graph.probabilities(x, bank)  # [B, M]
+        bank_deg = 1.0 + self.graph.probabilities(bank).sum(1)  # [M], bank-to-bank part
+        d_x = 1.0 + p_xz.sum(1, keepdim=True)  # [B, 1]
+        d_z = bank_deg.unsqueeze(0) + p_xz  # [B, M]: the test node adds P(z_m, x_i)
+        coef = p_xz * (d_x * d_z).rsqrt()
+        out = self.gcn.lin(x) / d_x + coef @ self.gcn.lin(bank)
+        return out if self.gcn.bias is None else out + self.gcn.bias
 
     def graph_parameters(self) -> Iterator[nn.Parameter]:
         """The sampler's :math:`\\alpha, \\beta` (the γ2 step of coordinate descent)."""
@@ -124,7 +197,8 @@ class AGFN(nn.Module):
     def __repr__(self) -> str:
         return (
             f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "
-            f"num_samples={self.num_samples}, eval_graph={self.eval_graph})"
+            f"num_samples={self.num_samples}, eval_graph={self.eval_graph}"
+            + (f", bank_size={self.bank_size})" if self.eval_graph == "bank" else ")")
         )
 
 

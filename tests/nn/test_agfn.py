@@ -70,8 +70,8 @@ def test_alpha_beta_get_gradients_through_the_gcn():
 
 def test_errors_and_repr():
     assert str(AGFN(512, 512)) == "AGFN(512, 512, num_samples=1, eval_graph=expected)"
-    with pytest.raises(ValueError, match="unknown eval_graph 'bank'"):
-        AGFN(4, 4, eval_graph="bank")
+    with pytest.raises(ValueError, match="unknown eval_graph 'batch'"):
+        AGFN(4, 4, eval_graph="batch")
     with pytest.raises(ValueError, match=r"shape \[B, 4\], got \(3, 5\)"):
         AGFN(4, 4)(torch.randn(3, 5))
 
