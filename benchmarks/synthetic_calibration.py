@@ -147,7 +147,7 @@ def main(argv=None) -> None:
             print(f"  intensity [{lo:.2f}, {min(hi, 1):.2f}): {100 * correct[m].mean():.1f}% "
                   f"(n={m.sum()})")
     cm = np.zeros((C, C), dtype=int)
-    for t, p in zip(yte.tolist(), pred.tolist()):
+    for t, p in zip(yte.tolist(), pred.tolist(), strict=False):
         cm[t, p] += 1
     off = [(cm[i, j], tr.classes[i], tr.classes[j]) for i in range(C) for j in range(C) if i != j]
     print("most confused (true -> predicted, count): " + ", ".join(

@@ -203,7 +203,7 @@ class FERDataset(Dataset, metaclass=ABCMeta):
         width = max([len(c) for c in self.classes] + [5])
         lines = [(f"{self.source or type(self).__name__}: {len(self)} samples, "
                  f"{len(self.classes)} classes")]
-        for i, (c, n) in enumerate(zip(self.classes, counts)):
+        for i, (c, n) in enumerate(zip(self.classes, counts, strict=False)):
             pct = 100.0 * n / max(1, len(self))
             lines.append(f"  {i:>2} {c:<{width}} {n:>7} ({pct:5.1f}%)")
         if self.dropped:
