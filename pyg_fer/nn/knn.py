@@ -196,9 +196,8 @@ def _dense_sorted_neighbours(
         score = torch.baddbmm(sq[:, None, :], x3[:, start:stop], x3.transpose(1, 2), alpha=-2.0)
         if valid is not None:
             score.masked_fill_(~valid[:, None, :], float("inf"))
-        if not loop:
-            rows = torch.arange(start, stop, device=x.device)
-            score[:, rows - start, rows] = float("inf")
+        if not loop:  # chunk row r - start is node r: its self pair is diagonal `start`
+            score.diagonal(offset=start, dim1=1, dim2=2).fill_(float("inf"))
         out.append(score.topk(kd, dim=-1, largest=False, sorted=True).indices)
     idx = torch.cat(out, dim=1)  # [B, n, kd], local ids
 
