@@ -239,7 +239,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``pyg-fer`` and ``python -m pyg_fer``; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse stops filling a positional list at the first option: accept key=value overrides
+    # given after options too (`train RECIPE --nproc 2 optim.lr=0.1`).
+    bad = [e for e in extra if e.startswith("-") or "=" not in e]
+    if bad or (extra and args.command not in ("train", "eval", "demo")):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        if args.command == "train":
+            args.items = list(args.items) + extra
+        else:
+            args.overrides = list(args.overrides) + extra
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as err:

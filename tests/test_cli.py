@@ -45,14 +45,14 @@ def test_config_errors_exit_2_with_the_key(capsys):
     assert "/nowhere/best.json" in capsys.readouterr().err
 
 
-def _tiny_recipe(tmp_path):
+def _tiny_recipe(tmp_path, model="_tiny_test_mlp"):
     try:
         from pyg_fer.data import build_dataset  # noqa: F401
     except ImportError:
         pytest.skip("pyg_fer.data.build_dataset is not in this checkout")
     path = tmp_path / "tiny.yaml"
     path.write_text(f"""
-model: {{name: _tiny_test_mlp, kwargs: {{img_size: 16, hidden: 16}}}}
+model: {{name: {model}, kwargs: {{img_size: 16{", hidden: 16" if model.startswith("_") else ""}}}}}
 data:
   name: synthetic
   img_size: 16
@@ -99,7 +99,8 @@ def test_train_eval_predict_round_trip(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_train_with_nproc_2_spawns_ddp(tmp_path, capsys):
-    recipe = _tiny_recipe(tmp_path)
+    # spawned processes import only the package's own models: use a registered one
+    recipe = _tiny_recipe(tmp_path, model="resnet18_fer")
     assert main(["train", str(recipe), "--nproc", "2", "distributed.backend=gloo"]) == 0
     run = tmp_path / "runs" / "tiny"
     lines = (run / "metrics.jsonl").read_text().splitlines()
