@@ -23,7 +23,13 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-import pyg_fer
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import format_table as table  # noqa: E402
+
+import pyg_fer  # noqa: E402
 
 PAPER = {"face2nodes": (36.58, 3.06)}  # Table 2: params (M), "FLOPs" (G multiply-adds)
 
@@ -46,17 +52,6 @@ def count_macs(model: nn.Module, img_size: int) -> Tuple[int, Dict[str, int]]:
         if "." in name
     }
     return counter.get_total_flops() // 2, per_module
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = [
-        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
-        for r in cells
-    ]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

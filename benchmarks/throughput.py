@@ -28,7 +28,13 @@ from typing import List, Sequence
 
 import torch
 
-import pyg_fer
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import format_table as table  # noqa: E402
+
+import pyg_fer  # noqa: E402
 from pyg_fer.nn import RGConv, dilated_knn_graph
 from pyg_fer.nn.block import dense_rg_conv
 from pyg_fer.nn.loss import label_smoothing_cross_entropy
@@ -81,17 +87,6 @@ def conv_paths(device: torch.device, repeats: int) -> None:
         [name, f"{statistics.median(t) * 1e3:.1f}", f"{statistics.median(t) / base:.2f}"]
         for name, t in times.items()
     ]))
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = [
-        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
-        for r in cells
-    ]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
