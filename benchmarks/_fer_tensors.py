@@ -51,9 +51,10 @@ class TensorFER(Dataset):
 
 
 def render(split: str, num_samples: int, img_size: int, seed: int = 0,
-           flip: bool = False) -> TensorFER:
+           flip: bool = False, min_intensity: float = 0.15) -> TensorFER:
     """Render ``num_samples`` SyntheticFER images of ``split`` into a :class:`TensorFER`."""
-    ds = SyntheticFER(split, num_samples=num_samples, img_size=img_size, seed=seed)
+    ds = SyntheticFER(split, num_samples=num_samples, img_size=img_size, seed=seed,
+                      min_intensity=min_intensity)
     arr = np.stack([np.asarray(ds[i][0]) for i in range(len(ds))])
     images = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
     return TensorFER(images, list(ds.targets), list(ds.classes), flip=flip)

@@ -44,7 +44,7 @@ class BatchGraphFER(nn.Module):
         alpha, beta (float): initial sampler parameters. (default: :obj:`1.4`, :obj:`0.0`)
         num_samples (int): graphs drawn per training step. (default: :obj:`1`)
         eval_graph (str): ``"expected"``, ``"identity"`` or ``"bank"`` (see
-            :class:`~pyg_fer.nn.AGFN`). (default: ``"expected"``)
+            :class:`~pyg_fer.nn.AGFN`). (default: ``"identity"``)
         bank_size (int): training features kept for ``eval_graph="bank"``. (default: :obj:`255`)
         sampling (str): ``"independent"`` or ``"shared_threshold"``.
             (default: ``"independent"``)
@@ -66,7 +66,7 @@ class BatchGraphFER(nn.Module):
         alpha: float = 1.4,
         beta: float = 0.0,
         num_samples: int = 1,
-        eval_graph: str = "expected",
+        eval_graph: str = "identity",
         bank_size: int = 255,
         sampling: str = "independent",
         threshold: float = 0.5,

@@ -25,9 +25,15 @@ def test_baseline_gcn_has_no_graph_parameters():
     assert len(list(model.network_parameters())) == len(list(model.parameters()))
 
 
-def test_identity_eval_graph_removes_the_batch_dependence():
+@pytest.mark.parametrize("eval_graph", ["identity", "bank"])
+def test_identity_and_bank_eval_graphs_remove_the_batch_dependence(eval_graph):
     torch.manual_seed(0)
-    model = pyg_fer.create_model("agfn_resnet18", feature_dim=16, eval_graph="identity").eval()
+    model = pyg_fer.create_model("agfn_resnet18", feature_dim=16, eval_graph=eval_graph,
+                                 bank_size=5)
+    with torch.no_grad():
+        model.train()(torch.randn(4, 3, IMG, IMG))  # fills the bank
+    model.eval()
+    assert int(model.graph_norm.bank_count) == 4
     images = torch.randn(6, 3, IMG, IMG)
     with torch.no_grad():
         batch = model(images)
@@ -37,7 +43,7 @@ def test_identity_eval_graph_removes_the_batch_dependence():
 
 def test_expected_eval_graph_depends_on_the_batch_but_is_deterministic():
     torch.manual_seed(0)
-    model = pyg_fer.create_model("agfn_resnet18", feature_dim=16).eval()
+    model = pyg_fer.create_model("agfn_resnet18", feature_dim=16, eval_graph="expected").eval()
     images = torch.randn(6, 3, IMG, IMG)
     with torch.no_grad():
         a, b = model(images), model(images)
@@ -61,3 +67,8 @@ def test_bad_arguments_name_the_value():
         pyg_fer.create_model("agfn_resnet18", backbone="vgg")
     with pytest.raises(ValueError, match=r"unexpected keyword arguments \['depth'\]"):
         pyg_fer.create_model("agfn_resnet18", depth=3)
+
+
+def test_default_eval_graph_is_identity():
+    model = pyg_fer.create_model("agfn_resnet18", feature_dim=16)
+    assert model.graph_norm.eval_graph == "identity"

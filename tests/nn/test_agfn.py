@@ -24,7 +24,7 @@ def test_gcn_normalisation_equals_dense_eq_6(symmetric):
 
 
 def test_eval_is_deterministic_expected_and_identity():
-    agfn = AGFN(6, 4).eval()
+    agfn = AGFN(6, 4, eval_graph="expected").eval()
     x = torch.randn(10, 6)
     out = agfn(x)
     assert torch.equal(out, agfn(x))
@@ -69,7 +69,7 @@ def test_alpha_beta_get_gradients_through_the_gcn():
 
 
 def test_errors_and_repr():
-    assert str(AGFN(512, 512)) == "AGFN(512, 512, num_samples=1, eval_graph=expected)"
+    assert str(AGFN(512, 512)) == "AGFN(512, 512, num_samples=1, eval_graph=identity)"
     with pytest.raises(ValueError, match="unknown eval_graph 'batch'"):
         AGFN(4, 4, eval_graph="batch")
     with pytest.raises(ValueError, match=r"shape \[B, 4\], got \(3, 5\)"):
