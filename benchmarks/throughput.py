@@ -15,13 +15,19 @@ run uses ``--threads`` intra-op threads; with a GPU (``--device cuda``) it runs 
 Usage: ``python benchmarks/throughput.py [--models face2nodes resnet18_fer] [--batch-size 64]
 [--img-size 224] [--repeats 3] [--warmup 1] [--device auto] [--threads 2] [--only infer]``;
 ``--conv-paths`` instead times the RG-Conv execution paths (block's dense form, conv's gather
-form, PyG ``propagate``) at the Face2Nodes size.
+form, PyG ``propagate``) at the Face2Nodes size; ``--memory-formats`` instead times the training
+step of each ``--models`` entry in channels-last against the same model in the default
+(contiguous) format, e.g. at the demo's size::
+
+    python benchmarks/throughput.py --memory-formats --models face2nodes --img-size 48 \
+        --model-kwargs '{"grid_size": 4, "embed_dim": 128, "depth": 4}' --threads 2
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import statistics
 import time
 from typing import List, Sequence
@@ -89,6 +95,51 @@ def conv_paths(device: torch.device, repeats: int) -> None:
     ]))
 
 
+def memory_formats(names: Sequence[str], kwargs: dict, args, device: torch.device) -> None:
+    """Training step of each model, channels-last vs contiguous (the baseline), interleaved."""
+    torch.manual_seed(0)
+    x = torch.randn(args.batch_size, 3, args.img_size, args.img_size, device=device)
+    y = torch.randint(0, 7, (args.batch_size,), device=device)
+    fmts = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+    runs = {}
+    for name in names:
+        for fmt, mf in fmts.items():
+            model = pyg_fer.create_model(name, num_classes=7, img_size=args.img_size, **kwargs)
+            model = model.to(device, memory_format=mf).train()
+            opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+            runs[name, fmt] = (model, opt, x.contiguous(memory_format=mf))
+
+    def step(key):
+        model, opt, inp = runs[key]
+        opt.zero_grad(set_to_none=True)
+        label_smoothing_cross_entropy(model(inp), y, 0.1).backward()
+        opt.step()
+
+    times = {key: [] for key in runs}
+    for key in runs:
+        for _ in range(args.warmup):
+            step(key)
+    for r in range(args.repeats):
+        for key in runs:
+            _sync(device)
+            start = time.perf_counter()
+            step(key)
+            _sync(device)
+            times[key].append(time.perf_counter() - start)
+        print(f"  round {r + 1}: " + ", ".join(
+            f"{n} {f} {times[n, f][-1]:.3f}s" for n, f in runs), flush=True)
+    rows = []
+    for name, fmt in runs:
+        t = statistics.median(times[name, fmt])
+        speed = statistics.median(b / a for a, b in zip(
+            times[name, fmt], times[name, "contiguous"], strict=True))
+        rows.append([name, fmt, f"{args.batch_size / t:.1f}", f"{t:.3f}", f"{speed:.2f}"])
+    print(f"\n## Training step by memory format, batch {args.batch_size}, {args.img_size}x"
+          f"{args.img_size}, model kwargs {kwargs}, {device.type}, {torch.get_num_threads()} "
+          f"threads, median of {args.repeats} (warmup {args.warmup}), torch {torch.__version__}\n")
+    print(table(["model", "memory format", "train img/s", "s/step", "speed x contiguous"], rows))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=None, help="default: all registered")
@@ -102,6 +153,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--only", choices=["infer", "train"], default=None)
     parser.add_argument("--conv-paths", action="store_true",
                         help="only time the RG-Conv execution paths at the Face2Nodes size")
+    parser.add_argument("--memory-formats", action="store_true",
+                        help="only time training steps, channels-last vs contiguous")
+    parser.add_argument("--model-kwargs", type=json.loads, default={},
+                        help="JSON dict of extra create_model kwargs (with --memory-formats)")
     args = parser.parse_args(argv)
 
     device = torch.device(
@@ -112,6 +167,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     amp = device.type == "cuda" and not args.no_amp
     if args.conv_paths:
         conv_paths(device, max(args.repeats, 5))
+        return
+    if args.memory_formats:
+        memory_formats(args.models or ["face2nodes", BASELINE], args.model_kwargs, args, device)
         return
     names = args.models or pyg_fer.list_models()
     if BASELINE not in names:

@@ -1,4 +1,7 @@
-"""Datasets, transforms and label noise: ``build_dataset``, ``build_transform``, ``SyntheticFER``."""
+"""Datasets, transforms and label noise.
+
+Entry points: ``build_dataset``, ``build_transform``, ``SyntheticFER``.
+"""
 
 from pyg_fer.data.affectnet import AffectNet
 from pyg_fer.data.base import FERDataset, load_rgb, read_name_list

@@ -61,8 +61,8 @@ class AffectNet(FERDataset):
             raise FileNotFoundError(f"AffectNet root not found: {root}")
         lists = os.path.join(root, "Manually_Annotated_file_lists")
         if layout == "auto":
-            layout = "npy" if (not os.path.isdir(lists)
-                               and os.path.isdir(os.path.join(root, AFFECTNET_NPY[split]))) else "csv"
+            has_npy = os.path.isdir(os.path.join(root, AFFECTNET_NPY[split]))
+            layout = "npy" if (not os.path.isdir(lists) and has_npy) else "csv"
         self.root, self.split, self.layout, self.crop_face = root, split, layout, crop_face
         self._num_classes = num_classes
         self._paths: list[str] = []

@@ -176,7 +176,8 @@ class FERDataset(Dataset, metaclass=ABCMeta):
         for i, p in enumerate(paths):
             if not os.path.isfile(p):
                 if not skip_corrupt:
-                    raise FileNotFoundError(f"image file not found: {p} (listed as {self.names[i]})")
+                    raise FileNotFoundError(
+                        f"image file not found: {p} (listed as {self.names[i]})")
                 bad.append((i, p, "missing"))
             elif skip_corrupt:
                 try:

@@ -64,7 +64,9 @@ def _ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 28) -> np.ndar
     return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], axis=1)
 
 
-def _curve(p0: Sequence[float], mid: Sequence[float], p2: Sequence[float], n: int = 9) -> np.ndarray:
+def _curve(
+    p0: Sequence[float], mid: Sequence[float], p2: Sequence[float], n: int = 9
+) -> np.ndarray:
     """Quadratic Bezier from ``p0`` to ``p2`` that passes through ``mid`` at t = 0.5."""
     p0, mid, p2 = np.asarray(p0, float), np.asarray(mid, float), np.asarray(p2, float)
     ctrl = 2.0 * mid - 0.5 * (p0 + p2)
@@ -184,7 +186,8 @@ class SyntheticFER(FERDataset):
             p = np.asarray(class_weights, dtype=np.float64)
             if p.shape != (num_classes,) or (p < 0).any() or p.sum() <= 0:
                 raise ValueError(
-                    f"class_weights must be {num_classes} non-negative numbers, got {class_weights}")
+                    f"class_weights must be {num_classes} non-negative numbers, "
+                    f"got {class_weights}")
             p = p / p.sum()
         # One uniform per index from a (seed, split) stream: a prefix property, so label i does
         # not depend on num_samples.
@@ -402,7 +405,8 @@ def _render(idn: dict[str, Any], au: dict[str, float], rng: np.random.Generator,
         col = _rgb(skin * (1 - 0.22 * min(fh, 1.0)))
         for k in range(3):
             yy = ey - idn["bd"] - 0.17 - 0.08 * k - 0.06 * a["1"]
-            d.line(P(_curve([-0.45, yy + 0.02], [0, yy - 0.015 * (a["1"] - a["4"])], [0.45, yy + 0.02],
+            mid = [0, yy - 0.015 * (a["1"] - a["4"])]
+            d.line(P(_curve([-0.45, yy + 0.02], mid, [0.45, yy + 0.02],
                             7)), fill=col, width=lw)
     if a["4"] > 0.12:
         col = _rgb(skin * (1 - 0.3 * min(a["4"], 1.0)))
@@ -488,7 +492,8 @@ def _render(idn: dict[str, Any], au: dict[str, float], rng: np.random.Generator,
         lift = (0.13 * a["1"] * (1 - tt) ** 1.2 + 0.13 * a["2"] * tt ** 0.8
                 + 0.05 * a["1"] * a["2"])
         drop = 0.10 * a["4"] * (1 - 0.6 * tt) + 0.03 * a["9"]
-        arch = (idn["barch"] + 0.04 * a["2"] - 0.02 * a["4"]) * np.sin(np.pi * np.clip(tt * 1.2, 0, 1))
+        arch = (idn["barch"] + 0.04 * a["2"] - 0.02 * a["4"]) * np.sin(
+            np.pi * np.clip(tt * 1.2, 0, 1))
         yb = base - lift + drop - arch
         thick = idn["bt"] * (1.1 - 0.55 * tt)
         brow = np.concatenate([np.stack([xs, yb - thick], 1), np.stack([xs, yb], 1)[::-1]])

@@ -63,10 +63,12 @@ FERPLUS_ROWS = [
 def ferplus_csv_root(tmp_path):
     with open(tmp_path / "fer2013.csv", "w") as f:
         f.write("emotion,pixels,Usage\n")
-        f.writelines(f"{i % 7},{fer_pixels(10 * i)},{usage}\n" for i, (usage, _, _) in enumerate(FERPLUS_ROWS))
+        f.writelines(f"{i % 7},{fer_pixels(10 * i)},{usage}\n"
+                     for i, (usage, _, _) in enumerate(FERPLUS_ROWS))
     with open(tmp_path / "fer2013new.csv", "w") as f:
         f.write(FERPLUS_NEW_HEADER + "\n")
-        f.writelines(f"{usage},{name}," + ",".join(map(str, votes)) + "\n" for usage, name, votes in FERPLUS_ROWS)
+        f.writelines(f"{usage},{name}," + ",".join(map(str, votes)) + "\n"
+                     for usage, name, votes in FERPLUS_ROWS)
     return tmp_path
 
 
