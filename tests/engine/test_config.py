@@ -103,7 +103,7 @@ def test_save_and_reload_round_trip(tmp_path):
 
 
 EXPECTED_RECIPES = {
-    "synthetic_face2nodes", "face2nodes_rafdb", "face2nodes_rafdb_pretrained",
+    "synthetic_face2nodes", "synthetic_resnet18", "face2nodes_rafdb", "face2nodes_rafdb_pretrained",
     "face2nodes_ferplus", "face2nodes_ferplus_pretrained", "face2nodes_affectnet",
     "face2nodes_affectnet_pretrained", "agfn_resnet18_rafdb", "agfn_synthetic",
 }
