@@ -17,13 +17,15 @@ __all__ = ["BatchGraphFER", "agfn_resnet18", "baseline_gcn_resnet18", "face2node
 
 BACKBONES = ("resnet18", "face2nodes")
 GRAPHS = ("poisson", "threshold")
+FEATURE_ACTIVATIONS = ("relu", "none")
 
 
 class BatchGraphFER(nn.Module):
     r"""Feature extractor → projection to emotional features → batch graph → classifier.
 
     The extractor's pooled features are projected to ``feature_dim`` "emotional feature
-    vectors" by a one-layer MLP (Linear + BatchNorm + ReLU), normalised across the mini-batch by
+    vectors" by a one-layer MLP (Linear + BatchNorm, then ReLU unless
+    ``feature_activation="none"``), normalised across the mini-batch by
     :class:`~pyg_fer.nn.AGFN` (``graph="poisson"``) or the fixed-threshold
     :class:`~pyg_fer.nn.CosineThresholdGCN` (``graph="threshold"``, AGFN's Baseline-GCN), and
     classified by a fully connected layer :math:`f` (AGFN §4.1).
@@ -40,6 +42,10 @@ class BatchGraphFER(nn.Module):
         weights: ResNet-18 / MSF²PE trunk weights (``None``, a torchvision weights enum or a
             local checkpoint path). (default: :obj:`None`)
         feature_dim (int): size of the emotional features. (default: :obj:`512`, §4.1)
+        feature_activation (str): last layer of the projection: ``"relu"`` (non-negative
+            features, so every cosine is ≥ 0) or ``"none"`` (BatchNorm output, centred, so
+            cosines of unrelated samples scatter around 0 and the Poisson graph is sparser;
+            see docs/design.md). (default: ``"relu"``)
         graph (str): ``"poisson"`` (AGFN) or ``"threshold"``. (default: ``"poisson"``)
         alpha, beta (float): initial sampler parameters. (default: :obj:`1.4`, :obj:`0.0`)
         num_samples (int): graphs drawn per training step. (default: :obj:`1`)
@@ -62,6 +68,7 @@ class BatchGraphFER(nn.Module):
         backbone: str = "resnet18",
         weights: Any = None,
         feature_dim: int = 512,
+        feature_activation: str = "relu",
         graph: str = "poisson",
         alpha: float = 1.4,
         beta: float = 0.0,
@@ -78,6 +85,9 @@ class BatchGraphFER(nn.Module):
             raise ValueError(f"unknown backbone '{backbone}'; expected one of {BACKBONES}")
         if graph not in GRAPHS:
             raise ValueError(f"unknown graph '{graph}'; expected one of {GRAPHS}")
+        if feature_activation not in FEATURE_ACTIVATIONS:
+            raise ValueError(f"unknown feature_activation '{feature_activation}'; expected one "
+                             f"of {FEATURE_ACTIVATIONS}")
         if face2nodes_kwargs and backbone != "face2nodes":
             raise ValueError(
                 f"unexpected keyword arguments {sorted(face2nodes_kwargs)} for backbone "
@@ -97,7 +107,8 @@ class BatchGraphFER(nn.Module):
             self.trunk.head = nn.Identity()  # features come from the node mean
             extractor_dim = self.trunk.num_features
         self.project = nn.Sequential(
-            nn.Linear(extractor_dim, feature_dim), nn.BatchNorm1d(feature_dim), nn.ReLU()
+            nn.Linear(extractor_dim, feature_dim), nn.BatchNorm1d(feature_dim),
+            nn.ReLU() if feature_activation == "relu" else nn.Identity(),
         )
         if graph == "poisson":
             self.graph_norm: nn.Module = AGFN(

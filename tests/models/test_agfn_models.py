@@ -67,6 +67,24 @@ def test_bad_arguments_name_the_value():
         pyg_fer.create_model("agfn_resnet18", backbone="vgg")
     with pytest.raises(ValueError, match=r"unexpected keyword arguments \['depth'\]"):
         pyg_fer.create_model("agfn_resnet18", depth=3)
+    with pytest.raises(ValueError, match="unknown feature_activation 'tanh'"):
+        pyg_fer.create_model("agfn_resnet18", feature_activation="tanh")
+
+
+@pytest.mark.parametrize("activation", ["relu", "none"])
+def test_feature_activation_sets_the_sign_of_the_emotional_features(activation):
+    torch.manual_seed(0)
+    model = pyg_fer.create_model("agfn_resnet18", feature_dim=16,
+                                 feature_activation=activation).train()
+    feats = model.extract(torch.randn(8, 3, IMG, IMG))
+    assert feats.shape == (8, 16)
+    if activation == "relu":
+        assert feats.min() >= 0
+    else:  # BatchNorm output in training mode: zero mean per channel over the batch
+        assert feats.min() < 0
+        torch.testing.assert_close(feats.mean(0), torch.zeros(16), atol=1e-5, rtol=0)
+    rebuilt = pyg_fer.create_model("agfn_resnet18", **model.cfg["kwargs"])
+    assert isinstance(rebuilt.project[2], type(model.project[2]))
 
 
 def test_default_eval_graph_is_identity():
