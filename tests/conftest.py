@@ -19,3 +19,12 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(12345)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (training-loop tests stay light on a shared 2-core CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

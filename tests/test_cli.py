@@ -3,7 +3,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "engine"))
 import _engine_tiny  # noqa: E402, F401  (registers the tiny test models)
@@ -11,12 +10,7 @@ import _engine_tiny  # noqa: E402, F401  (registers the tiny test models)
 from pyg_fer.cli import main  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_models_lists_public_registered_models(capsys):

@@ -15,6 +15,19 @@ IMG = 8
 CLASSES = ["anger", "happy", "sad", "surprise"]
 
 
+def _tiny_cfg(name: str, num_classes: int, img_size: int, hidden: int) -> dict:
+    """The pyg-fer ``cfg`` a registered model carries (rebuild kwargs, input, normalisation)."""
+    return {
+        "name": name,
+        "kwargs": {"img_size": img_size, "hidden": hidden},
+        "input_size": (3, img_size, img_size),
+        "mean": (0.5, 0.5, 0.5),
+        "std": (0.5, 0.5, 0.5),
+        "num_classes": num_classes,
+        "class_names": None,
+    }
+
+
 class TinyMLP(nn.Module):
     """Flatten → Linear → BatchNorm → ReLU → Linear, carrying a pyg-fer ``cfg``."""
 
@@ -23,15 +36,7 @@ class TinyMLP(nn.Module):
         self.fc1 = nn.Linear(3 * img_size * img_size, hidden)
         self.bn = nn.BatchNorm1d(hidden)
         self.fc2 = nn.Linear(hidden, num_classes)
-        self.cfg = {
-            "name": "_tiny_test_mlp",
-            "kwargs": {"img_size": img_size, "hidden": hidden},
-            "input_size": (3, img_size, img_size),
-            "mean": (0.5, 0.5, 0.5),
-            "std": (0.5, 0.5, 0.5),
-            "num_classes": num_classes,
-            "class_names": None,
-        }
+        self.cfg = _tiny_cfg("_tiny_test_mlp", num_classes, img_size, hidden)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.bn(self.fc1(x.flatten(1))))
@@ -53,15 +58,7 @@ class TinyAGFN(nn.Module):
         self.alpha = nn.Parameter(torch.tensor(1.4))
         self.beta = nn.Parameter(torch.tensor(0.1))
         self.agfn_enabled = True
-        self.cfg = {
-            "name": "_tiny_test_agfn",
-            "kwargs": {"img_size": img_size, "hidden": hidden},
-            "input_size": (3, img_size, img_size),
-            "mean": (0.5, 0.5, 0.5),
-            "std": (0.5, 0.5, 0.5),
-            "num_classes": num_classes,
-            "class_names": None,
-        }
+        self.cfg = _tiny_cfg("_tiny_test_agfn", num_classes, img_size, hidden)
 
     def graph_parameters(self):
         return iter([self.alpha, self.beta])

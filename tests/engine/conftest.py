@@ -2,7 +2,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 # --import-mode=importlib puts no test folder on sys.path; the tiny models live in a plain module
 # so that processes spawned by the DDP test can import them too.
@@ -11,9 +10,5 @@ import _engine_tiny  # noqa: E402, F401  (registers the tiny test models)
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
+def _engine_tests_use_one_thread(one_thread):
     """Keep engine tests light on the shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
