@@ -381,6 +381,39 @@ def validate_config(cfg: Config) -> None:
                          f"{cfg.agfn.pretrain_epochs}")
 
 
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    """``'optim.lr=1e-3'`` → ``(['optim', 'lr'], 0.001)``."""
+    if "=" not in item:
+        raise ValueError(f"override '{item}' is not of the form key=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ValueError(f"override '{item}' has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ValueError(f"override '{item}': cannot parse value {raw!r}: {err}") from None
+    # YAML 1.1 reads 1e-3 as a string; accept it as the float it is meant to be.
+    if isinstance(value, str):
+        try:
+            value = float(value) if _looks_numeric(value) else value
+        except ValueError:
+            pass
+    return key.split("."), value
+
+
+def _set_path(data: dict[str, Any], parts: list[str], value: Any, item: str) -> None:
+    """Set ``data[p0][p1]...[pn] = value``, creating mappings on the way; the value replaces
+    whatever was there (a mapping value too: ``model.kwargs={}`` empties the kwargs)."""
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ValueError(  # noqa: TRY004
+                f"override '{item}': '{'.'.join(parts[:i + 1])}' is not a mapping")
+    node[parts[-1]] = copy.deepcopy(value)
+
+
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     """Parse ``['optim.lr=0.01', 'train.epochs=5']`` into a nested mapping.
 
@@ -388,31 +421,24 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     """
     nested: dict[str, Any] = {}
     for item in items:
-        if "=" not in item:
-            raise ValueError(f"override '{item}' is not of the form key=value")
-        key, raw = item.split("=", 1)
-        key = key.strip()
-        if not key or any(not part for part in key.split(".")):
-            raise ValueError(f"override '{item}' has an empty key")
+        parts, value = _parse_override(item)
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as err:
-            raise ValueError(f"override '{item}': cannot parse value {raw!r}: {err}") from None
-        # YAML 1.1 reads 1e-3 as a string; accept it as the float it is meant to be.
-        if isinstance(value, str):
-            try:
-                value = float(value) if _looks_numeric(value) else value
-            except ValueError:
-                pass
-        node = nested
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(  # noqa: TRY004
-                    f"override '{item}' conflicts with an earlier override")
-        node[parts[-1]] = value
+            _set_path(nested, parts, value, item)
+        except ValueError:
+            raise ValueError(f"override '{item}' conflicts with an earlier override") from None
     return nested
+
+
+def apply_overrides(data: Mapping[str, Any], items: Sequence[str]) -> dict[str, Any]:
+    """Apply dotted ``key=value`` overrides to a copy of ``data``, in order.
+
+    Each override sets one path: ``model.kwargs.depth=4`` changes one key and keeps the others,
+    ``model.kwargs={img_size: 48}`` replaces the whole mapping.
+    """
+    out = copy.deepcopy(dict(data))
+    for item in items:
+        _set_path(out, *_parse_override(item), item)
+    return out
 
 
 def _looks_numeric(text: str) -> bool:
@@ -472,7 +498,9 @@ def load_config(
 
     Args:
         source: shipped recipe name, YAML path, mapping, :class:`Config`, or ``None`` (defaults).
-        overrides: dotted ``key=value`` strings or a nested mapping merged on top.
+        overrides: dotted ``key=value`` strings, applied in order (each sets one path and
+            replaces what was there, see :func:`apply_overrides`), or a nested mapping merged
+            on top (mappings merge recursively).
 
     Returns:
         The validated :class:`Config`. Errors name the file and key at fault.
@@ -492,8 +520,9 @@ def load_config(
             raise ValueError(f"config file '{path}': {err}") from None
         if data.get("output", {}).get("name") is None:
             data = merge(data, {"output": {"name": path.stem}})
-    update = parse_overrides(overrides) if not isinstance(overrides, Mapping) else overrides
-    return config_from_dict(merge(data, update))
+    if isinstance(overrides, Mapping):
+        return config_from_dict(merge(data, overrides))
+    return config_from_dict(apply_overrides(data, overrides))
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

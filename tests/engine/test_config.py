@@ -37,6 +37,22 @@ def test_load_config_with_overrides():
     assert cfg.model.kwargs == {"hidden": 8}
 
 
+def test_dotted_overrides_set_one_path_and_a_mapping_value_replaces():
+    recipe = {"model": {"name": "_tiny_test_mlp", "kwargs": {"hidden": 8, "img_size": 4}}}
+    assert load_config(recipe, ["model.kwargs.hidden=16"]).model.kwargs == {
+        "hidden": 16, "img_size": 4}
+    assert load_config(recipe, ["model.kwargs={hidden: 32}"]).model.kwargs == {"hidden": 32}
+    assert load_config(recipe, ["model.kwargs={}"]).model.kwargs == {}
+    # applied in order: the later override wins
+    cfg = load_config(recipe, ["model.kwargs={}", "model.kwargs.hidden=4"])
+    assert cfg.model.kwargs == {"hidden": 4}
+    # a nested mapping (the Python API) still merges
+    assert load_config(recipe, {"model": {"kwargs": {"hidden": 2}}}).model.kwargs == {
+        "hidden": 2, "img_size": 4}
+    with pytest.raises(ValueError, match=r"override 'train.epochs.x=1': 'train.epochs' is not"):
+        load_config(recipe, ["train.epochs=3", "train.epochs.x=1"])
+
+
 def test_unknown_key_names_it_and_lists_valid_keys():
     with pytest.raises(ValueError, match=r"'optim.lrr'.*valid keys in section 'optim': name, lr"):
         load_config({"model": {"name": "_tiny_test_mlp"}}, ["optim.lrr=0.1"])
