@@ -339,16 +339,9 @@ def coordinate_descent_step(
     scaler = scaler or torch.amp.GradScaler("cpu", enabled=False)
     net_params = [p for p in bare.network_parameters() if p.requires_grad]
     graph_params = [p for p in bare.graph_parameters() if p.requires_grad]
-    opt_net.zero_grad(set_to_none=True)
     opt_graph.zero_grad(set_to_none=True)
-    with autocast():
-        logits = model(images)
-        loss = loss_fn(logits, targets)
-    scaler.scale(loss).backward()
-    if grad_clip is not None:
-        scaler.unscale_(opt_net)
-        _clip(net_params, grad_clip)
-    scaler.step(opt_net)
+    logits, loss = _forward_backward_step(model, images, targets, opt_net, loss_fn, scaler,
+                                          autocast, grad_clip, net_params)
     if graph_step == "shared":
         scaler.step(opt_graph)
         scaler.update()
@@ -371,7 +364,10 @@ def coordinate_descent_step(
     return logits.detach(), loss.detach()
 
 
-def _standard_step(model, images, targets, opt, loss_fn, scaler, autocast, grad_clip, params):
+def _forward_backward_step(model, images, targets, opt, loss_fn, scaler, autocast, grad_clip,
+                           params):
+    """Zero ``opt``'s gradients, forward, scaled backward, optional clipping of ``params``,
+    ``opt`` step; the scaler is not updated (the caller may step another optimiser first)."""
     opt.zero_grad(set_to_none=True)
     with autocast():
         logits = model(images)
@@ -381,6 +377,12 @@ def _standard_step(model, images, targets, opt, loss_fn, scaler, autocast, grad_
         scaler.unscale_(opt)
         _clip(params, grad_clip)
     scaler.step(opt)
+    return logits, loss
+
+
+def _standard_step(model, images, targets, opt, loss_fn, scaler, autocast, grad_clip, params):
+    logits, loss = _forward_backward_step(model, images, targets, opt, loss_fn, scaler, autocast,
+                                          grad_clip, params)
     scaler.update()
     return logits.detach(), loss.detach()
 
