@@ -145,6 +145,14 @@ class FERPlus(FERDataset):
             self._drop_unreadable(self._paths, skip_corrupt)
 
     # --- parsing ------------------------------------------------------------------------------
+    def _target_from_fields(self, fields: list[str], where: str) -> list[float] | None:
+        """Parse the 10 vote counts of a label row and convert them to this dataset's target."""
+        try:
+            votes = [float(x) for x in fields]
+        except ValueError as exc:
+            raise ValueError(f"{where}: bad vote count ({exc})") from None
+        return self._convert(votes, where)
+
     def _convert(self, votes: list[float], where: str) -> list[float] | None:
         for v in votes:
             if v < 0 or v != int(v):
@@ -215,11 +223,7 @@ class FERPlus(FERDataset):
                     self.dropped["not a face (no image name)"] = self.dropped.get(
                         "not a face (no image name)", 0) + 1
                     continue
-                try:
-                    votes = [float(x) for x in b[2:]]
-                except ValueError as exc:
-                    raise ValueError(f"{new}, line {lineno}: bad vote count ({exc})") from None
-                target = self._convert(votes, f"{new}, line {lineno}")
+                target = self._target_from_fields(b[2:], f"{new}, line {lineno}")
                 if target is None:
                     continue
                 pix = a[1].split()
@@ -256,11 +260,7 @@ class FERPlus(FERDataset):
                 if len(row) != 11:
                     raise ValueError(f"{label}, line {lineno}: expected 'name,[box,]10 votes', "
                                      f"got {len(row)} fields")
-                try:
-                    votes = [float(x) for x in row[1:]]
-                except ValueError as exc:
-                    raise ValueError(f"{label}, line {lineno}: bad vote count ({exc})") from None
-                target = self._convert(votes, f"{label}, line {lineno}")
+                target = self._target_from_fields(row[1:], f"{label}, line {lineno}")
                 if target is None:
                     continue
                 self._paths.append(os.path.join(folder, row[0].strip()))
