@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable, List, Sequence
+from typing import Callable, Dict, Hashable, List, Mapping, Sequence
 
 import torch
 
@@ -18,16 +18,45 @@ def median_seconds(
     times: List[float] = []
     budget_end = time.perf_counter() + max_seconds
     for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        _sync()
         start = time.perf_counter()
         fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        _sync()
         times.append(time.perf_counter() - start)
         if time.perf_counter() > budget_end:
             break
     return statistics.median(times)
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def interleaved_seconds(
+    fns: Mapping[Hashable, Callable[[], object]], repeats: int, warmup: int = 1,
+    label: str | None = None,
+) -> Dict[Hashable, List[float]]:
+    """Wall times of every ``fns`` entry, one run of each per round, ``repeats`` rounds.
+
+    Interleaving puts the runs a ratio compares close in time, so load from other processes
+    on a shared machine affects both sides alike. ``label``: print each round's times.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: Dict[Hashable, List[float]] = {key: [] for key in fns}
+    for r in range(repeats):
+        for key, fn in fns.items():
+            _sync()
+            start = time.perf_counter()
+            fn()
+            _sync()
+            times[key].append(time.perf_counter() - start)
+        if label is not None:
+            print(f"  {label} round {r + 1}: " + ", ".join(
+                f"{key} {t[-1]:.3f}s" for key, t in times.items()), flush=True)
+    return times
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -28,8 +28,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+from functools import partial
 import statistics
-import time
 from typing import List, Sequence
 
 import torch
@@ -39,6 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import format_table as table  # noqa: E402
+from _timing import interleaved_seconds  # noqa: E402
 
 import pyg_fer  # noqa: E402
 from pyg_fer.nn import RGConv, dilated_knn_graph
@@ -46,11 +47,6 @@ from pyg_fer.nn.block import dense_rg_conv
 from pyg_fer.nn.loss import label_smoothing_cross_entropy
 
 BASELINE = "resnet18_fer"
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def conv_paths(device: torch.device, repeats: int) -> None:
@@ -76,17 +72,8 @@ def conv_paths(device: torch.device, repeats: int) -> None:
         "Linear 512->2048 (for scale)": lambda: torch.nn.functional.linear(
             flat, torch.randn(4 * d, d, device=device)),
     }
-    times = {name: [] for name in paths}
     with torch.inference_mode():
-        for fn in paths.values():
-            fn()
-        for _ in range(repeats):
-            for name, fn in paths.items():
-                _sync(device)
-                start = time.perf_counter()
-                fn()
-                _sync(device)
-                times[name].append(time.perf_counter() - start)
+        times = interleaved_seconds(paths, repeats)
     base = statistics.median(times["propagate (scatter over edges)"])
     print(f"\n## RG-Conv paths, B={b}, N={n}, D={d}, k={k}, d=2, median of {repeats}\n")
     print(table(["path", "ms", "x propagate"], [
@@ -115,19 +102,8 @@ def memory_formats(names: Sequence[str], kwargs: dict, args, device: torch.devic
         label_smoothing_cross_entropy(model(inp), y, 0.1).backward()
         opt.step()
 
-    times = {key: [] for key in runs}
-    for key in runs:
-        for _ in range(args.warmup):
-            step(key)
-    for r in range(args.repeats):
-        for key in runs:
-            _sync(device)
-            start = time.perf_counter()
-            step(key)
-            _sync(device)
-            times[key].append(time.perf_counter() - start)
-        print(f"  round {r + 1}: " + ", ".join(
-            f"{n} {f} {times[n, f][-1]:.3f}s" for n, f in runs), flush=True)
+    times = interleaved_seconds({key: partial(step, key) for key in runs}, args.repeats,
+                                args.warmup, label="train")
     rows = []
     for name, fmt in runs:
         t = statistics.median(times[name, fmt])
@@ -201,27 +177,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         loss.backward()
         opt.step()
 
-    def timed(fn, name):
-        _sync(device)
-        start = time.perf_counter()
-        fn(name)
-        _sync(device)
-        return time.perf_counter() - start
-
     # Rounds: every model once per round, so each ratio compares runs made close in time
     # (the machine may be shared); the ratio column is the median of per-round ratios.
     modes = [m for m in ("infer", "train") if args.only in (None, m)]
-    times = {(n, m): [] for n in names for m in modes}
+    times = {}
     for mode in modes:
         fn = run_infer if mode == "infer" else run_train
-        for name in names:
-            for _ in range(args.warmup):
-                fn(name)
-        for r in range(args.repeats):
-            for name in names:
-                times[name, mode].append(timed(fn, name))
-            print(f"  {mode} round {r + 1}: " + ", ".join(
-                f"{n} {times[n, mode][-1]:.2f}s" for n in names), flush=True)
+        per_name = interleaved_seconds({n: partial(fn, n) for n in names}, args.repeats,
+                                       args.warmup, label=mode)
+        times.update({(n, mode): t for n, t in per_name.items()})
 
     def cols(name, mode):
         if mode not in modes:
