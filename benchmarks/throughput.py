@@ -42,22 +42,23 @@ from _timing import format_table as table  # noqa: E402
 from _timing import interleaved_seconds  # noqa: E402
 
 import pyg_fer  # noqa: E402
-from pyg_fer.nn import RGConv, dilated_knn_graph
-from pyg_fer.nn.block import dense_rg_conv
+from pyg_fer.nn import RGConv, dilated_knn, dilated_knn_graph
 from pyg_fer.nn.loss import label_smoothing_cross_entropy
 
 BASELINE = "resnet18_fer"
 
 
 def conv_paths(device: torch.device, repeats: int) -> None:
-    """RG-Conv (scalar gate) at the Face2Nodes size, three ways, forward only: the block's
-    dense ``bmm`` form, the conv's centre-grouped gather path, PyG's generic ``propagate``."""
+    """RG-Conv (scalar gate) at the Face2Nodes size, three ways, forward only: a ``[B, N, k]``
+    neighbour table (per-graph gated adjacency, ``bmm``), a ``[B N, k]`` table (gather along
+    a dense ``k`` axis), and PyG's generic ``propagate`` over ``edge_index``."""
     b, n, d, k = 64, 49, 512, 9
     x = torch.randn(b, n, d, device=device)
+    nbr = dilated_knn(x, k, 2)  # [B, N, k] local ids
     ei = dilated_knn_graph(x, k, 2)
     conv = RGConv(d, d).to(device).eval()
-    nbr = ei[0].view(b, n, k) - torch.arange(b, device=device).mul(n).view(b, 1, 1)
     flat = x.view(b * n, d)
+    flat_nbr = ei[0].view(b * n, k)
     h = flat @ conv.gate_lin.weight.t()
 
     def propagate():
@@ -66,8 +67,8 @@ def conv_paths(device: torch.device, repeats: int) -> None:
 
     paths = {
         "propagate (scatter over edges)": propagate,
-        "RGConv.forward (gather, k axis)": lambda: conv(flat, ei),
-        "dense_rg_conv (bmm, block)": lambda: dense_rg_conv(conv, x, nbr),
+        "conv(x, neighbours=[BN, k]) (gather, k axis)": lambda: conv(flat, neighbours=flat_nbr),
+        "conv(x, neighbours=[B, N, k]) (bmm)": lambda: conv(flat, neighbours=nbr),
         "dilated_knn_graph (for scale)": lambda: dilated_knn_graph(x, k, 2),
         "Linear 512->2048 (for scale)": lambda: torch.nn.functional.linear(
             flat, torch.randn(4 * d, d, device=device)),

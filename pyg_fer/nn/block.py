@@ -9,11 +9,13 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from pyg_fer.nn.conv import MRConv, RGConv
-from pyg_fer.nn.conv._regular import regular_neighbours
-from pyg_fer.nn.knn import BACKENDS, dilated_knn_graph
+import torch_geometric
+from torch_geometric.nn import EdgeConv
 
-__all__ = ["FFN", "GRAPH_CONVS", "DropPath", "RDGCNBlock", "dense_rg_conv", "dilation_schedule"]
+from pyg_fer.nn.conv import MRConv, RGConv
+from pyg_fer.nn.knn import BACKENDS, dilated_knn, neighbours_to_edge_index
+
+__all__ = ["FFN", "GRAPH_CONVS", "DropPath", "RDGCNBlock", "dilation_schedule"]
 
 GRAPH_CONVS = ("rg", "mr", "edge")
 
@@ -108,42 +110,6 @@ class FFN(nn.Module):
         return x + self.drop_path(self.fc2(self.act(self.fc1(x))))
 
 
-def dense_rg_conv(conv: RGConv, x: Tensor, nbr: Tensor) -> Tensor:
-    r"""RG-Conv with a scalar gate on ``B`` equal-size graphs, as one batched matrix product.
-
-    The same maths as :class:`~pyg_fer.nn.RGConv` (Eq. 7-8) with the conv's own parameters,
-    using the ``[B, N, D]`` structure that a flat edge list has lost: with
-    :math:`w_{ij} = \sigma(h_j - h_i + b)`,
-
-    .. math::
-        g_i = \sum_{j} w_{ij} (x_j - x_i) = (A X)_i - (A \mathbf{1})_i\, x_i,
-
-    where :math:`A \in \mathbb{R}^{B \times N \times N}` holds the :math:`w_{ij}` of each
-    graph. Neither per-edge features nor the ``[B N, k, D]`` gather of neighbours are built
-    (``benchmarks/throughput.py --conv-paths``; :math:`N^2 D` multiply-adds per graph are cheap at
-    :math:`N \le 784`).
-
-    Args:
-        conv (RGConv): a scalar-gate RG-Conv.
-        x (Tensor): node features ``[B, N, D]``.
-        nbr (Tensor): neighbour ids ``[B, N, k]`` local to each graph.
-
-    Returns:
-        Tensor: ``[B, N, D']``, equal to ``conv(x.view(B * N, D), edge_index)``.
-    """
-    if conv.gate != "scalar":
-        raise ValueError(f"dense_rg_conv needs gate='scalar', got {conv}")
-    b, n, d = x.shape
-    k = nbr.size(-1)
-    h = (x @ conv.gate_lin.weight.t()).squeeze(-1)  # [B, N] gate logit per node
-    h_j = h.gather(1, nbr.reshape(b, n * k)).view(b, n, k)
-    w = torch.sigmoid(h_j - h.unsqueeze(-1) + conv.gate_lin.bias)
-    adj = x.new_zeros(b, n, n).scatter_add_(2, nbr, w.to(x.dtype))
-    aggr = torch.bmm(adj, x) - adj.sum(-1, keepdim=True) * x
-    out = conv.update_lin(torch.cat([x, aggr], dim=-1).view(b * n, 2 * d))
-    return conv.act(conv.norm(out)).view(b, n, -1)
-
-
 class RDGCNBlock(nn.Module):
     r"""One relation-aware dynamic graph convolution block of `"Face2Nodes"
     <https://doi.org/10.1016/j.ins.2023.119640>`_ (§3.3, Eq. 9-10).
@@ -182,8 +148,9 @@ class RDGCNBlock(nn.Module):
         epsilon (float): probability of a stochastic dilation draw. (default: :obj:`0.2`)
 
     Shapes:
-        - **input / output:** node features :math:`(B, N, D)`; ``last_edge_index``
-          :math:`(2, B N k)` holds the graph of the last forward, node ids ``b * N + n``.
+        - **input / output:** node features :math:`(B, N, D)`; ``last_neighbours``
+          :math:`(B, N, k)` holds the graph of the last forward (ids local to each face),
+          ``last_edge_index`` :math:`(2, B N k)` the same graph with node ids ``b * N + n``.
     """
 
     def __init__(
@@ -221,14 +188,20 @@ class RDGCNBlock(nn.Module):
         elif conv == "mr":
             self.conv = MRConv(dim, dim)
         else:
-            from torch_geometric.nn import EdgeConv
-
             mlp = nn.Sequential(nn.Linear(2 * dim, dim), nn.BatchNorm1d(dim), nn.GELU())
             self.conv = EdgeConv(nn=mlp, aggr="max")
         self.fc_out = _LinearBN(dim, dim)
         self.drop_path = DropPath(drop_path)
         self.ffn = FFN(dim, ffn_ratio, drop_path)
-        self.last_edge_index: Optional[Tensor] = None
+        self.last_neighbours: Optional[Tensor] = None
+
+    @property
+    def last_edge_index(self) -> Optional[Tensor]:
+        """The graph of the last forward as ``edge_index`` ``[2, B N k]`` (node ids
+        ``b * N + n``), or :obj:`None` before the first forward."""
+        if self.last_neighbours is None:
+            return None
+        return neighbours_to_edge_index(self.last_neighbours)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 3 or x.shape[-1] != self.dim:
@@ -237,20 +210,19 @@ class RDGCNBlock(nn.Module):
         y = self.fc_in(x)
         eps = self.epsilon if (self.stochastic and self.training) else 0.0
         with torch.no_grad():  # the k-NN selection is not differentiable
-            edge_index = dilated_knn_graph(
+            # [B, N, k] local ids; the finite-feature check (a host sync) only when debugging.
+            nbr = dilated_knn(
                 y.detach(), self.k, self.dilation, loop=self.loop, cosine=self.cosine,
                 backend=self.knn_backend, epsilon=eps,
+                validate=torch_geometric.is_debug_enabled(),
             )
-        self.last_edge_index = edge_index
-        nbr = None
-        if isinstance(self.conv, RGConv) and self.conv.gate == "scalar":
-            nbr = regular_neighbours(edge_index, b * n)
-        if nbr is not None:
-            offset = torch.arange(b, device=nbr.device).mul_(n).view(b, 1, 1)
-            y = dense_rg_conv(self.conv, y, nbr.view(b, n, -1) - offset)
-        else:  # MR-Conv/RG-Conv's own fused k-NN path, or PyG message passing (EdgeConv)
-            y = self.conv(y.reshape(b * n, d), edge_index).view(b, n, d)
-        x = x + self.drop_path(self.fc_out(y))
+        self.last_neighbours = nbr
+        flat = y.reshape(b * n, d)
+        if isinstance(self.conv, EdgeConv):
+            y = self.conv(flat, neighbours_to_edge_index(nbr))
+        else:  # RG-/MR-Conv take the neighbour table and pick their own (fused) path
+            y = self.conv(flat, neighbours=nbr)
+        x = x + self.drop_path(self.fc_out(y.view(b, n, d)))
         return self.ffn(x)
 
     def extra_repr(self) -> str:

@@ -33,7 +33,7 @@ BACKENDS = ("auto", "dense", "torch_cluster")
 _DENSE_CHUNK_BYTES = 1 << 28
 
 
-def dilated_knn_graph(
+def dilated_knn(
     x: Tensor,
     k: int,
     dilation: int = 1,
@@ -42,13 +42,22 @@ def dilated_knn_graph(
     cosine: bool = False,
     backend: str = "auto",
     epsilon: float = 0.0,
+    validate: bool = True,
 ) -> Tensor:
-    r"""Builds a dilated k-NN graph in feature space.
+    r"""The neighbour table of a dilated k-NN graph: for every centre node, the ids of its
+    ``k`` dilated nearest neighbours, by increasing distance.
+
+    This is the graph in the form the fused paths of :class:`~pyg_fer.nn.RGConv` and
+    :class:`~pyg_fer.nn.MRConv` take (``neighbours=``); :func:`neighbours_to_edge_index`
+    turns it into PyG's ``edge_index`` (what :func:`dilated_knn_graph` returns).
+
+    Distances are ranked in float32 (float64 input stays float64) with autocast disabled,
+    whatever the caller's autocast context or input precision, so mixed precision never
+    changes the neighbours (``docs/graph_ops.md``, precision rule).
 
     Args:
         x (torch.Tensor): Node features, either ``[num_nodes, F]`` (optionally with ``batch``)
-            or ``[B, N, F]`` for ``B`` graphs of ``N`` nodes each, whose nodes are numbered
-            ``b * N + n`` in the returned ``edge_index``.
+            or ``[B, N, F]`` for ``B`` graphs of ``N`` nodes each.
         k (int): Number of neighbours per centre node.
         dilation (int, optional): Dilation rate :math:`d`: keep every :math:`d`-th of the
             :math:`k \cdot d` nearest nodes. (default: :obj:`1`)
@@ -64,13 +73,17 @@ def dilated_knn_graph(
             installed. (default: :obj:`"auto"`)
         epsilon (float, optional): Stochastic dilation (DeepGCNs/ViG): with this probability,
             keep a random ``k`` of the ``k * dilation`` nearest nodes (one random choice of
-            positions shared by all centres) instead of every ``dilation``-th. Pass ``0`` in
-            evaluation. (default: :obj:`0.0`)
+            positions shared by all centres) instead of every ``dilation``-th. The draw is made
+            on ``x``'s device, without a host synchronisation. Pass ``0`` in evaluation.
+            (default: :obj:`0.0`)
+        validate (bool, optional): Check that ``x`` holds only finite values (NaN/inf make the
+            ranking meaningless). The check reads a value back to the host, so model code
+            inside a forward pass turns it off and relies on
+            :func:`torch_geometric.debug` to turn it back on. (default: :obj:`True`)
 
     Returns:
-        torch.Tensor: ``edge_index`` of shape ``[2, num_nodes * k]`` in the ``source_to_target``
-        layout: row 0 holds neighbours :math:`j`, row 1 centres :math:`i`. Edges are grouped by
-        centre in node order, each centre's neighbours sorted by increasing distance.
+        torch.Tensor: ``[B, N, k]`` neighbour ids local to each graph for ``[B, N, F]`` input,
+        ``[num_nodes, k]`` global node ids for ``[num_nodes, F]`` input.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend '{backend}'; expected one of {BACKENDS}")
@@ -81,6 +94,8 @@ def dilated_knn_graph(
     if not 0.0 <= epsilon <= 1.0:
         raise ValueError(f"epsilon must lie in [0, 1], got {epsilon!r}")
 
+    batched = x.dim() == 3
+    shape = x.shape
     x, batch, num_graphs, sizes = _normalise_input(x, batch)
     kd = k * dilation
     min_size = int(sizes.min()) if sizes is not None else x.size(0) // max(num_graphs, 1)
@@ -99,26 +114,83 @@ def dilated_knn_graph(
             "backend='torch_cluster' needs the torch-cluster package "
             "(pip install 'pyg-fer[cluster]'); use backend='dense' or 'auto'"
         )
-    if cosine:
-        # For unit vectors ||a - b||^2 = 2 - 2 cos(a, b): Euclidean ranking == cosine ranking.
-        x = F.normalize(x, p=2.0, dim=-1)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        if x.dtype != torch.float64:
+            x = x.float()
+        if cosine:
+            # For unit vectors ||a - b||^2 = 2 - 2 cos(a, b): Euclidean ranking == cosine ranking.
+            x = F.normalize(x, p=2.0, dim=-1)
+        sq_norm = (x * x).sum(-1)
+        if validate:  # finite features <=> finite squared norms (barring overflow)
+            finite = torch.isfinite(sq_norm)
+            if not bool(finite.all()):
+                bad = int((~finite).nonzero()[0, 0])
+                raise ValueError(f"x holds NaN or infinite features (first at node {bad})")
+        if backend == "dense":
+            nbr = _dense_sorted_neighbours(x, sq_norm, kd, loop, num_graphs, sizes, batched)
+        else:
+            if batch is None and num_graphs > 1:  # [B, N, F] input: graphs of N nodes each
+                nodes = x.size(0) // num_graphs
+                batch = torch.arange(num_graphs, device=x.device).repeat_interleave(nodes)
+            nbr = _torch_cluster_sorted_neighbours(x, kd, loop, batch)
+            if batched:  # global ids b * N + n -> local ids n
+                nodes = shape[1]
+                offset = torch.arange(num_graphs, device=x.device).mul_(nodes)
+                nbr = nbr.view(num_graphs, nodes, kd) - offset.view(-1, 1, 1)
+    return _select_dilated(nbr, k, dilation, epsilon)
 
-    # Finite features <=> finite squared norms (barring overflow): one check per node.
-    sq_norm = (x * x).sum(-1)
-    if not bool(torch.isfinite(sq_norm).all()):
-        bad = int((~torch.isfinite(sq_norm)).nonzero()[0, 0])
-        raise ValueError(f"x holds NaN or infinite features (first at node {bad})")
-    if backend == "dense":
-        nbr = _dense_sorted_neighbours(x, sq_norm, kd, loop, num_graphs, sizes)
-    else:
-        if batch is None and num_graphs > 1:  # [B, N, F] input: graphs of N nodes each
-            nodes = x.size(0) // num_graphs
-            batch = torch.arange(num_graphs, device=x.device).repeat_interleave(nodes)
-        nbr = _torch_cluster_sorted_neighbours(x, kd, loop, batch)
 
-    nbr = _select_dilated(nbr, k, dilation, epsilon)
-    centre = torch.arange(nbr.size(0), device=nbr.device).repeat_interleave(k)
-    return torch.stack([nbr.reshape(-1), centre], dim=0)
+def neighbours_to_edge_index(neighbours: Tensor) -> Tensor:
+    r"""PyG's ``edge_index`` of a neighbour table from :func:`dilated_knn`.
+
+    Args:
+        neighbours (torch.Tensor): ``[num_nodes, k]`` global source ids of each target node, or
+            ``[B, N, k]`` ids local to each of ``B`` graphs of ``N`` nodes.
+
+    Returns:
+        torch.Tensor: ``[2, num_nodes * k]`` in the ``source_to_target`` layout (row 0 the
+        neighbours :math:`j`, row 1 the centres :math:`i`, grouped by centre in node order);
+        nodes of a ``[B, N, k]`` table are numbered ``b * N + n``.
+    """
+    if neighbours.dim() == 3:
+        num_graphs, nodes, k = neighbours.shape
+        offset = torch.arange(num_graphs, device=neighbours.device).mul_(nodes)
+        neighbours = (neighbours + offset.view(-1, 1, 1)).view(num_graphs * nodes, k)
+    elif neighbours.dim() != 2:
+        raise ValueError(
+            f"neighbours must have shape [num_nodes, k] or [B, N, k], got "
+            f"{tuple(neighbours.shape)}"
+        )
+    num_nodes, k = neighbours.shape
+    centre = torch.arange(num_nodes, device=neighbours.device).repeat_interleave(k)
+    return torch.stack([neighbours.reshape(-1), centre], dim=0)
+
+
+def dilated_knn_graph(
+    x: Tensor,
+    k: int,
+    dilation: int = 1,
+    batch: Optional[Tensor] = None,
+    loop: bool = False,
+    cosine: bool = False,
+    backend: str = "auto",
+    epsilon: float = 0.0,
+    validate: bool = True,
+) -> Tensor:
+    r"""Builds a dilated k-NN graph in feature space, as PyG's ``edge_index``.
+
+    The same graph as :func:`dilated_knn` (see it for every argument and for the precision
+    rule), flattened by :func:`neighbours_to_edge_index`.
+
+    Returns:
+        torch.Tensor: ``edge_index`` of shape ``[2, num_nodes * k]`` in the ``source_to_target``
+        layout: row 0 holds neighbours :math:`j`, row 1 centres :math:`i`. Edges are grouped by
+        centre in node order, each centre's neighbours sorted by increasing distance; nodes of
+        ``[B, N, F]`` input are numbered ``b * N + n``.
+    """
+    return neighbours_to_edge_index(
+        dilated_knn(x, k, dilation, batch, loop, cosine, backend, epsilon, validate)
+    )
 
 
 def _normalise_input(
@@ -170,8 +242,10 @@ def _dense_sorted_neighbours(
     loop: bool,
     num_graphs: int,
     sizes: Optional[Tensor],
+    batched: bool = False,
 ) -> Tensor:
-    """Global ids ``[num_nodes, kd]`` of each node's ``kd`` nearest, by increasing distance."""
+    """Ids of each node's ``kd`` nearest, by increasing distance: local ``[B, N, kd]`` when
+    ``batched``, else global ``[num_nodes, kd]``."""
     if sizes is None:
         n = x.size(0) // num_graphs
         x3 = x.view(num_graphs, n, -1)
@@ -201,6 +275,8 @@ def _dense_sorted_neighbours(
         out.append(score.topk(kd, dim=-1, largest=False, sorted=True).indices)
     idx = torch.cat(out, dim=1)  # [B, n, kd], local ids
 
+    if batched:
+        return idx
     if sizes is None:
         base = torch.arange(num_graphs, device=x.device).mul_(n)
         return (idx + base[:, None, None]).reshape(-1, kd)
@@ -239,13 +315,17 @@ def _torch_cluster_sorted_neighbours(
 
 
 def _select_dilated(nbr: Tensor, k: int, dilation: int, epsilon: float) -> Tensor:
-    """Keeps every ``dilation``-th column of the sorted ``[num_nodes, k * dilation]`` ids."""
+    """Keeps every ``dilation``-th of the sorted ``k * dilation`` ids on the last axis, or, with
+    probability ``epsilon``, a random sorted ``k`` of them (drawn on the device: no sync)."""
     if dilation == 1:
         return nbr
-    if epsilon > 0.0 and float(torch.rand(())) < epsilon:
-        cols = torch.randperm(k * dilation)[:k].sort().values.to(nbr.device)
-        return nbr.index_select(1, cols)
-    return nbr[:, ::dilation]
+    if epsilon == 0.0:
+        return nbr[..., ::dilation]
+    kd = k * dilation
+    regular = torch.arange(0, kd, dilation, device=nbr.device)
+    random = torch.randperm(kd, device=nbr.device)[:k].sort().values
+    draw = torch.rand((), device=nbr.device) < epsilon
+    return nbr.index_select(-1, torch.where(draw, random, regular))
 
 
 class DilatedKNNGraph(nn.Module):

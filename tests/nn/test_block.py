@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from pyg_fer.nn import FFN, DropPath, RDGCNBlock, RGConv, dilated_knn_graph
-from pyg_fer.nn.block import dense_rg_conv, dilation_schedule
+from pyg_fer.nn import FFN, DropPath, RDGCNBlock, RGConv, dilated_knn, dilated_knn_graph
+from pyg_fer.nn.block import dilation_schedule
 
 
 def test_dilation_schedule():
@@ -40,24 +40,24 @@ def test_ffn_residual_shape():
     assert torch.allclose(ffn(x), x)
 
 
-def test_dense_rg_conv_equals_message_passing():
-    conv = RGConv(16, 16).train()
+@pytest.mark.parametrize("aggr", ["sum", "mean"])
+def test_dense_adjacency_path_equals_message_passing(aggr):
+    # A [B, N, k] table, scalar gate, sum/mean: RGConv applies each graph's gated adjacency
+    # with one bmm. Reference: PyG's generic propagate (scatter over edges).
+    conv = RGConv(16, 16, aggr=aggr).train()
     x = torch.randn(3, 20, 16, requires_grad=True)
-    ei = dilated_knn_graph(x.detach(), 4, 2)
-    nbr = ei[0].view(3, 20, 4) - torch.arange(3).mul(20).view(3, 1, 1)
-    assert int(nbr.min()) >= 0 and int(nbr.max()) < 20
-    dense = dense_rg_conv(conv, x, nbr)
-    # Reference: PyG's generic propagate (scatter over edges), bypassing every fast path.
+    nbr = dilated_knn(x.detach(), 4, 2)
+    assert nbr.shape == (3, 20, 4) and int(nbr.min()) >= 0 and int(nbr.max()) < 20
+    dense = conv(x.view(60, 16), neighbours=nbr)
     w = conv.gate_lin.weight
-    aggr = conv.propagate(ei, x=(x.view(60, 16),) * 2, h=(x.view(60, 16) @ w.t(),) * 2)
-    ref = conv.act(conv.norm(conv.update_lin(torch.cat([x.view(60, 16), aggr], -1))))
-    assert torch.allclose(dense, ref.view(3, 20, 16), atol=1e-5)
+    ei = dilated_knn_graph(x.detach(), 4, 2)
+    aggregate = conv.propagate(ei, x=(x.view(60, 16),) * 2, h=(x.view(60, 16) @ w.t(),) * 2)
+    ref = conv.act(conv.norm(conv.update_lin(torch.cat([x.view(60, 16), aggregate], -1))))
+    assert torch.allclose(dense, ref, atol=1e-5)
     g_dense = torch.autograd.grad(dense.square().sum(), [x, *conv.parameters()])
     g_ref = torch.autograd.grad(ref.square().sum(), [x, *conv.parameters()])
     for a, b in zip(g_dense, g_ref, strict=True):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)
-    with pytest.raises(ValueError, match="gate='scalar'"):
-        dense_rg_conv(RGConv(16, 16, gate="channel"), x, nbr)
 
 
 @pytest.mark.parametrize("conv", ["rg", "mr"])
@@ -80,7 +80,7 @@ def test_block_shapes_and_graph(conv):
     out = block(x)
     assert out.shape == x.shape and torch.isfinite(out).all()
     ei = block.last_edge_index
-    assert ei.shape == (2, 3 * 20 * 4)
+    assert ei.shape == (2, 3 * 20 * 4) and block.last_neighbours.shape == (3, 20, 4)
     # The graph is built on F_in's output (transform, then construct, Eq. 9).
     assert torch.equal(ei, dilated_knn_graph(block.fc_in(x), 4, 2))
     assert block.extra_repr() == f"16, conv={conv}, k=4, dilation=2"

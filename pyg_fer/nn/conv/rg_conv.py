@@ -1,18 +1,19 @@
 from __future__ import annotations
 
-from typing import Tuple, Union
-
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 from torch_geometric.typing import Adj, PairTensor
 
-from pyg_fer.nn.conv._regular import regular_neighbours
+from pyg_fer.nn.conv._fused import (
+    NoFeatureDecomposition, aggregated_channels, can_fuse, check_same_graph, flat_neighbours, reduce_neighbours,
+)
+from pyg_fer.nn.knn import neighbours_to_edge_index
 
 GATES = ("scalar", "channel")
 
 
-class RGConv(MessagePassing):
+class RGConv(NoFeatureDecomposition, MessagePassing):
     r"""The relation-aware graph convolution (RG-Conv) from the `"Face2Nodes: Learning facial
     expression representations with relation-aware dynamic graph convolution networks"
     <https://doi.org/10.1016/j.ins.2023.119640>`_ paper (Eq. 7-8).
@@ -41,13 +42,30 @@ class RGConv(MessagePassing):
             parameter count); ``"channel"``: one weight per edge and channel
             (:math:`\mathbf{W}_h \in \mathbb{R}^{F \times F}`). (default: :obj:`"scalar"`)
         **kwargs (optional): Additional arguments of
-            :class:`torch_geometric.nn.conv.MessagePassing`.
+            :class:`torch_geometric.nn.conv.MessagePassing`: every ``aggr`` (the sum above is
+            the paper's and the default; a concatenating
+            :class:`~torch_geometric.nn.aggr.MultiAggregation` widens :math:`f`'s input) and
+            both ``flow`` directions behave as PyG documents, as do explanation masks and
+            message-passing hooks. ``decomposed_layers > 1`` is refused: the gate of an edge
+            reads all channels of its relation.
+
+    **Fused k-NN path.** ``forward`` also takes the graph as a neighbour table
+    ``neighbours`` (``[num_targets, k]`` global source ids, or ``[B, N, k]`` ids local to
+    ``B`` equal-size graphs, as :func:`~pyg_fer.nn.dilated_knn` returns). Then the layer
+    gathers neighbours along a dense ``k`` axis (or, for a ``[B, N, k]`` table with the scalar
+    gate and a sum or mean, builds each graph's gated adjacency and applies it with one batched
+    matrix product) instead of scattering over edges. It takes that path only when it is the
+    same layer as ``propagate`` (:func:`can_fuse`: ``aggr`` in sum/mean/max/min,
+    ``source_to_target``, no explanation masks, no hooks); otherwise it runs ``propagate`` on
+    ``neighbours_to_edge_index(neighbours)``. ``conv(x, neighbours=nbr)`` therefore always
+    equals ``conv(x, neighbours_to_edge_index(nbr))``.
 
     Shapes:
         - **input:**
           node features :math:`(|\mathcal{V}|, F)` or
           :math:`((|\mathcal{V}_s|, F), (|\mathcal{V}_t|, F))` if bipartite,
-          edge indices :math:`(2, |\mathcal{E}|)` or a sparse adjacency ``adj_t``
+          edge indices :math:`(2, |\mathcal{E}|)` or a sparse adjacency ``adj_t``,
+          and/or a neighbour table :math:`(|\mathcal{V}_t|, k)` or :math:`(B, N, k)`
         - **output:** node features :math:`(|\mathcal{V}|, F')` or
           :math:`(|\mathcal{V}_t|, F')` if bipartite
     """
@@ -63,10 +81,13 @@ class RGConv(MessagePassing):
         self.out_channels = out_channels
         self.gate = gate
         self.gate_lin = nn.Linear(in_channels, 1 if gate == "scalar" else in_channels)
-        self.update_lin = nn.Linear(2 * in_channels, out_channels)
+        aggr_channels = aggregated_channels(self, in_channels)
+        self.update_lin = nn.Linear(in_channels + aggr_channels, out_channels)
         self.norm = nn.BatchNorm1d(out_channels)
         self.act = nn.GELU()
         self.reset_parameters()
+
+    DECOMPOSITION_REFUSAL = "the gate of an edge reads all channels of its relation"
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
@@ -74,7 +95,12 @@ class RGConv(MessagePassing):
         self.update_lin.reset_parameters()
         self.norm.reset_parameters()
 
-    def forward(self, x: Union[Tensor, PairTensor], edge_index: Adj) -> Tensor:
+    def forward(
+        self,
+        x: Tensor | PairTensor,
+        edge_index: Adj | None = None,
+        neighbours: Tensor | None = None,
+    ) -> Tensor:
         if isinstance(x, Tensor):
             x = (x, x)
         x_src, x_dst = x
@@ -83,32 +109,69 @@ class RGConv(MessagePassing):
                 f"{self}: expected {self.in_channels} input channels, got source "
                 f"{tuple(x_src.shape)} and target {tuple(x_dst.shape)}"
             )
-        # Gate logits per node (no bias); the bias is added once per edge.
-        w = self.gate_lin.weight
-        h: Tuple[Tensor, Tensor] = (x_src @ w.t(), x_dst @ w.t())
-        nbr = regular_neighbours(edge_index, x_dst.size(0))
-        if nbr is not None:  # k-NN layout: a gather and a sum over k, no scatter
-            aggr = self._aggregate_regular(x_src, x_dst, h, nbr)
-        else:
-            # propagate_type: (x: PairTensor, h: PairTensor)
-            aggr = self.propagate(edge_index, x=x, h=h)
-        return self.act(self.norm(self.update_lin(torch.cat([x_dst, aggr], dim=-1))))
-
-    def _aggregate_regular(
-        self, x_src: Tensor, x_dst: Tensor, h: Tuple[Tensor, Tensor], nbr: Tensor
-    ) -> Tensor:
-        # sum_j g_ij (x_j - x_i) = sum_j g_ij x_j - x_i sum_j g_ij, with x_j gathered once.
-        weight = torch.sigmoid(h[0][nbr] - h[1].unsqueeze(1) + self.gate_lin.bias)
-        x_j = x_src[nbr]  # [num_targets, k, F]
-        if self.gate == "scalar":
-            weighted = torch.bmm(weight.transpose(1, 2), x_j).squeeze(1)
-        else:
-            weighted = (weight * x_j).sum(dim=1)
-        return weighted - x_dst * weight.sum(dim=1)
+        if neighbours is not None:
+            flat = flat_neighbours(self, neighbours, x_src, x_dst)
+            check_same_graph(self, edge_index, flat, x_dst.size(0))
+            if can_fuse(self):
+                return self._update(x_dst, self._fused_aggregate(x_src, x_dst, neighbours, flat))
+            if edge_index is None:
+                edge_index = neighbours_to_edge_index(flat)
+        elif edge_index is None:
+            raise ValueError(f"{self}: pass edge_index, neighbours or both")
+        # Gate logits per node (no bias); the bias is added once per edge in message().
+        weight = self.gate_lin.weight
+        h = (x_src @ weight.t(), x_dst @ weight.t())
+        # propagate_type: (x: PairTensor, h: PairTensor)
+        return self._update(x_dst, self.propagate(edge_index, x=x, h=h))
 
     def message(self, x_i: Tensor, x_j: Tensor, h_i: Tensor, h_j: Tensor) -> Tensor:
         weight = torch.sigmoid(h_j - h_i + self.gate_lin.bias)
         return weight * (x_j - x_i)
+
+    def _update(self, x_dst: Tensor, aggr: Tensor) -> Tensor:
+        return self.act(self.norm(self.update_lin(torch.cat([x_dst, aggr], dim=-1))))
+
+    def _fused_aggregate(
+        self, x_src: Tensor, x_dst: Tensor, neighbours: Tensor, flat: Tensor
+    ) -> Tensor:
+        """The aggregate of ``propagate`` over a neighbour table, ``[num_targets, F]``."""
+        linear = self.aggr in ("sum", "add", "mean")
+        if neighbours.dim() == 3 and self.gate == "scalar" and linear:
+            out = self._dense_aggregate(x_src, x_dst, neighbours.long())
+        else:
+            weight = self.gate_lin.weight
+            h_src, h_dst = x_src @ weight.t(), x_dst @ weight.t()
+            gate = torch.sigmoid(h_src[flat] - h_dst.unsqueeze(1) + self.gate_lin.bias)
+            x_j = x_src[flat]  # [num_targets, k, F]
+            if not linear:
+                return reduce_neighbours(gate * (x_j - x_dst.unsqueeze(1)), self.aggr)
+            # sum_j g_ij (x_j - x_i) = sum_j g_ij x_j - x_i sum_j g_ij, x_j gathered once.
+            if self.gate == "scalar":
+                weighted = torch.bmm(gate.transpose(1, 2), x_j).squeeze(1)
+            else:
+                weighted = (gate * x_j).sum(dim=1)
+            out = weighted - x_dst * gate.sum(dim=1)
+        return out / flat.size(1) if self.aggr == "mean" else out
+
+    def _dense_aggregate(self, x_src: Tensor, x_dst: Tensor, neighbours: Tensor) -> Tensor:
+        r"""Sum aggregation on ``B`` equal-size graphs as one batched matrix product: with
+        :math:`w_{ij} = \sigma(h_j - h_i + b)` and :math:`A_{ij} = \sum w_{ij}` over the
+        edges :math:`j \to i`, :math:`g_i = (A X)_i - (A \mathbf{1})_i\, x_i`; no per-edge
+        features and no ``[B N, k, F]`` gather (``benchmarks/throughput.py --conv-paths``)."""
+        num_graphs, nodes, k = neighbours.shape
+        src = x_src.view(num_graphs, nodes, -1)
+        dst = x_dst.view(num_graphs, nodes, -1)
+        weight = self.gate_lin.weight
+        h_src = (src @ weight.t()).squeeze(-1)  # [B, N] gate logit per node
+        h_dst = (dst @ weight.t()).squeeze(-1)
+        h_j = h_src.gather(1, neighbours.reshape(num_graphs, nodes * k))
+        gate = torch.sigmoid(h_j.view(num_graphs, nodes, k) - h_dst.unsqueeze(-1)
+                             + self.gate_lin.bias)
+        adj = src.new_zeros(num_graphs, nodes, nodes).scatter_add_(
+            2, neighbours, gate.to(src.dtype)
+        )
+        out = torch.bmm(adj, src) - adj.sum(-1, keepdim=True) * dst
+        return out.view(num_graphs * nodes, -1)
 
     def __repr__(self) -> str:
         return (

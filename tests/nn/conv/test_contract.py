@@ -1,0 +1,189 @@
+"""RGConv and MRConv keep MessagePassing's contract on every path: each aggregation and flow
+PyG offers gives the same layer whether the graph comes as k-NN-ordered edges, shuffled edges,
+a neighbour table or a sparse adjacency; explanation masks and hooks are honoured."""
+
+import pytest
+import torch
+import torch_geometric
+from torch_geometric.explain import Explainer, GNNExplainer
+from torch_geometric.explain.algorithm.utils import clear_masks, set_masks
+
+from pyg_fer.nn import MRConv, RGConv, dilated_knn, neighbours_to_edge_index
+from pyg_fer.nn.conv._fused import can_fuse
+
+AGGRS = ["sum", "mean", "max", "min"]
+FLOWS = ["source_to_target", "target_to_source"]
+CONVS = {
+    "rg_scalar": lambda **kw: RGConv(8, 6, gate="scalar", **kw),
+    "rg_channel": lambda **kw: RGConv(8, 6, gate="channel", **kw),
+    "mr": lambda **kw: MRConv(8, 6, **kw),
+}
+
+
+def reference(conv, x, edge_index):
+    """The layer computed edge by edge from its definition (Eq. 7-8 for RG-Conv)."""
+    src_row, dst_row = (0, 1) if conv.flow == "source_to_target" else (1, 0)
+    per_target = [[] for _ in range(x.size(0))]
+    for edge in edge_index.t().tolist():
+        j, i = edge[src_row], edge[dst_row]
+        relation = x[j] - x[i]
+        if isinstance(conv, RGConv):
+            relation = torch.sigmoid(conv.gate_lin(relation)) * relation
+        per_target[i].append(relation)
+    reduce = {"sum": torch.sum, "mean": torch.mean, "max": torch.amax, "min": torch.amin}
+    aggr = torch.stack([
+        reduce[conv.aggr](torch.stack(m), dim=0) if m else x.new_zeros(x.size(1))
+        for m in per_target
+    ])
+    return conv.act(conv.norm(conv.update_lin(torch.cat([x, aggr], dim=-1))))
+
+
+def graphs(num_graphs=3, nodes=10, k=3, dilation=2):
+    x = torch.randn(num_graphs, nodes, 8)
+    nbr = dilated_knn(x, k, dilation)  # [B, N, k] local ids
+    flat = x.view(num_graphs * nodes, 8)
+    return flat, nbr, neighbours_to_edge_index(nbr)
+
+
+@pytest.mark.parametrize("flow", FLOWS)
+@pytest.mark.parametrize("aggr", AGGRS)
+@pytest.mark.parametrize("name", list(CONVS))
+def test_every_graph_form_is_the_same_layer(name, aggr, flow):
+    torch.manual_seed(0)
+    conv = CONVS[name](aggr=aggr, flow=flow).eval()
+    x, nbr, edge_index = graphs()
+    shuffled = edge_index[:, torch.randperm(edge_index.size(1))]
+    flat_nbr = edge_index[0].view(-1, 3)  # [num_nodes, k] global ids
+    expected = reference(conv, x, edge_index)
+    outputs = {
+        "knn-ordered edges": conv(x, edge_index),
+        "shuffled edges": conv(x, shuffled),
+        "[B, N, k] table": conv(x, neighbours=nbr),
+        "[num_nodes, k] table": conv(x, neighbours=flat_nbr),
+        "edges + table": conv(x, edge_index, neighbours=nbr),
+    }
+    for form, out in outputs.items():
+        assert torch.allclose(out, expected, atol=1e-5), form
+
+
+@pytest.mark.parametrize("aggr", AGGRS)
+@pytest.mark.parametrize("name", list(CONVS))
+def test_fused_gradients_equal_propagate(name, aggr):
+    torch.manual_seed(1)
+    conv = CONVS[name](aggr=aggr).train()
+    x, nbr, edge_index = graphs()
+    assert can_fuse(conv)
+    results = []
+    for kwargs in ({"neighbours": nbr}, {"edge_index": edge_index[:, torch.randperm(90)]}):
+        inp = x.clone().requires_grad_(True)
+        out = conv(inp, **kwargs)
+        grads = torch.autograd.grad(out.pow(3).sum(), [inp, *conv.parameters()])
+        results.append((out, grads))
+    (out_a, grads_a), (out_b, grads_b) = results
+    assert torch.allclose(out_a, out_b, atol=1e-5)
+    for a, b in zip(grads_a, grads_b, strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", list(CONVS))
+def test_zero_explain_mask_gives_the_no_edge_output(name):
+    conv = CONVS[name]().eval()
+    x, nbr, edge_index = graphs()
+    no_edges = conv(x, torch.empty(2, 0, dtype=torch.long))
+    set_masks(conv, torch.zeros(edge_index.size(1)), edge_index, apply_sigmoid=False)
+    assert not can_fuse(conv)
+    assert torch.allclose(conv(x, edge_index), no_edges, atol=1e-6)
+    assert torch.allclose(conv(x, edge_index, neighbours=nbr), no_edges, atol=1e-6)
+    assert torch.allclose(conv(x, neighbours=nbr), no_edges, atol=1e-6)
+    clear_masks(conv)
+    assert can_fuse(conv) and not torch.allclose(conv(x, neighbours=nbr), no_edges)
+
+
+class _TwoLayerRG(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = RGConv(8, 16)
+        self.conv2 = RGConv(16, 4)
+
+    def forward(self, x, edge_index):
+        return self.conv2(self.conv1(x, edge_index), edge_index)
+
+
+def test_gnn_explainer_gets_a_signal_on_knn_graphs():
+    torch.manual_seed(0)
+    model = _TwoLayerRG().eval()
+    x, _, edge_index = graphs(num_graphs=1, nodes=20, k=4, dilation=1)
+    explainer = Explainer(
+        model, algorithm=GNNExplainer(epochs=30), explanation_type="model",
+        node_mask_type=None, edge_mask_type="object",
+        model_config=dict(mode="multiclass_classification", task_level="node",
+                          return_type="raw"),
+    )
+    explanation = explainer(x, edge_index, index=0)
+    mask = explanation.edge_mask
+    assert mask.shape == (edge_index.size(1),)
+    # Only edges within two hops of node 0 can matter; the mask must single them out.
+    one_hop = edge_index[1] == 0
+    assert mask[one_hop].min() > 0 and float(mask.std()) > 0
+    assert mask[one_hop].mean() > mask[edge_index[1] != 0].mean()
+
+
+@pytest.mark.parametrize("name", list(CONVS))
+def test_message_hooks_see_every_edge(name):
+    conv = CONVS[name]().eval()
+    x, nbr, edge_index = graphs()
+    seen = []
+    handle = conv.register_message_forward_hook(lambda m, inputs, out: seen.append(out.size(0)))
+    assert not can_fuse(conv)
+    conv(x, neighbours=nbr)
+    assert seen == [edge_index.size(1)]
+    handle.remove()
+    assert can_fuse(conv)
+
+
+def test_multi_aggregation_widens_the_update():
+    conv = RGConv(8, 6, aggr=["sum", "max"]).eval()
+    assert conv.update_lin.in_features == 8 + 16
+    x, nbr, edge_index = graphs()
+    out = conv(x, neighbours=nbr)
+    assert out.shape == (30, 6)
+    assert torch.allclose(out, conv(x, edge_index[:, torch.randperm(90)]), atol=1e-5)
+    assert MRConv(8, 6, aggr=["mean", "max", "min"]).update_lin.in_features == 8 + 24
+
+
+@pytest.mark.parametrize("cls", [RGConv, MRConv])
+def test_decomposed_layers_is_refused_clearly(cls):
+    with pytest.raises(ValueError, match=f"{cls.__name__} does not support decomposed_layers=2"):
+        cls(8, 8, decomposed_layers=2)
+    conv = cls(8, 8)
+    with pytest.raises(ValueError, match="decomposed_layers=4"):
+        conv.decomposed_layers = 4
+    assert conv.decomposed_layers == 1
+
+
+def test_refused_options_and_bad_tables():
+    with pytest.raises(ValueError, match="needs an aggregation"):
+        RGConv(8, 8, aggr=None)
+    with pytest.raises(ValueError, match="node_dim"):
+        MRConv(8, 8, node_dim=1)
+    conv = RGConv(8, 8)
+    x = torch.randn(30, 8)
+    with pytest.raises(ValueError, match="edge_index, neighbours or both"):
+        conv(x)
+    with pytest.raises(ValueError, match=r"\(4, 10, 3\).*4 graphs of 10 nodes.*30"):
+        conv(x, neighbours=torch.zeros(4, 10, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"\(29, 3\) list 29 targets"):
+        conv(x, neighbours=torch.zeros(29, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="integer ids"):
+        conv(x, neighbours=torch.zeros(30, 3))
+
+
+def test_debug_mode_checks_the_table_against_edge_index():
+    conv = MRConv(8, 8)
+    x, nbr, edge_index = graphs()
+    with torch_geometric.debug():
+        conv(x, edge_index, neighbours=nbr)  # consistent: fine
+        with pytest.raises(ValueError, match="is not the graph of neighbours"):
+            conv(x, edge_index[:, torch.randperm(90)], neighbours=nbr)
+        with pytest.raises(ValueError, match=r"ids must lie in \[0, 10\)"):
+            conv(x, neighbours=nbr + 5)
