@@ -142,6 +142,13 @@ class Face2Nodes(nn.Module):
 
     def forward_head(self, x: Tensor) -> Tensor:
         """Mean over nodes, then the recognition head: ``[B, N, D]`` → ``[B, num_classes]``."""
+        if self.training and x.size(0) == 1:
+            raise ValueError(
+                "a training batch of 1 image: the recognition head normalises over the batch "
+                "(BatchNorm1d, paper §3.1 and §4.3), which needs at least 2 images. Train with a batch "
+                "size of 2 or more (the engine drops a last partial batch), or call "
+                "model.eval() to predict one image"
+            )
         return self.head(x.mean(dim=1))
 
     def forward(self, x: Tensor) -> Tensor:

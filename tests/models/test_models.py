@@ -118,6 +118,39 @@ def test_default_face2nodes_smoke():
     assert model.graphs[-1].shape == (2, 2 * 49 * 9)
 
 
+@pytest.mark.parametrize("name", pyg_fer.list_models())
+def test_training_batch_of_one_trains_or_says_why(name):
+    model = small(name).train()
+    try:
+        out = model(torch.randn(1, 3, IMG, IMG))
+    except ValueError as err:  # per-sample BatchNorm: the message says why and what to do
+        assert "batch of 1" in str(err) and "model.eval()" in str(err), str(err)
+    else:
+        out.sum().backward()
+        assert out.shape == (1, 7)
+
+
+def test_face2nodes_forward_compiles_fullgraph():
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = small("face2nodes", img_size=IMG).eval()
+    x = torch.randn(2, 3, IMG, IMG)
+    compiled = torch.compile(model, fullgraph=True)
+    with torch.no_grad():
+        assert torch.allclose(compiled(x), model(x), atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["face2nodes_mr", "face2nodes_stem", "vig_ti_fer"])
+def test_graph_models_compile_fullgraph(name):
+    torch._dynamo.reset()
+    model = small(name, img_size=IMG).eval()
+    x = torch.randn(2, 3, IMG, IMG)
+    compiled = torch.compile(model, fullgraph=True)
+    with torch.no_grad():
+        assert torch.allclose(compiled(x), model(x), atol=1e-5)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", pyg_fer.list_models())
 def test_default_models_at_224(name):

@@ -1,9 +1,10 @@
 import pytest
 import torch
+import torch_geometric
 from torch_geometric.data import Batch, Data
 
 import pyg_fer.nn.knn as knn_module
-from pyg_fer.nn import DilatedKNNGraph, dilated_knn_graph
+from pyg_fer.nn import DilatedKNNGraph, dilated_knn, dilated_knn_graph, neighbours_to_edge_index
 
 BACKENDS = ["dense"] + (["torch_cluster"] if knn_module.WITH_TORCH_CLUSTER else [])
 needs_cluster = pytest.mark.skipif(
@@ -202,3 +203,57 @@ def test_torch_cluster_backend_without_the_package(monkeypatch):
     batch = torch.tensor([0] * 6 + [1] * 4)
     x = torch.randn(10, 3)
     assert torch.equal(dilated_knn_graph(x, 2, batch=batch), reference_knn(x, 2, 1, batch))
+
+
+def _batchnormed_features(seed=0):
+    """Face2Nodes-sized node features after BatchNorm (B=8, N=49, D=512), as a block sees."""
+    torch.manual_seed(seed)
+    x = torch.randn(8, 49, 512) @ torch.randn(512, 512) / 8 + torch.randn(512)
+    return torch.nn.functional.batch_norm(x.view(-1, 512), None, None, training=True).view(x.shape)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_neighbours_under_autocast_equal_float32(backend):
+    x = _batchnormed_features()
+    expected = dilated_knn(x, 9, 2, backend=backend)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(dilated_knn(x, 9, 2, backend=backend), expected)
+    # Low-precision input is ranked in float32 too: the same as its float32 copy.
+    half = x.bfloat16()
+    assert torch.equal(dilated_knn(half, 9, 2, backend=backend),
+                       dilated_knn(half.float(), 9, 2, backend=backend))
+
+
+def test_bfloat16_ranking_would_change_the_neighbours():
+    # The precision rule matters on this input: ranking in bf16 keeps few neighbour sets.
+    x = _batchnormed_features()
+    low = x.bfloat16()
+    sq = (low * low).sum(-1)
+    score = torch.baddbmm(sq[:, None, :], low, low.transpose(1, 2), alpha=-2.0)
+    score.diagonal(dim1=1, dim2=2).fill_(float("inf"))
+    low_nbr = score.float().topk(18, dim=-1, largest=False).indices[..., ::2]
+    exact = dilated_knn(x, 9, 2)
+    same = (low_nbr.sort(-1).values == exact.sort(-1).values).all(-1).float().mean()
+    assert same < 0.9
+
+
+def test_block_checks_finite_features_only_under_debug():
+    from pyg_fer.nn import RDGCNBlock
+
+    block = RDGCNBlock(8, k=2).eval()
+    x = torch.randn(1, 6, 8)
+    x[0, 3, 0] = float("nan")
+    block(x)  # no host read-back in a forward pass
+    with torch_geometric.debug(), pytest.raises(ValueError, match="NaN or infinite"):
+        block(x)
+
+
+def test_neighbour_table_forms():
+    x = torch.randn(3, 10, 4)
+    nbr = dilated_knn(x, 3, 2)
+    assert nbr.shape == (3, 10, 3) and int(nbr.min()) >= 0 and int(nbr.max()) < 10
+    flat = dilated_knn(x.view(30, 4), 3, 2, batch=torch.arange(3).repeat_interleave(10))
+    assert torch.equal(neighbours_to_edge_index(nbr), neighbours_to_edge_index(flat))
+    assert torch.equal(neighbours_to_edge_index(nbr), dilated_knn_graph(x, 3, 2))
+    with pytest.raises(ValueError, match=r"\[num_nodes, k\] or \[B, N, k\]"):
+        neighbours_to_edge_index(torch.zeros(4, dtype=torch.long))

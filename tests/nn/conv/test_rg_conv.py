@@ -115,35 +115,6 @@ def test_wrong_channel_count_names_the_shapes():
         RGConv(8, 8)(torch.randn(5, 6), torch.tensor([[0], [1]]))
 
 
-@pytest.mark.slow
-def test_compiles_without_graph_breaks():
-    conv = RGConv(16, 16).eval()
-    x = torch.randn(30, 16)
-    edge_index = dilated_knn_graph(x, 4)
-    expected = conv(x, edge_index)
-    compiled = torch.compile(conv, fullgraph=True)
-    assert torch.allclose(compiled(x, edge_index), expected, atol=1e-5)
-
-
-@pytest.mark.parametrize("gate", ["scalar", "channel"])
-def test_knn_fast_path_equals_generic_message_passing_with_gradients(gate):
-    torch.manual_seed(0)
-    conv = RGConv(8, 8, gate=gate)
-    x = torch.randn(3, 10, 8).view(30, 8)
-    edge_index = dilated_knn_graph(x.view(3, 10, 8), 4, 2)  # centre-grouped: fused path
-    shuffled = edge_index[:, torch.randperm(edge_index.size(1))]  # generic propagate()
-    results = []
-    for ei in (edge_index, shuffled):
-        conv.zero_grad()
-        inp = x.clone().requires_grad_(True)
-        out = conv(inp, ei)
-        out.pow(3).sum().backward()
-        results.append((out, inp.grad, [p.grad.clone() for p in conv.parameters()]))
-    (out_a, gx_a, gp_a), (out_b, gx_b, gp_b) = results
-    assert torch.allclose(out_a, out_b, atol=1e-5)
-    assert torch.allclose(gx_a, gx_b, atol=1e-4)
-    for a, b in zip(gp_a, gp_b, strict=True):
-        assert torch.allclose(a, b, atol=1e-4)
 
 
 def test_bipartite_regular_layout_uses_the_same_formula():
