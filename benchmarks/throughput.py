@@ -14,6 +14,8 @@ run uses ``--threads`` intra-op threads; with a GPU (``--device cuda``) it runs 
 
 Usage: ``python benchmarks/throughput.py [--models face2nodes resnet18_fer] [--batch-size 64]
 [--img-size 224] [--repeats 3] [--warmup 1] [--device auto] [--threads 2] [--only infer]``;
+``--compile`` adds a ``torch.compile``-d twin of every model (timed in the same rounds; the
+``x eager`` column is its speed over the eager model, first-call compilation excluded);
 ``--conv-paths`` instead times the RG-Conv execution paths (block's dense form, conv's gather
 form, PyG ``propagate``) at the Face2Nodes size; ``--memory-formats`` instead times the training
 step of each ``--models`` entry in channels-last against the same model in the default
@@ -128,12 +130,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU intra-op threads")
     parser.add_argument("--no-amp", action="store_true", help="disable autocast on CUDA")
     parser.add_argument("--only", choices=["infer", "train"], default=None)
+    parser.add_argument("--compile", action="store_true",
+                        help="also time torch.compile(model) (default mode, inductor)")
     parser.add_argument("--conv-paths", action="store_true",
                         help="only time the RG-Conv execution paths at the Face2Nodes size")
     parser.add_argument("--memory-formats", action="store_true",
                         help="only time training steps, channels-last vs contiguous")
     parser.add_argument("--model-kwargs", type=json.loads, default={},
-                        help="JSON dict of extra create_model kwargs (with --memory-formats)")
+                        help="JSON dict of extra create_model kwargs (throughput and "
+                             "--memory-formats; applied to every model but the baseline)")
     args = parser.parse_args(argv)
 
     device = torch.device(
@@ -160,18 +165,29 @@ def main(argv: Sequence[str] | None = None) -> None:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    models = {name: pyg_fer.create_model(name, num_classes=7).to(device) for name in names}
+    def build(name):
+        kwargs = {} if name == BASELINE else dict(args.model_kwargs)
+        return pyg_fer.create_model(name, num_classes=7, img_size=args.img_size, **kwargs)
+
+    variants = ["eager", "compiled"] if args.compile else ["eager"]
+    models = {}
+    for name in names:
+        models[name, "eager"] = build(name).to(device)
+        if args.compile:  # a compiled twin sharing the eager model's weights
+            models[name, "compiled"] = torch.compile(models[name, "eager"])
     optims = {
-        name: torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9) for name, m in models.items()
+        key: torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9) for key, m in models.items()
     }
 
-    def run_infer(name):
-        model = models[name].eval()
+    def run_infer(key):
+        model = models[key]
+        model.eval()
         with torch.inference_mode(), autocast():
             model(x)
 
-    def run_train(name):
-        model, opt = models[name].train(), optims[name]
+    def run_train(key):
+        model, opt = models[key], optims[key]
+        model.train()
         opt.zero_grad(set_to_none=True)
         with autocast():
             loss = label_smoothing_cross_entropy(model(x), y, 0.1)
@@ -179,37 +195,43 @@ def main(argv: Sequence[str] | None = None) -> None:
         opt.step()
 
     # Rounds: every model once per round, so each ratio compares runs made close in time
-    # (the machine may be shared); the ratio column is the median of per-round ratios.
+    # (the machine may be shared); ratio columns are medians of per-round ratios.
     modes = [m for m in ("infer", "train") if args.only in (None, m)]
     times = {}
     for mode in modes:
         fn = run_infer if mode == "infer" else run_train
-        per_name = interleaved_seconds({n: partial(fn, n) for n in names}, args.repeats,
-                                       args.warmup, label=mode)
-        times.update({(n, mode): t for n, t in per_name.items()})
+        per_key = interleaved_seconds({key: partial(fn, key) for key in models}, args.repeats,
+                                      args.warmup, label=mode)
+        times.update({(*key, mode): t for key, t in per_key.items()})
 
-    def cols(name, mode):
-        if mode not in modes:
-            return ["-", "-", "-"]
-        t = statistics.median(times[name, mode])
-        ratio = statistics.median(
-            b / a for a, b in zip(times[name, mode], times[BASELINE, mode], strict=True)
+    def ratio(key, base, mode):
+        return statistics.median(
+            b / a for a, b in zip(times[(*key, mode)], times[(*base, mode)], strict=True)
         )
-        return [f"{args.batch_size / t:.1f}", f"{ratio:.2f}", f"{t:.2f}"]
+
+    def cols(name, variant, mode):
+        if mode not in modes:
+            return ["-"] * (4 if args.compile else 3)
+        t = statistics.median(times[name, variant, mode])
+        row = [f"{args.batch_size / t:.1f}", f"{ratio((name, variant), (BASELINE, 'eager'), mode):.2f}"]
+        if args.compile:
+            row.append(f"{ratio((name, variant), (name, 'eager'), mode):.2f}")
+        return row + [f"{t:.2f}"]
 
     rows: List[List[object]] = [
-        [name, *cols(name, "infer"), *cols(name, "train")] for name in names
+        [name if variant == "eager" else f"{name} (compiled)",
+         *cols(name, variant, "infer"), *cols(name, variant, "train")]
+        for name in names for variant in variants
     ]
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(
         f"\n## Throughput, batch {args.batch_size}, {args.img_size}x{args.img_size}, {dev}, "
-        f"{torch.get_num_threads()} threads, amp={amp}, median of {args.repeats} "
-        f"(warmup {args.warmup}), torch {torch.__version__}\n"
+        f"{torch.get_num_threads()} threads, amp={amp}, model kwargs {args.model_kwargs}, "
+        f"median of {args.repeats} (warmup {args.warmup}), torch {torch.__version__}\n"
     )
+    per_mode = ["img/s", f"x {BASELINE}", *(["x eager"] if args.compile else []), "s/batch"]
     print(table(
-        ["model", "infer img/s", f"x {BASELINE}", "s/batch", "train img/s", f"x {BASELINE}",
-         "s/step"],
-        rows,
+        ["model", *[f"infer {c}" for c in per_mode], *[f"train {c}" for c in per_mode]], rows
     ))
 
 
