@@ -213,7 +213,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if mode not in modes:
             return ["-"] * (4 if args.compile else 3)
         t = statistics.median(times[name, variant, mode])
-        row = [f"{args.batch_size / t:.1f}", f"{ratio((name, variant), (BASELINE, 'eager'), mode):.2f}"]
+        to_baseline = ratio((name, variant), (BASELINE, "eager"), mode)
+        row = [f"{args.batch_size / t:.1f}", f"{to_baseline:.2f}"]
         if args.compile:
             row.append(f"{ratio((name, variant), (name, 'eager'), mode):.2f}")
         return row + [f"{t:.2f}"]

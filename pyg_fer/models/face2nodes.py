@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Union
+from typing import Any
+from collections.abc import Sequence
 
 import torch.nn as nn
 from torch import Tensor
@@ -77,12 +78,12 @@ class Face2Nodes(nn.Module):
         k: int = 9,
         conv: str = "rg",
         gate: str = "scalar",
-        dilations: Optional[Sequence[int]] = None,
+        dilations: Sequence[int] | None = None,
         ffn_ratio: float = 4.0,
-        head_hidden: Optional[int] = None,
+        head_hidden: int | None = None,
         backbone: str = "resnet18",
         weights: Any = None,
-        stage_channels: Optional[Union[int, Sequence[int]]] = 64,
+        stage_channels: int | Sequence[int] | None = 64,
         knn_backend: str = "auto",
         cosine: bool = False,
         stochastic: bool = False,
@@ -144,9 +145,9 @@ class Face2Nodes(nn.Module):
         """Mean over nodes, then the recognition head: ``[B, N, D]`` → ``[B, num_classes]``."""
         if self.training and x.size(0) == 1:
             raise ValueError(
-                "a training batch of 1 image: the recognition head normalises over the batch "
-                "(BatchNorm1d, paper §3.1 and §4.3), which needs at least 2 images. Train with a batch "
-                "size of 2 or more (the engine drops a last partial batch), or call "
+                "a training batch of 1 image: the recognition head normalises over the "
+                "batch (BatchNorm1d, paper §3.1 and §4.3), which needs at least 2 images. Train "
+                "with a batch size of 2 or more (the engine drops a last partial batch), or call "
                 "model.eval() to predict one image"
             )
         return self.head(x.mean(dim=1))
@@ -155,7 +156,7 @@ class Face2Nodes(nn.Module):
         return self.forward_head(self.forward_features(x))
 
     @property
-    def graphs(self) -> List[Optional[Tensor]]:
+    def graphs(self) -> list[Tensor | None]:
         """The ``edge_index`` ``[2, B*N*k]`` each block built in the last forward (node ids
         ``b * N + n``; ``None`` before the first forward)."""
         return [block.last_edge_index for block in self.blocks]

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import List, Optional
 
 import torch
 import torch.nn as nn
-from torch import Tensor
-
 import torch_geometric
+from torch import Tensor
 from torch_geometric.nn import EdgeConv
 
 from pyg_fer.nn.conv import MRConv, RGConv
@@ -20,7 +18,7 @@ __all__ = ["FFN", "GRAPH_CONVS", "DropPath", "RDGCNBlock", "dilation_schedule"]
 GRAPH_CONVS = ("rg", "mr", "edge")
 
 
-def dilation_schedule(depth: int, num_nodes: int, k: int, loop: bool = False) -> List[int]:
+def dilation_schedule(depth: int, num_nodes: int, k: int, loop: bool = False) -> list[int]:
     r"""Dilation :math:`d_l = \lceil l / 4 \rceil` of block :math:`l = 1, \dots, L` (Face2Nodes
     §4.3), capped so that a node still has :math:`k \cdot d_l` candidate neighbours.
 
@@ -193,10 +191,10 @@ class RDGCNBlock(nn.Module):
         self.fc_out = _LinearBN(dim, dim)
         self.drop_path = DropPath(drop_path)
         self.ffn = FFN(dim, ffn_ratio, drop_path)
-        self.last_neighbours: Optional[Tensor] = None
+        self.last_neighbours: Tensor | None = None
 
     @property
-    def last_edge_index(self) -> Optional[Tensor]:
+    def last_edge_index(self) -> Tensor | None:
         """The graph of the last forward as ``edge_index`` ``[2, B N k]`` (node ids
         ``b * N + n``), or :obj:`None` before the first forward."""
         if self.last_neighbours is None:

@@ -13,7 +13,7 @@ Dilation is applied per centre, on that centre's own sorted list, so every centr
 from __future__ import annotations
 
 import copy
-from typing import Any, Optional, Tuple, Union
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +37,7 @@ def dilated_knn(
     x: Tensor,
     k: int,
     dilation: int = 1,
-    batch: Optional[Tensor] = None,
+    batch: Tensor | None = None,
     loop: bool = False,
     cosine: bool = False,
     backend: str = "auto",
@@ -170,7 +170,7 @@ def dilated_knn_graph(
     x: Tensor,
     k: int,
     dilation: int = 1,
-    batch: Optional[Tensor] = None,
+    batch: Tensor | None = None,
     loop: bool = False,
     cosine: bool = False,
     backend: str = "auto",
@@ -194,8 +194,8 @@ def dilated_knn_graph(
 
 
 def _normalise_input(
-    x: Tensor, batch: Optional[Tensor]
-) -> Tuple[Tensor, Optional[Tensor], int, Optional[Tensor]]:
+    x: Tensor, batch: Tensor | None
+) -> tuple[Tensor, Tensor | None, int, Tensor | None]:
     """Returns ``x`` as ``[num_nodes, F]`` plus the batch vector, graph count and sizes.
 
     ``sizes`` is :obj:`None` when all graphs have the same number of nodes (the fast path).
@@ -241,7 +241,7 @@ def _dense_sorted_neighbours(
     kd: int,
     loop: bool,
     num_graphs: int,
-    sizes: Optional[Tensor],
+    sizes: Tensor | None,
     batched: bool = False,
 ) -> Tensor:
     """Ids of each node's ``kd`` nearest, by increasing distance: local ``[B, N, kd]`` when
@@ -286,7 +286,7 @@ def _dense_sorted_neighbours(
 
 
 def _torch_cluster_sorted_neighbours(
-    x: Tensor, kd: int, loop: bool, batch: Optional[Tensor]
+    x: Tensor, kd: int, loop: bool, batch: Tensor | None
 ) -> Tensor:
     """``torch_cluster.knn_graph``, then each centre's list sorted by distance and checked."""
     num_nodes = x.size(0)
@@ -373,7 +373,7 @@ class DilatedKNNGraph(nn.Module):
         self.epsilon = epsilon
         self.feature_key = feature_key
 
-    def forward(self, x: Union[Tensor, Any], batch: Optional[Tensor] = None) -> Any:
+    def forward(self, x: Tensor | Any, batch: Tensor | None = None) -> Any:
         eps = self.epsilon if (self.stochastic and self.training) else 0.0
         if isinstance(x, Tensor):
             return dilated_knn_graph(

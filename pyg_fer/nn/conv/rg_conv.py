@@ -6,7 +6,8 @@ from torch_geometric.nn import MessagePassing
 from torch_geometric.typing import Adj, PairTensor
 
 from pyg_fer.nn.conv._fused import (
-    NoFeatureDecomposition, aggregated_channels, can_fuse, check_same_graph, flat_neighbours, reduce_neighbours,
+    NoFeatureDecomposition, aggregated_channels, can_fuse, check_same_graph, flat_neighbours,
+    reduce_neighbours,
 )
 from pyg_fer.nn.knn import neighbours_to_edge_index
 

@@ -1,4 +1,3 @@
-import pytest
 import torch
 import torch.nn.functional as F
 from torch_geometric.utils import to_torch_csc_tensor
