@@ -83,9 +83,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         part_rows = [
             ["embedder (MSF2PE)", count_params(model.embed), per_module.get("embed", 0)],
             ["  of which ResNet-18 trunk",
-             count_params(model.embed.stem) + count_params(model.embed.stages),
-             per_module.get("embed.stem", 0)
-             + sum(per_module.get(f"embed.stages.{i}", 0) for i in range(4))],
+             count_params(model.embed.trunk), per_module.get("embed.trunk", 0)],
             ["one RDGCN block", count_params(block), block_macs],
             ["  F_in + F_out", count_params(block.fc_in) + count_params(block.fc_out), fc_macs],
             # The block may run the conv through its dense path (not conv.forward), so the
