@@ -15,11 +15,31 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+
+# torch_geometric's import calls torch.jit.script, which recent torch deprecates with a
+# FutureWarning on every run; the user did nothing to cause it. Only that warning is silenced,
+# and only here (a library user keeps it); every other warning stays visible.
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
+                        category=FutureWarning)
+
+import torch  # noqa: E402
+from PIL import Image, UnidentifiedImageError  # noqa: E402
+
+from pyg_fer.data import build_transform  # noqa: E402
+from pyg_fer.engine import evaluate, load_config, load_model, train  # noqa: E402
+from pyg_fer.engine.checkpoint import read_card  # noqa: E402
+from pyg_fer.engine.config import CONFIG_DIR, Config, list_recipes  # noqa: E402
+from pyg_fer.engine.datasets import build_split  # noqa: E402
+from pyg_fer.engine.distributed import launch  # noqa: E402
+from pyg_fer.engine.report import write_report  # noqa: E402
+from pyg_fer.engine.trainer import resolve_device  # noqa: E402
+from pyg_fer.models import list_models  # noqa: E402
 
 
 def _split_positionals(items: Sequence[str]) -> tuple[str | None, list[str]]:
@@ -37,15 +57,10 @@ def _split_positionals(items: Sequence[str]) -> tuple[str | None, list[str]]:
 
 
 def _train_entry(recipe: str | None, overrides: list[str], resume: str | None) -> None:
-    from pyg_fer.engine import train
-
     train(recipe, overrides=overrides, resume=resume)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from pyg_fer.engine.config import load_config
-    from pyg_fer.engine.distributed import launch
-
     recipe, overrides = _split_positionals(args.items)
     overrides += args.set or []
     resume = args.resume
@@ -64,23 +79,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_dataset(cfg: Any, model: Any, split: str):
-    from pyg_fer.data import build_dataset, build_transform
-
-    _, h, w = model.cfg["input_size"]
-    d = cfg.data
-    tf = build_transform(False, img_size=h, recipe=d.recipe, mean=model.cfg["mean"],
-                         std=model.cfg["std"])
-    options = dict(d.options, **d.eval_options)
-    return build_dataset(d.name, d.root, split, transform=tf, **options)
+def _eval_dataset(cfg: Config, model: torch.nn.Module, split: str):
+    """The recipe's ``split`` as the engine builds it, at the checkpoint's input size and
+    normalisation."""
+    _, height, _ = model.cfg["input_size"]
+    return build_split(cfg, split, train=False, img_size=height, mean=model.cfg["mean"],
+                       std=model.cfg["std"])
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from pyg_fer.engine import evaluate, load_config, load_model
-    from pyg_fer.engine.checkpoint import read_card
-    from pyg_fer.engine.report import write_report
-    from pyg_fer.engine.trainer import resolve_device
-
     meta = read_card(args.checkpoint)
     card_path = Path(meta["_card_path"])
     recipe, overrides = _split_positionals(args.overrides)
@@ -117,13 +124,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import torch
-    from PIL import Image, UnidentifiedImageError
-
-    from pyg_fer.data import build_transform
-    from pyg_fer.engine import load_model
-    from pyg_fer.engine.trainer import resolve_device
-
     device = resolve_device(args.device)
     model = load_model(args.checkpoint, device=device)
     _, h, _ = model.cfg["input_size"]
@@ -150,16 +150,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from pyg_fer.models import list_models
-
     for name in list_models(args.pattern):
         print(name)
     return 0
 
 
 def cmd_recipes(args: argparse.Namespace) -> int:
-    from pyg_fer.engine.config import CONFIG_DIR, list_recipes
-
     for name in list_recipes():
         print(f"{name}\t{CONFIG_DIR / (name + '.yaml')}")
     return 0
@@ -167,8 +163,6 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Train Face2Nodes on SyntheticFER with the default recipe, report, print where it is."""
-    from pyg_fer.engine import train
-
     t0 = time.perf_counter()
     overrides = ["output.name=demo", "output.overwrite=true", *args.overrides]
     result = train("synthetic_face2nodes", overrides=overrides)
@@ -252,10 +246,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             args.overrides = list(args.overrides) + extra
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows up here, inside the handler below
     except (ValueError, FileNotFoundError) as err:
         print(f"pyg-fer {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader left (`pyg-fer recipes | head -3`): stop quietly, as `cat` would. Point
+        # stdout at /dev/null so that the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, the status a shell reports for a process ended by it
+    return status
 
 
 if __name__ == "__main__":
