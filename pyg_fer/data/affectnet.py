@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -67,7 +68,7 @@ class AffectNet(FERDataset):
         self._num_classes = num_classes
         self._paths: list[str] = []
         self._boxes: list[tuple[int, int, int, int] | None] = []
-        self.dropped = {}
+        self.dropped = Counter()
         names, targets = self._read_csv(lists) if layout == "csv" else self._read_npy()
         dropped = self.dropped
         classes = AFFECTNET_CLASSES if num_classes == 8 else AFFECTNET7_CLASSES
@@ -83,10 +84,10 @@ class AffectNet(FERDataset):
             raise ValueError(f"{where}: expression code {code} outside 0..10")
         if code >= 8:
             key = f"code {code} ({AFFECTNET_CODES[code]})"
-            self.dropped[key] = self.dropped.get(key, 0) + 1
+            self.dropped[key] += 1
             return False
         if code == 7 and self._num_classes == 7:
-            self.dropped["contempt (7-class)"] = self.dropped.get("contempt (7-class)", 0) + 1
+            self.dropped["contempt (7-class)"] += 1
             return False
         return True
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 from abc import ABCMeta, abstractmethod
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -88,7 +89,7 @@ class FERDataset(Dataset, metaclass=ABCMeta):
         self.targets_original = list(self._targets)
         self.source = source
         self.skipped: list[tuple[str, str]] = []  # (file, reason) of samples dropped as corrupt
-        self.dropped: dict[str, int] = {}  # reason -> count of label rows not used by design
+        self.dropped: Counter[str] = Counter()  # reason -> label rows not used by design
 
     # --- targets ------------------------------------------------------------------------------
     @property

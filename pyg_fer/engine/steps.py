@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pyg_fer.nn.loss import label_smoothing_cross_entropy
+
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
@@ -24,7 +26,7 @@ def compute_loss(logits: Tensor, targets: Tensor, kind: str = "ce",
     """
     logits = logits.float()
     if kind == "ce":
-        return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+        return label_smoothing_cross_entropy(logits, targets, label_smoothing)
     if kind == "mse":
         if targets.dim() == 1:
             targets = F.one_hot(targets.long(), logits.shape[1]).to(logits.dtype)
