@@ -186,48 +186,48 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pyg-fer", description="Facial expression recognition with PyTorch Geometric.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a model from a recipe",
-                       description="Train from a recipe (shipped name or YAML path) with "
-                                   "key=value overrides. Under torchrun, trains with DDP.")
-    p.add_argument("items", nargs="*", metavar="RECIPE|KEY=VALUE",
-                   help="recipe name or YAML file, then dotted overrides like optim.lr=0.01")
-    p.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="more overrides")
-    p.add_argument("--resume", metavar="RUN_DIR",
-                   help="continue a run from its train_state.pt (recipe: its config.yaml)")
-    p.add_argument("--nproc", type=int, help="spawn this many local DDP processes")
-    p.set_defaults(func=cmd_train)
+    cmd = sub.add_parser("train", help="train a model from a recipe",
+                         description="Train from a recipe (shipped name or YAML path) with "
+                                     "key=value overrides. Under torchrun, trains with DDP.")
+    cmd.add_argument("items", nargs="*", metavar="RECIPE|KEY=VALUE",
+                     help="recipe name or YAML file, then dotted overrides like optim.lr=0.01")
+    cmd.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="more overrides")
+    cmd.add_argument("--resume", metavar="RUN_DIR",
+                     help="continue a run from its train_state.pt (recipe: its config.yaml)")
+    cmd.add_argument("--nproc", type=int, help="spawn this many local DDP processes")
+    cmd.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint and write a report")
-    p.add_argument("checkpoint", help="checkpoint .json/.safetensors, stem, or run folder")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="overrides of the run's config (e.g. data.root=...)")
-    p.add_argument("--config", help="recipe naming the data (default: the run's config.yaml)")
-    p.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="more overrides")
-    p.add_argument("--split", help="dataset split (default: data.eval_split)")
-    p.add_argument("--tsne", action="store_true", help="add a t-SNE plot of the features")
-    p.add_argument("--out", help="report folder (default: next to the checkpoint)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default="auto")
-    p.set_defaults(func=cmd_eval)
+    cmd = sub.add_parser("eval", help="evaluate a checkpoint and write a report")
+    cmd.add_argument("checkpoint", help="checkpoint .json/.safetensors, stem, or run folder")
+    cmd.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                     help="overrides of the run's config (e.g. data.root=...)")
+    cmd.add_argument("--config", help="recipe naming the data (default: the run's config.yaml)")
+    cmd.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="more overrides")
+    cmd.add_argument("--split", help="dataset split (default: data.eval_split)")
+    cmd.add_argument("--tsne", action="store_true", help="add a t-SNE plot of the features")
+    cmd.add_argument("--out", help="report folder (default: next to the checkpoint)")
+    cmd.add_argument("--batch-size", type=int, default=64)
+    cmd.add_argument("--device", default="auto")
+    cmd.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("predict", help="classify image files with a checkpoint")
-    p.add_argument("checkpoint")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--top", type=int, default=3, help="probabilities shown per image")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default="auto")
-    p.set_defaults(func=cmd_predict)
+    cmd = sub.add_parser("predict", help="classify image files with a checkpoint")
+    cmd.add_argument("checkpoint")
+    cmd.add_argument("images", nargs="+")
+    cmd.add_argument("--top", type=int, default=3, help="probabilities shown per image")
+    cmd.add_argument("--batch-size", type=int, default=32)
+    cmd.add_argument("--device", default="auto")
+    cmd.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("models", help="list registered models")
-    p.add_argument("pattern", nargs="?", default="*")
-    p.set_defaults(func=cmd_models)
+    cmd = sub.add_parser("models", help="list registered models")
+    cmd.add_argument("pattern", nargs="?", default="*")
+    cmd.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("recipes", help="list shipped recipe files")
-    p.set_defaults(func=cmd_recipes)
+    cmd = sub.add_parser("recipes", help="list shipped recipe files")
+    cmd.set_defaults(func=cmd_recipes)
 
-    p = sub.add_parser("demo", help="train + evaluate Face2Nodes on SyntheticFER (make demo)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-    p.set_defaults(func=cmd_demo)
+    cmd = sub.add_parser("demo", help="train + evaluate Face2Nodes on SyntheticFER (make demo)")
+    cmd.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    cmd.set_defaults(func=cmd_demo)
     return parser
 
 

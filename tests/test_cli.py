@@ -1,4 +1,6 @@
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -8,7 +10,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "engine"))
 import _engine_tiny  # noqa: E402, F401  (registers the tiny test models)
 
 from pyg_fer.cli import main  # noqa: E402
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -103,10 +104,7 @@ def test_train_with_nproc_2_spawns_ddp(tmp_path, capsys):
     assert report["num_samples"] == 48
 
 
-def _cli_subprocess(*args: str) -> "subprocess.Popen":
-    import os
-    import subprocess
-
+def _cli_subprocess(*args: str) -> subprocess.Popen:
     root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
     return subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE,

@@ -436,8 +436,9 @@ def apply_overrides(data: Mapping[str, Any], items: Sequence[str]) -> dict[str, 
 
 
 def _looks_numeric(text: str) -> bool:
-    t = text.strip().lower()
-    return bool(t) and any(c.isdigit() for c in t) and all(c in "0123456789.e+-" for c in t)
+    word = text.strip().lower()
+    return bool(word) and any(c.isdigit() for c in word) and all(c in "0123456789.e+-"
+                                                                 for c in word)
 
 
 def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
