@@ -12,6 +12,7 @@ from PIL import Image
 
 from pyg_fer.data.base import FERDataset, load_rgb
 from pyg_fer.data.classes import AFFECTNET7_CLASSES, AFFECTNET_CLASSES
+from pyg_fer.data.samplers import class_balanced_sampler
 
 AFFECTNET_HEADER = ["subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
                     "facial_landmarks", "expression", "valence", "arousal"]
@@ -176,6 +177,4 @@ class AffectNet(FERDataset):
 
     def balanced_sampler(self, num_samples: int | None = None, generator=None):
         """A class-balanced :class:`~torch.utils.data.WeightedRandomSampler` over this split."""
-        from pyg_fer.data.samplers import class_balanced_sampler
-
         return class_balanced_sampler(self.targets, num_samples=num_samples, generator=generator)

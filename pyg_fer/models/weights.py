@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+from safetensors.torch import load_file
 from torch import Tensor
 
 __all__ = [
@@ -64,8 +65,6 @@ def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         try:
             obj = load_file(str(path), device="cpu")
         except Exception as err:  # safetensors raises its own error types
