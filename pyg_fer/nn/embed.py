@@ -155,6 +155,19 @@ class MultiScalePatchEmbed(nn.Module):
         x = self.fuse(torch.cat(fused, dim=1))
         return x.flatten(2).transpose(1, 2)
 
+    def _load_from_state_dict(self, state_dict: dict[str, Tensor], prefix: str,
+                              *args: Any, **kwargs: Any) -> None:
+        # Checkpoints written before the embedder took its trunk (pyg-fer 0.1.0 up to commit
+        # 5875d88) hold the ResNet trunk as stem.0 (conv1), stem.1 (bn1) and stages.<i>
+        # (layer<i+1>); rename those keys to the trunk's own names so they still load.
+        legacy = {f"{prefix}stem.0.": f"{prefix}trunk.conv1.",
+                  f"{prefix}stem.1.": f"{prefix}trunk.bn1.",
+                  **{f"{prefix}stages.{i}.": f"{prefix}trunk.layer{i + 1}." for i in range(4)}}
+        for key in [k for k in state_dict if k.startswith(tuple(legacy))]:
+            old = next(start for start in legacy if key.startswith(start))
+            state_dict[legacy[old] + key[len(old):]] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def __repr__(self) -> str:
         return (
             f"{self.__class__.__name__}({type(self.trunk).__name__}, "

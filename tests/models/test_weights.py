@@ -99,3 +99,27 @@ def test_trunk_keeps_torchvision_keys_and_returns_four_stages():
     assert [m.shape[-1] for m in maps] == [16, 8, 4, 2]
     with pytest.raises(ValueError, match="unknown backbone 'vgg16'"):
         ResNetTrunk("vgg16")
+
+
+def test_face2nodes_checkpoints_with_the_old_embedder_keys_still_load():
+    # Before the embedder took its trunk, MSF²PE held it as stem.0/stem.1/stages.<i>.
+    model = pyg_fer.create_model("face2nodes", embed_dim=32, depth=1, grid_size=2, k=2)
+    old_names = {"trunk.conv1.": "stem.0.", "trunk.bn1.": "stem.1.",
+                 **{f"trunk.layer{i + 1}.": f"stages.{i}." for i in range(4)}}
+
+    def to_old(key):
+        for new, old in old_names.items():
+            if key.startswith("embed." + new):
+                return "embed." + old + key[len("embed." + new):]
+        return key
+
+    legacy = {to_old(k): v.clone() + 1 for k, v in model.state_dict().items()
+              if v.is_floating_point()}
+    legacy.update({to_old(k): v for k, v in model.state_dict().items()
+                   if not v.is_floating_point()})
+    assert "embed.stem.0.weight" in legacy and "embed.stages.3.1.bn2.bias" in legacy
+    fresh = pyg_fer.create_model("face2nodes", embed_dim=32, depth=1, grid_size=2, k=2)
+    fresh.load_state_dict(legacy)  # strict
+    assert torch.equal(fresh.embed.trunk.conv1.weight, model.embed.trunk.conv1.weight + 1)
+    new_bias = fresh.embed.trunk.layer4[1].bn2.bias
+    assert torch.equal(new_bias, model.embed.trunk.layer4[1].bn2.bias + 1)
