@@ -15,7 +15,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +147,6 @@ class Run:
     use_amp: bool
     channels_last: bool
     noisy_labels: int = 0
-    eval_kwargs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def loss_kind(self) -> str:
@@ -158,6 +157,19 @@ class Run:
 
     def autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp)
+
+    @property
+    def eval_kwargs(self) -> dict[str, Any]:
+        """The :func:`evaluate` settings of every evaluation in the run."""
+        tc = self.cfg.train
+        return {
+            "num_classes": len(self.class_names), "class_names": self.class_names,
+            "device": self.device,
+            "batch_size": tc.eval_batch_size or tc.batch_size // self.info.world_size,
+            "num_workers": self.cfg.data.num_workers, "loss": self.loss_kind,
+            "label_smoothing": tc.label_smoothing, "amp": self.use_amp,
+            "channels_last": self.channels_last, "dist_info": self.info,
+        }
 
 
 # ----------------------------------------------------------------------------- train()
@@ -260,21 +272,12 @@ def setup(cfg: Config, info: D.DistInfo, train_ds: Dataset | None = None,
                         persistent_workers=cfg.data.num_workers > 0)
     if len(loader) == 0:
         raise ValueError(f"the training set ({len(train_ds)} samples) gives no batch")
-    use_amp = tc.amp and device.type == "cuda"
-    channels_last = tc.channels_last and device.type == "cuda"
-    run = Run(cfg=cfg, info=info, device=device, run_dir=run_dir, model=model, bare=bare,
-              train_ds=train_ds, eval_ds=eval_ds, class_names=names, sampler=sampler,
-              loader=loader, state=_train_state(cfg, net_params, graph_params, len(loader),
-                                                device),
-              net_params=net_params, use_amp=use_amp, channels_last=channels_last,
-              noisy_labels=noisy)
-    run.eval_kwargs = {
-        "num_classes": len(names), "class_names": names, "device": device,
-        "batch_size": tc.eval_batch_size or per_rank_batch, "num_workers": cfg.data.num_workers,
-        "loss": run.loss_kind, "label_smoothing": tc.label_smoothing, "amp": use_amp,
-        "channels_last": channels_last, "dist_info": info,
-    }
-    return run
+    state = _train_state(cfg, net_params, graph_params, len(loader), device)
+    return Run(cfg=cfg, info=info, device=device, run_dir=run_dir, model=model, bare=bare,
+               train_ds=train_ds, eval_ds=eval_ds, class_names=names, sampler=sampler,
+               loader=loader, state=state, net_params=net_params,
+               use_amp=tc.amp and device.type == "cuda",
+               channels_last=tc.channels_last and device.type == "cuda", noisy_labels=noisy)
 
 
 def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
