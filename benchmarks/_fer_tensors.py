@@ -11,10 +11,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from pyg_fer.constants import IMAGENET_MEAN, IMAGENET_STD  # the engine's default normalisation
 from pyg_fer.data import SyntheticFER
-
-MEAN = (0.485, 0.456, 0.406)  # ImageNet, the engine's default normalisation
-STD = (0.229, 0.224, 0.225)
 
 
 class TensorFER(Dataset):
@@ -32,8 +30,8 @@ class TensorFER(Dataset):
         self.targets = list(targets)
         self.classes = list(classes)
         self.flip = flip
-        self._mean = torch.tensor(MEAN).view(3, 1, 1)
-        self._std = torch.tensor(STD).view(3, 1, 1)
+        self._mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+        self._std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
     def __len__(self) -> int:
         return len(self.images)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable, Dict, Hashable, List, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 
 import torch
 
@@ -15,7 +15,7 @@ def median_seconds(
     """Median wall time of ``fn`` over ``repeats`` runs (fewer if ``max_seconds`` runs out)."""
     for _ in range(warmup):
         fn()
-    times: List[float] = []
+    times: list[float] = []
     budget_end = time.perf_counter() + max_seconds
     for _ in range(repeats):
         _sync()
@@ -36,7 +36,7 @@ def _sync() -> None:
 def interleaved_seconds(
     fns: Mapping[Hashable, Callable[[], object]], repeats: int, warmup: int = 1,
     label: str | None = None,
-) -> Dict[Hashable, List[float]]:
+) -> dict[Hashable, list[float]]:
     """Wall times of every ``fns`` entry, one run of each per round, ``repeats`` rounds.
 
     Interleaving puts the runs a ratio compares close in time, so load from other processes
@@ -45,7 +45,7 @@ def interleaved_seconds(
     for fn in fns.values():
         for _ in range(warmup):
             fn()
-    times: Dict[Hashable, List[float]] = {key: [] for key in fns}
+    times: dict[Hashable, list[float]] = {key: [] for key in fns}
     for r in range(repeats):
         for key, fn in fns.items():
             _sync()

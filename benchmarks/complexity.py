@@ -17,14 +17,13 @@ Usage: ``python benchmarks/complexity.py [--img-size 224] [--models face2nodes r
 from __future__ import annotations
 
 import argparse
-from typing import Dict, List, Sequence, Tuple
+import sys
+from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
-
-import sys
-from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import format_table as table  # noqa: E402
@@ -38,7 +37,7 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def count_macs(model: nn.Module, img_size: int) -> Tuple[int, Dict[str, int]]:
+def count_macs(model: nn.Module, img_size: int) -> tuple[int, dict[str, int]]:
     """Total multiply-adds of one forward and the per-module totals (FlopCounterMode / 2)."""
     model.eval()
     x = torch.randn(1, 3, img_size, img_size)
@@ -62,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.manual_seed(0)
     names = args.models or pyg_fer.list_models()
 
-    rows: List[List[object]] = []
+    rows: list[list[object]] = []
     parts = None
     for name in names:
         model = pyg_fer.create_model(name)
@@ -83,9 +82,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         part_rows = [
             ["embedder (MSF2PE)", count_params(model.embed), per_module.get("embed", 0)],
             ["  of which ResNet-18 trunk",
-             count_params(model.embed.stem) + count_params(model.embed.stages),
-             per_module.get("embed.stem", 0)
-             + sum(per_module.get(f"embed.stages.{i}", 0) for i in range(4))],
+             count_params(model.embed.trunk), per_module.get("embed.trunk", 0)],
             ["one RDGCN block", count_params(block), block_macs],
             ["  F_in + F_out", count_params(block.fc_in) + count_params(block.fc_out), fc_macs],
             # The block may run the conv through its dense path (not conv.forward), so the

@@ -15,11 +15,31 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+
+# torch_geometric's import calls torch.jit.script, which recent torch deprecates with a
+# FutureWarning on every run; the user did nothing to cause it. Only that warning is silenced,
+# and only here (a library user keeps it); every other warning stays visible.
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
+                        category=FutureWarning)
+
+import torch  # noqa: E402
+from PIL import Image, UnidentifiedImageError  # noqa: E402
+
+from pyg_fer.data import build_transform  # noqa: E402
+from pyg_fer.engine import evaluate, load_config, load_model, train  # noqa: E402
+from pyg_fer.engine.checkpoint import read_card  # noqa: E402
+from pyg_fer.engine.config import CONFIG_DIR, Config, list_recipes  # noqa: E402
+from pyg_fer.engine.datasets import build_split  # noqa: E402
+from pyg_fer.engine.distributed import launch  # noqa: E402
+from pyg_fer.engine.report import write_report  # noqa: E402
+from pyg_fer.engine.trainer import resolve_device  # noqa: E402
+from pyg_fer.models import list_models  # noqa: E402
 
 
 def _split_positionals(items: Sequence[str]) -> tuple[str | None, list[str]]:
@@ -37,15 +57,10 @@ def _split_positionals(items: Sequence[str]) -> tuple[str | None, list[str]]:
 
 
 def _train_entry(recipe: str | None, overrides: list[str], resume: str | None) -> None:
-    from pyg_fer.engine import train
-
     train(recipe, overrides=overrides, resume=resume)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from pyg_fer.engine.config import load_config
-    from pyg_fer.engine.distributed import launch
-
     recipe, overrides = _split_positionals(args.items)
     overrides += args.set or []
     resume = args.resume
@@ -64,23 +79,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_dataset(cfg: Any, model: Any, split: str):
-    from pyg_fer.data import build_dataset, build_transform
-
-    _, h, w = model.cfg["input_size"]
-    d = cfg.data
-    tf = build_transform(False, img_size=h, recipe=d.recipe, mean=model.cfg["mean"],
-                         std=model.cfg["std"])
-    options = dict(d.options, **d.eval_options)
-    return build_dataset(d.name, d.root, split, transform=tf, **options)
+def _eval_dataset(cfg: Config, model: torch.nn.Module, split: str):
+    """The recipe's ``split`` as the engine builds it, at the checkpoint's input size and
+    normalisation."""
+    _, height, _ = model.cfg["input_size"]
+    return build_split(cfg, split, train=False, img_size=height, mean=model.cfg["mean"],
+                       std=model.cfg["std"])
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from pyg_fer.engine import evaluate, load_config, load_model
-    from pyg_fer.engine.checkpoint import read_card
-    from pyg_fer.engine.report import write_report
-    from pyg_fer.engine.trainer import resolve_device
-
     meta = read_card(args.checkpoint)
     card_path = Path(meta["_card_path"])
     recipe, overrides = _split_positionals(args.overrides)
@@ -117,13 +124,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import torch
-    from PIL import Image, UnidentifiedImageError
-
-    from pyg_fer.data import build_transform
-    from pyg_fer.engine import load_model
-    from pyg_fer.engine.trainer import resolve_device
-
     device = resolve_device(args.device)
     model = load_model(args.checkpoint, device=device)
     _, h, _ = model.cfg["input_size"]
@@ -150,16 +150,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from pyg_fer.models import list_models
-
     for name in list_models(args.pattern):
         print(name)
     return 0
 
 
 def cmd_recipes(args: argparse.Namespace) -> int:
-    from pyg_fer.engine.config import CONFIG_DIR, list_recipes
-
     for name in list_recipes():
         print(f"{name}\t{CONFIG_DIR / (name + '.yaml')}")
     return 0
@@ -167,8 +163,6 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Train Face2Nodes on SyntheticFER with the default recipe, report, print where it is."""
-    from pyg_fer.engine import train
-
     t0 = time.perf_counter()
     overrides = ["output.name=demo", "output.overwrite=true", *args.overrides]
     result = train("synthetic_face2nodes", overrides=overrides)
@@ -192,48 +186,48 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pyg-fer", description="Facial expression recognition with PyTorch Geometric.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a model from a recipe",
-                       description="Train from a recipe (shipped name or YAML path) with "
-                                   "key=value overrides. Under torchrun, trains with DDP.")
-    p.add_argument("items", nargs="*", metavar="RECIPE|KEY=VALUE",
-                   help="recipe name or YAML file, then dotted overrides like optim.lr=0.01")
-    p.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="more overrides")
-    p.add_argument("--resume", metavar="RUN_DIR",
-                   help="continue a run from its train_state.pt (recipe: its config.yaml)")
-    p.add_argument("--nproc", type=int, help="spawn this many local DDP processes")
-    p.set_defaults(func=cmd_train)
+    cmd = sub.add_parser("train", help="train a model from a recipe",
+                         description="Train from a recipe (shipped name or YAML path) with "
+                                     "key=value overrides. Under torchrun, trains with DDP.")
+    cmd.add_argument("items", nargs="*", metavar="RECIPE|KEY=VALUE",
+                     help="recipe name or YAML file, then dotted overrides like optim.lr=0.01")
+    cmd.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="more overrides")
+    cmd.add_argument("--resume", metavar="RUN_DIR",
+                     help="continue a run from its train_state.pt (recipe: its config.yaml)")
+    cmd.add_argument("--nproc", type=int, help="spawn this many local DDP processes")
+    cmd.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint and write a report")
-    p.add_argument("checkpoint", help="checkpoint .json/.safetensors, stem, or run folder")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="overrides of the run's config (e.g. data.root=...)")
-    p.add_argument("--config", help="recipe naming the data (default: the run's config.yaml)")
-    p.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="more overrides")
-    p.add_argument("--split", help="dataset split (default: data.eval_split)")
-    p.add_argument("--tsne", action="store_true", help="add a t-SNE plot of the features")
-    p.add_argument("--out", help="report folder (default: next to the checkpoint)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default="auto")
-    p.set_defaults(func=cmd_eval)
+    cmd = sub.add_parser("eval", help="evaluate a checkpoint and write a report")
+    cmd.add_argument("checkpoint", help="checkpoint .json/.safetensors, stem, or run folder")
+    cmd.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                     help="overrides of the run's config (e.g. data.root=...)")
+    cmd.add_argument("--config", help="recipe naming the data (default: the run's config.yaml)")
+    cmd.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="more overrides")
+    cmd.add_argument("--split", help="dataset split (default: data.eval_split)")
+    cmd.add_argument("--tsne", action="store_true", help="add a t-SNE plot of the features")
+    cmd.add_argument("--out", help="report folder (default: next to the checkpoint)")
+    cmd.add_argument("--batch-size", type=int, default=64)
+    cmd.add_argument("--device", default="auto")
+    cmd.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("predict", help="classify image files with a checkpoint")
-    p.add_argument("checkpoint")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--top", type=int, default=3, help="probabilities shown per image")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default="auto")
-    p.set_defaults(func=cmd_predict)
+    cmd = sub.add_parser("predict", help="classify image files with a checkpoint")
+    cmd.add_argument("checkpoint")
+    cmd.add_argument("images", nargs="+")
+    cmd.add_argument("--top", type=int, default=3, help="probabilities shown per image")
+    cmd.add_argument("--batch-size", type=int, default=32)
+    cmd.add_argument("--device", default="auto")
+    cmd.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("models", help="list registered models")
-    p.add_argument("pattern", nargs="?", default="*")
-    p.set_defaults(func=cmd_models)
+    cmd = sub.add_parser("models", help="list registered models")
+    cmd.add_argument("pattern", nargs="?", default="*")
+    cmd.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("recipes", help="list shipped recipe files")
-    p.set_defaults(func=cmd_recipes)
+    cmd = sub.add_parser("recipes", help="list shipped recipe files")
+    cmd.set_defaults(func=cmd_recipes)
 
-    p = sub.add_parser("demo", help="train + evaluate Face2Nodes on SyntheticFER (make demo)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-    p.set_defaults(func=cmd_demo)
+    cmd = sub.add_parser("demo", help="train + evaluate Face2Nodes on SyntheticFER (make demo)")
+    cmd.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    cmd.set_defaults(func=cmd_demo)
     return parser
 
 
@@ -252,10 +246,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             args.overrides = list(args.overrides) + extra
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows up here, inside the handler below
     except (ValueError, FileNotFoundError) as err:
         print(f"pyg-fer {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader left (`pyg-fer recipes | head -3`): stop quietly, as `cat` would. Point
+        # stdout at /dev/null so that the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, the status a shell reports for a process ended by it
+    return status
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -8,7 +10,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "engine"))
 import _engine_tiny  # noqa: E402, F401  (registers the tiny test models)
 
 from pyg_fer.cli import main  # noqa: E402
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -101,3 +102,26 @@ def test_train_with_nproc_2_spawns_ddp(tmp_path, capsys):
     assert [json.loads(x)["epoch"] for x in lines] == [1, 2]  # written once, by rank 0
     report = json.loads((run / "report.json").read_text())
     assert report["num_samples"] == 48
+
+
+def _cli_subprocess(*args: str) -> subprocess.Popen:
+    root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    return subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, cwd=root)
+
+
+def test_closed_pipe_ends_quietly_and_the_jit_warning_is_not_printed():
+    proc = _cli_subprocess("-m", "pyg_fer", "recipes")
+    proc.stdout.close()  # the reader is gone before the first line, like `| head -0`
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 141, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err
+    assert "torch.jit.script" not in err
+
+
+def test_cli_keeps_other_warnings_visible():
+    proc = _cli_subprocess("-c", "import warnings, pyg_fer.cli; "
+                                 "warnings.warn('another deprecation', FutureWarning)")
+    _, err = proc.communicate()
+    assert proc.returncode == 0 and "FutureWarning: another deprecation" in err.decode()

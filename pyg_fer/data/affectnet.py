@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -11,6 +12,7 @@ from PIL import Image
 
 from pyg_fer.data.base import FERDataset, load_rgb
 from pyg_fer.data.classes import AFFECTNET7_CLASSES, AFFECTNET_CLASSES
+from pyg_fer.data.samplers import class_balanced_sampler
 
 AFFECTNET_HEADER = ["subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
                     "facial_landmarks", "expression", "valence", "arousal"]
@@ -67,7 +69,7 @@ class AffectNet(FERDataset):
         self._num_classes = num_classes
         self._paths: list[str] = []
         self._boxes: list[tuple[int, int, int, int] | None] = []
-        self.dropped = {}
+        self.dropped = Counter()
         names, targets = self._read_csv(lists) if layout == "csv" else self._read_npy()
         dropped = self.dropped
         classes = AFFECTNET_CLASSES if num_classes == 8 else AFFECTNET7_CLASSES
@@ -83,10 +85,10 @@ class AffectNet(FERDataset):
             raise ValueError(f"{where}: expression code {code} outside 0..10")
         if code >= 8:
             key = f"code {code} ({AFFECTNET_CODES[code]})"
-            self.dropped[key] = self.dropped.get(key, 0) + 1
+            self.dropped[key] += 1
             return False
         if code == 7 and self._num_classes == 7:
-            self.dropped["contempt (7-class)"] = self.dropped.get("contempt (7-class)", 0) + 1
+            self.dropped["contempt (7-class)"] += 1
             return False
         return True
 
@@ -175,6 +177,4 @@ class AffectNet(FERDataset):
 
     def balanced_sampler(self, num_samples: int | None = None, generator=None):
         """A class-balanced :class:`~torch.utils.data.WeightedRandomSampler` over this split."""
-        from pyg_fer.data.samplers import class_balanced_sampler
-
         return class_balanced_sampler(self.targets, num_samples=num_samples, generator=generator)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 from abc import ABCMeta, abstractmethod
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -88,7 +89,7 @@ class FERDataset(Dataset, metaclass=ABCMeta):
         self.targets_original = list(self._targets)
         self.source = source
         self.skipped: list[tuple[str, str]] = []  # (file, reason) of samples dropped as corrupt
-        self.dropped: dict[str, int] = {}  # reason -> count of label rows not used by design
+        self.dropped: Counter[str] = Counter()  # reason -> label rows not used by design
 
     # --- targets ------------------------------------------------------------------------------
     @property
@@ -101,13 +102,14 @@ class FERDataset(Dataset, metaclass=ABCMeta):
         vals = value.tolist() if hasattr(value, "tolist") else list(value)
         if len(vals) != len(self.names):
             raise ValueError(f"targets must have {len(self.names)} entries, got {len(vals)}")
-        k = len(self.classes)
+        num_classes = len(self.classes)
         out = []
-        for i, v in enumerate(vals):
-            iv = int(v)
-            if iv != v or not 0 <= iv < k:
-                raise ValueError(f"target {v!r} at index {i} is not a class index in [0, {k})")
-            out.append(iv)
+        for index, value in enumerate(vals):
+            as_int = int(value)
+            if as_int != value or not 0 <= as_int < num_classes:
+                raise ValueError(f"target {value!r} at index {index} is not a class index in "
+                                 f"[0, {num_classes})")
+            out.append(as_int)
         self._targets = out
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -128,7 +129,7 @@ class FERPlus(FERDataset):
         self._pixels: np.ndarray | None = None
         self._paths: list[str] = []
         self._soft: list[list[float]] = []
-        self.dropped = {}
+        self.dropped = Counter()
         if layout == "csv":
             names, targets = self._read_csv()
         else:
@@ -159,16 +160,15 @@ class FERPlus(FERDataset):
                 raise ValueError(f"{where}: vote counts must be non-negative integers, got {votes}")
         target = ferplus_votes_to_target(votes, self.label_mode)
         if target is None:
-            self.dropped["no majority / unknown / not a face"] = self.dropped.get(
-                "no majority / unknown / not a face", 0) + 1
+            self.dropped["no majority / unknown / not a face"] += 1
             return None
         if self._num_classes == 7:
             if self.label_mode == "majority" and target[7] > 0:
-                self.dropped["contempt (7-class)"] = self.dropped.get("contempt (7-class)", 0) + 1
+                self.dropped["contempt (7-class)"] += 1
                 return None
             s = sum(target[:7])
             if s <= 0:
-                self.dropped["contempt (7-class)"] = self.dropped.get("contempt (7-class)", 0) + 1
+                self.dropped["contempt (7-class)"] += 1
                 return None
             target = [x / s for x in target[:7]]
         return target
@@ -220,8 +220,7 @@ class FERPlus(FERDataset):
                 if b[0].strip() != usage:
                     continue
                 if not b[1].strip():
-                    self.dropped["not a face (no image name)"] = self.dropped.get(
-                        "not a face (no image name)", 0) + 1
+                    self.dropped["not a face (no image name)"] += 1
                     continue
                 target = self._target_from_fields(b[2:], f"{new}, line {lineno}")
                 if target is None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -327,130 +328,191 @@ def _bg(rng: np.random.Generator, size: int) -> Image.Image:
     return im
 
 
+@dataclass(frozen=True)
+class _Canvas:
+    """What every face part draws with: the drawer, the head pose, the thin-line width."""
+
+    draw: ImageDraw.ImageDraw
+    pose: _Pose
+    line_width: int
+
+
+@dataclass(frozen=True)
+class _Mouth:
+    """Mouth geometry of an expression, in face coordinates (+x = right of the image)."""
+
+    left: np.ndarray  # corners
+    right: np.ndarray
+    smile: float
+    jaw_drop: float
+    upper_in: float  # mid-lip heights: inner and outer edges of each lip
+    lower_in: float
+    upper_out: float
+    lower_out: float
+
+
 def _render(idn: dict[str, Any], au: dict[str, float], rng: np.random.Generator, out: int,
             grayscale_prob: float, occlusion_prob: float) -> Image.Image:
-    S = 2 * out
-    im = _bg(rng, S)
-    d = ImageDraw.Draw(im)
-    pose = _Pose(S, roll=rng.normal(0, 0.14), scale=rng.uniform(0.26, 0.33),
-                 shift=(rng.normal(0, 0.035), rng.normal(0.02, 0.03)), yaw=rng.normal(0, 0.22))
-    P = pose
-    lw = max(1, round(S / 160))  # thin-line width at the render size
-    skin = idn["skin"]
-    dark = skin * 0.55
-    rx, ry = idn["rx"], idn["ry"]
-    a = au
+    """Draw one face at twice the output size, part by part, then the photometric nuisance.
 
-    # ---- expression geometry -----------------------------------------------------------------
-    jaw_drop = 0.32 * a["26"]
+    The parts are drawn back to front; the random draws happen in a fixed order (background,
+    pose, gaze, occlusion, photometric), so a sample is a function of its generator's seed.
+    """
+    size = 2 * out
+    im = _bg(rng, size)
+    pose = _Pose(size, roll=rng.normal(0, 0.14), scale=rng.uniform(0.26, 0.33),
+                 shift=(rng.normal(0, 0.035), rng.normal(0.02, 0.03)), yaw=rng.normal(0, 0.22))
+    canvas = _Canvas(ImageDraw.Draw(im), pose, max(1, round(size / 160)))
+    mouth = _mouth_shape(idn, au)
+    head, chin = _draw_head(canvas, idn, mouth.jaw_drop)
+    if idn["hair_style"] != 2:
+        _draw_hair(canvas, idn, head)
+    nose_y = idn["ny"] - 0.045 * au["9"] - 0.02 * au["10"]
+    nose_width = idn["nw"] * (1 + 0.35 * au["9"] + 0.2 * au["10"])
+    _draw_wrinkles(canvas, idn, au, mouth, nose_y, nose_width)
+    _draw_nose(canvas, idn, au, nose_y, nose_width)
+    _draw_eyes(canvas, idn, au, gaze=rng.normal(0, 0.025, 2))
+    _draw_brows(canvas, idn, au)
+    _draw_mouth(canvas, idn, au, mouth)
+    if rng.random() < occlusion_prob:
+        _occlude(canvas.draw, pose, rng, idn, idn["ey"], idn["ex"], idn["my"], chin,
+                 canvas.line_width)
+    return _photometric(im.reduce(2), rng, out, grayscale_prob)
+
+
+def _mouth_shape(idn: dict[str, Any], au: dict[str, float]) -> _Mouth:
+    """Mouth corners and lip heights from the action units."""
+    jaw_drop = 0.32 * au["26"]
     # Mouth corners (per side, + = right of the image). AU12 up/out, AU14 in, AU15 down,
     # AU20 out/flat, AU23 in; jaw drop pulls corners in a little (oval mouth).
     mw, my = idn["mw"], idn["my"]
     corners = []
     for side, sgn in (("L", -1.0), ("R", 1.0)):
-        dy = (-0.15 * a["12" + side] + 0.12 * a["15"] - 0.02 * a["20"] + 0.02 * a["14" + side]
-              - idn["mrest"])
-        dx = (0.07 * a["12" + side] + 0.11 * a["20"] - 0.07 * a["23"] - 0.05 * a["14" + side]
-              - 0.08 * a["26"] * (1 - a["20"]) + 0.015 * a["10"])
+        dy = (-0.15 * au["12" + side] + 0.12 * au["15"] - 0.02 * au["20"]
+              + 0.02 * au["14" + side] - idn["mrest"])
+        dx = (0.07 * au["12" + side] + 0.11 * au["20"] - 0.07 * au["23"] - 0.05 * au["14" + side]
+              - 0.08 * au["26"] * (1 - au["20"]) + 0.015 * au["10"])
         corners.append(np.array([sgn * (mw + dx), my + dy]))
-    cl, cr = corners
-    smile = 0.5 * (a["12L"] + a["12R"])
-    open_ = jaw_drop + 0.05 * a["20"] * a["26"] + 0.05 * smile * idn["toothy"]
-    up_raise = 0.07 * a["10"]
-    tu = idn["tu"] * (1 - 0.65 * a["23"]) * (1 - 0.3 * a["10"])
-    tl = idn["tl"] * (1 - 0.6 * a["23"])
+    smile = 0.5 * (au["12L"] + au["12R"])
+    open_ = jaw_drop + 0.05 * au["20"] * au["26"] + 0.05 * smile * idn["toothy"]
+    up_raise = 0.07 * au["10"]
+    upper_thickness = idn["tu"] * (1 - 0.65 * au["23"]) * (1 - 0.3 * au["10"])
+    lower_thickness = idn["tl"] * (1 - 0.6 * au["23"])
     # Mid-lip y positions: lip line sits low in a smile, high with AU15.
-    mid_line = my + 0.035 * smile - 0.03 * a["15"] + 0.02 * a["10"]
-    m_upper_in = mid_line - 0.35 * open_ - up_raise * 0.6
-    m_lower_in = mid_line + 0.65 * open_
-    m_upper_out = m_upper_in - tu - 0.25 * up_raise
-    m_lower_out = m_lower_in + tl
+    mid_line = my + 0.035 * smile - 0.03 * au["15"] + 0.02 * au["10"]
+    upper_in = mid_line - 0.35 * open_ - up_raise * 0.6
+    lower_in = mid_line + 0.65 * open_
+    return _Mouth(left=corners[0], right=corners[1], smile=smile, jaw_drop=jaw_drop,
+                  upper_in=upper_in, lower_in=lower_in,
+                  upper_out=upper_in - upper_thickness - 0.25 * up_raise,
+                  lower_out=lower_in + lower_thickness)
 
-    # ---- body, hair behind, head -----------------------------------------------------------
+
+def _draw_head(canvas: _Canvas, idn: dict[str, Any],
+               jaw_drop: float) -> tuple[np.ndarray, float]:
+    """Body, neck, hair behind the head, ears and the head; returns its outline and chin."""
+    draw, pose = canvas.draw, canvas.pose
+    skin = idn["skin"]
+    rx, ry = idn["rx"], idn["ry"]
     chin = ry + 0.55 * jaw_drop
-    d.polygon(P(np.array([[-2.4, 3.2], [-1.7, ry + 0.5], [1.7, ry + 0.5], [2.4, 3.2]]), 0),
-              fill=_rgb(idn["cloth"]))
+    draw.polygon(pose(np.array([[-2.4, 3.2], [-1.7, ry + 0.5], [1.7, ry + 0.5], [2.4, 3.2]]), 0),
+                 fill=_rgb(idn["cloth"]))
     nk = idn["neck"] * 1.8
-    d.polygon(P(np.array([[-nk, 0.6], [nk, 0.6], [nk * 1.1, ry + 0.8], [-nk * 1.1, ry + 0.8]]),
-                0), fill=_rgb(skin * 0.85))
-    hs = idn["hair_style"]
-    if hs == 1:
-        d.polygon(P(np.concatenate([_ellipse(0, -0.15, rx * 1.22, ry * 1.05, 24)[12:],
-                                    np.array([[rx * 1.25, 1.3], [-rx * 1.25, 1.3]])]), 0),
-                  fill=_rgb(idn["hair"] * 0.85))
+    draw.polygon(pose(np.array([[-nk, 0.6], [nk, 0.6], [nk * 1.1, ry + 0.8],
+                                [-nk * 1.1, ry + 0.8]]), 0), fill=_rgb(skin * 0.85))
+    if idn["hair_style"] == 1:
+        draw.polygon(pose(np.concatenate([_ellipse(0, -0.15, rx * 1.22, ry * 1.05, 24)[12:],
+                                          np.array([[rx * 1.25, 1.3], [-rx * 1.25, 1.3]])]), 0),
+                     fill=_rgb(idn["hair"] * 0.85))
     for sgn in (-1, 1):  # ears
-        d.polygon(P(_ellipse(sgn * rx * 0.98, -0.02, 0.14, 0.24, 14), 0), fill=_rgb(skin * 0.9))
-    t = np.linspace(0, 2 * np.pi, 48, endpoint=False)
-    hx = np.cos(t) * rx
-    hy = np.sin(t)
+        draw.polygon(pose(_ellipse(sgn * rx * 0.98, -0.02, 0.14, 0.24, 14), 0),
+                     fill=_rgb(skin * 0.9))
+    angles = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+    hx = np.cos(angles) * rx
+    hy = np.sin(angles)
     lower = hy > 0
     hx = np.where(lower, hx * (1 - (1 - idn["jaw"]) * hy ** 2), hx)
     head = np.stack([hx, np.where(lower, hy * chin, hy * ry)], axis=1)
-    d.polygon(P(head, 0), fill=_rgb(skin))
+    draw.polygon(pose(head, 0), fill=_rgb(skin))
+    return head, chin
 
-    # ---- hair on top ---------------------------------------------------------------------------
-    if hs != 2:
-        hl = idn["hairline"]
-        top = head[(head[:, 1] < hl)]
-        top = top[np.argsort(np.arctan2(top[:, 1], top[:, 0]))]
-        cap = np.concatenate([top * 1.06 + np.array([0, -0.04]),
-                              _curve([rx * 0.9, hl + 0.15], [0, hl + (0.25 if hs == 3 else -0.02)],
-                                     [-rx * 0.9, hl + 0.15], 9)])
-        d.polygon(P(cap, 0.3), fill=_rgb(idn["hair"]))
 
-    # ---- wrinkles: forehead (AU1/2 + age), glabella (AU4), nasolabial, crow's feet ---------
-    ey, ex = idn["ey"], idn["ex"]
-    fh = max(a["1"], a["2"]) * 1.2 + 0.25 * idn["age"]
-    if fh > 0.15:
-        col = _rgb(skin * (1 - 0.22 * min(fh, 1.0)))
+def _draw_hair(canvas: _Canvas, idn: dict[str, Any], head: np.ndarray) -> None:
+    """Hair on top of the head, down to the hairline."""
+    rx, hairline, style = idn["rx"], idn["hairline"], idn["hair_style"]
+    top = head[(head[:, 1] < hairline)]
+    top = top[np.argsort(np.arctan2(top[:, 1], top[:, 0]))]
+    cap = np.concatenate([top * 1.06 + np.array([0, -0.04]),
+                          _curve([rx * 0.9, hairline + 0.15],
+                                 [0, hairline + (0.25 if style == 3 else -0.02)],
+                                 [-rx * 0.9, hairline + 0.15], 9)])
+    canvas.draw.polygon(canvas.pose(cap, 0.3), fill=_rgb(idn["hair"]))
+
+
+def _draw_wrinkles(canvas: _Canvas, idn: dict[str, Any], au: dict[str, float], mouth: _Mouth,
+                   nose_y: float, nose_width: float) -> None:
+    """Forehead (AU1/2 + age), glabella (AU4), nasolabial folds, crow's feet (AU6)."""
+    draw, pose, lw = canvas.draw, canvas.pose, canvas.line_width
+    skin, ey, ex = idn["skin"], idn["ey"], idn["ex"]
+    forehead = max(au["1"], au["2"]) * 1.2 + 0.25 * idn["age"]
+    if forehead > 0.15:
+        col = _rgb(skin * (1 - 0.22 * min(forehead, 1.0)))
         for k in range(3):
-            yy = ey - idn["bd"] - 0.17 - 0.08 * k - 0.06 * a["1"]
-            mid = [0, yy - 0.015 * (a["1"] - a["4"])]
-            d.line(P(_curve([-0.45, yy + 0.02], mid, [0.45, yy + 0.02],
-                            7)), fill=col, width=lw)
-    if a["4"] > 0.12:
-        col = _rgb(skin * (1 - 0.3 * min(a["4"], 1.0)))
+            yy = ey - idn["bd"] - 0.17 - 0.08 * k - 0.06 * au["1"]
+            mid = [0, yy - 0.015 * (au["1"] - au["4"])]
+            draw.line(pose(_curve([-0.45, yy + 0.02], mid, [0.45, yy + 0.02], 7)), fill=col,
+                      width=lw)
+    if au["4"] > 0.12:
+        col = _rgb(skin * (1 - 0.3 * min(au["4"], 1.0)))
         for sgn in (-1, 1):
             xx = sgn * 0.07
-            d.line(P(np.array([[xx, ey - idn["bd"] - 0.08], [xx * 0.8, ey - idn["bd"] + 0.08]])),
-                   fill=col, width=lw)
-    nose_y = idn["ny"] - 0.045 * a["9"] - 0.02 * a["10"]
-    nw = idn["nw"] * (1 + 0.35 * a["9"] + 0.2 * a["10"])
-    fold = 0.12 + 0.35 * (a["6"] + smile + a["9"] + a["10"]) + 0.2 * idn["age"]
+            draw.line(pose(np.array([[xx, ey - idn["bd"] - 0.08],
+                                     [xx * 0.8, ey - idn["bd"] + 0.08]])), fill=col, width=lw)
+    fold = 0.12 + 0.35 * (au["6"] + mouth.smile + au["9"] + au["10"]) + 0.2 * idn["age"]
     col = _rgb(skin * (1 - 0.28 * min(fold, 1.0)))
-    for c, sgn in ((cl, -1), (cr, 1)):
-        start = [sgn * (nw + 0.06), nose_y - 0.03]
-        end = c + np.array([sgn * 0.07, 0.06])
+    for corner, sgn in ((mouth.left, -1), (mouth.right, 1)):
+        start = [sgn * (nose_width + 0.06), nose_y - 0.03]
+        end = corner + np.array([sgn * 0.07, 0.06])
         midp = 0.5 * (np.array(start) + end) + np.array([sgn * 0.06, 0])
-        d.line(P(_curve(start, midp, end, 7)), fill=col, width=lw)
-    if a["6"] > 0.15:
-        col = _rgb(skin * (1 - 0.3 * min(a["6"], 1.0)))
+        draw.line(pose(_curve(start, midp, end, 7)), fill=col, width=lw)
+    if au["6"] > 0.15:
+        col = _rgb(skin * (1 - 0.3 * min(au["6"], 1.0)))
         for sgn in (-1, 1):
             ox = sgn * (ex + idn["ew"] + 0.03)
             for k in (-1, 0, 1):
-                d.line(P(np.array([[ox, ey + 0.03 * k], [ox + sgn * 0.09, ey + 0.06 * k]])),
-                       fill=col, width=lw)
+                draw.line(pose(np.array([[ox, ey + 0.03 * k], [ox + sgn * 0.09, ey + 0.06 * k]])),
+                          fill=col, width=lw)
 
-    # ---- nose ----------------------------------------------------------------------------------
-    d.line(P(_curve([-0.07, ey + 0.05], [-0.09, 0.5 * (ey + nose_y)], [-nw * 0.9, nose_y - 0.05],
-                    6), extra=0.15), fill=_rgb(skin * 0.85), width=lw)
-    d.polygon(P(_ellipse(0, nose_y - 0.01, nw * 0.8, 0.06, 14), extra=0.25),
-              fill=_rgb(skin * 0.93))
+
+def _draw_nose(canvas: _Canvas, idn: dict[str, Any], au: dict[str, float], nose_y: float,
+               nose_width: float) -> None:
+    """Bridge, tip, nostrils and the AU9 wrinkles across the bridge."""
+    draw, pose, lw = canvas.draw, canvas.pose, canvas.line_width
+    skin, ey, nw = idn["skin"], idn["ey"], nose_width
+    draw.line(pose(_curve([-0.07, ey + 0.05], [-0.09, 0.5 * (ey + nose_y)],
+                          [-nw * 0.9, nose_y - 0.05], 6), extra=0.15),
+              fill=_rgb(skin * 0.85), width=lw)
+    draw.polygon(pose(_ellipse(0, nose_y - 0.01, nw * 0.8, 0.06, 14), extra=0.25),
+                 fill=_rgb(skin * 0.93))
     for sgn in (-1, 1):
-        d.polygon(P(_ellipse(sgn * nw * 0.55, nose_y + 0.025, nw * 0.32, 0.028, 10), extra=0.2),
-                  fill=_rgb(skin * 0.4))
-    if a["9"] > 0.12:
-        col = _rgb(skin * (1 - 0.35 * min(a["9"], 1.0)))
+        draw.polygon(pose(_ellipse(sgn * nw * 0.55, nose_y + 0.025, nw * 0.32, 0.028, 10),
+                          extra=0.2), fill=_rgb(skin * 0.4))
+    if au["9"] > 0.12:
+        col = _rgb(skin * (1 - 0.35 * min(au["9"], 1.0)))
         for k in range(3):
             yy = ey + 0.04 + 0.045 * k
-            d.line(P(np.array([[-0.09, yy], [0.0, yy - 0.015], [0.09, yy]]), extra=0.12), fill=col,
-                   width=lw)
+            draw.line(pose(np.array([[-0.09, yy], [0.0, yy - 0.015], [0.09, yy]]), extra=0.12),
+                      fill=col, width=lw)
 
-    # ---- eyes ----------------------------------------------------------------------------------
-    eh, ew = idn["eh"], idn["ew"]
-    upper = eh * max(0.12, 1 + 1.0 * a["5"] - 0.35 * a["7"] - 0.3 * a["6"] - 0.15 * a["4"])
-    lowr = eh * 0.75 * max(0.1, 1 + 0.25 * a["5"] - 0.6 * a["7"] - 0.6 * a["6"])
-    gaze = rng.normal(0, 0.025, 2)
+
+def _draw_eyes(canvas: _Canvas, idn: dict[str, Any], au: dict[str, float],
+               gaze: np.ndarray) -> None:
+    """Both eyes: lids opened/narrowed by AU5/6/7/4, iris and pupil at ``gaze``, creases."""
+    draw, pose, lw = canvas.draw, canvas.pose, canvas.line_width
+    skin, ey, ex, eh, ew = idn["skin"], idn["ey"], idn["ex"], idn["eh"], idn["ew"]
+    dark = skin * 0.55
+    upper = eh * max(0.12, 1 + 1.0 * au["5"] - 0.35 * au["7"] - 0.3 * au["6"] - 0.15 * au["4"])
+    lowr = eh * 0.75 * max(0.1, 1 + 0.25 * au["5"] - 0.6 * au["7"] - 0.6 * au["6"])
     tt = np.linspace(0, 1, 9)
     for sgn in (-1, 1):
         cx = sgn * ex
@@ -459,7 +521,7 @@ def _render(idn: dict[str, Any], au: dict[str, float], rng: np.random.Generator,
         yu = ey - upper * bump
         yl = ey + lowr * bump
         eye = np.concatenate([np.stack([xs, yu], 1), np.stack([xs, yl], 1)[::-1]])
-        d.polygon(P(eye), fill=(238, 236, 230))
+        draw.polygon(pose(eye), fill=(238, 236, 230))
         ir = eh * 0.9
         ic = np.array([cx + gaze[0], ey + gaze[1] * 0.4])
         iris = _ellipse(ic[0], ic[1], ir, ir, 16)
@@ -468,115 +530,127 @@ def _render(idn: dict[str, Any], au: dict[str, float], rng: np.random.Generator,
             ti = 1 - ti
         bi = np.sin(np.pi * ti) ** 0.8
         iris[:, 1] = np.clip(iris[:, 1], ey - upper * bi, ey + lowr * bi)
-        d.polygon(P(iris), fill=_rgb(idn["iris"]))
-        pup = iris.copy()
-        pup = ic + (pup - ic) * 0.45
-        d.polygon(P(pup), fill=(15, 12, 12))
-        d.line(P(np.stack([xs, yu], 1)), fill=_rgb(dark * 0.5), width=2 * lw)
-        d.line(P(np.stack([xs, yl], 1)), fill=_rgb(dark), width=lw)
-        crease = eh * (0.55 - 0.5 * a["5"] + 0.2 * a["4"])
+        draw.polygon(pose(iris), fill=_rgb(idn["iris"]))
+        pupil = ic + (iris.copy() - ic) * 0.45
+        draw.polygon(pose(pupil), fill=(15, 12, 12))
+        draw.line(pose(np.stack([xs, yu], 1)), fill=_rgb(dark * 0.5), width=2 * lw)
+        draw.line(pose(np.stack([xs, yl], 1)), fill=_rgb(dark), width=lw)
+        crease = eh * (0.55 - 0.5 * au["5"] + 0.2 * au["4"])
         if crease > 0.01:
-            d.line(P(np.stack([xs[1:-1], yu[1:-1] - crease - 0.02], 1)), fill=_rgb(skin * 0.78),
-                   width=lw)
-        if a["6"] + a["7"] > 0.25:  # raised lower lid / cheek bulge
-            k = min(a["6"] + a["7"], 1.2)
-            d.line(P(np.stack([xs[1:-1], yl[1:-1] + 0.035 + 0.01 * k], 1)),
-                   fill=_rgb(skin * (1 - 0.25 * k)), width=lw)
+            draw.line(pose(np.stack([xs[1:-1], yu[1:-1] - crease - 0.02], 1)),
+                      fill=_rgb(skin * 0.78), width=lw)
+        if au["6"] + au["7"] > 0.25:  # raised lower lid / cheek bulge
+            bulge = min(au["6"] + au["7"], 1.2)
+            draw.line(pose(np.stack([xs[1:-1], yl[1:-1] + 0.035 + 0.01 * bulge], 1)),
+                      fill=_rgb(skin * (1 - 0.25 * bulge)), width=lw)
 
-    # ---- brows ---------------------------------------------------------------------------------
-    bl = idn["blen"]
+
+def _draw_brows(canvas: _Canvas, idn: dict[str, Any], au: dict[str, float]) -> None:
+    """Brows raised (inner AU1, outer AU2), lowered and drawn together (AU4), AU9's pull."""
+    ey, ex, length = idn["ey"], idn["ex"], idn["blen"]
+    tt = np.linspace(0, 1, 9)
     for sgn in (-1, 1):
-        inner_x = sgn * (ex - 0.17 - 0.06 * a["4"])
-        xs = inner_x + sgn * bl * tt
+        inner_x = sgn * (ex - 0.17 - 0.06 * au["4"])
+        xs = inner_x + sgn * length * tt
         base = ey - idn["bd"] - idn["brest"] * (1 - tt)
-        lift = (0.13 * a["1"] * (1 - tt) ** 1.2 + 0.13 * a["2"] * tt ** 0.8
-                + 0.05 * a["1"] * a["2"])
-        drop = 0.10 * a["4"] * (1 - 0.6 * tt) + 0.03 * a["9"]
-        arch = (idn["barch"] + 0.04 * a["2"] - 0.02 * a["4"]) * np.sin(
+        lift = (0.13 * au["1"] * (1 - tt) ** 1.2 + 0.13 * au["2"] * tt ** 0.8
+                + 0.05 * au["1"] * au["2"])
+        drop = 0.10 * au["4"] * (1 - 0.6 * tt) + 0.03 * au["9"]
+        arch = (idn["barch"] + 0.04 * au["2"] - 0.02 * au["4"]) * np.sin(
             np.pi * np.clip(tt * 1.2, 0, 1))
         yb = base - lift + drop - arch
         thick = idn["bt"] * (1.1 - 0.55 * tt)
         brow = np.concatenate([np.stack([xs, yb - thick], 1), np.stack([xs, yb], 1)[::-1]])
-        d.polygon(P(brow), fill=_rgb(idn["brow"]))
+        canvas.draw.polygon(canvas.pose(brow), fill=_rgb(idn["brow"]))
 
-    # ---- mouth ---------------------------------------------------------------------------------
-    upper_out = _curve(cl, [0, m_upper_out], cr, 11)
-    lower_out = _curve(cl, [0, m_lower_out], cr, 11)
-    up_in = _curve(cl, [0, m_upper_in], cr, 11)
-    lo_in = _curve(cl, [0, m_lower_in], cr, 11)
-    d.polygon(P(np.concatenate([upper_out, lower_out[::-1]]), extra=0.05), fill=_rgb(idn["lip"]))
-    gap = m_lower_in - m_upper_in
+
+def _draw_mouth(canvas: _Canvas, idn: dict[str, Any], au: dict[str, float],
+                mouth: _Mouth) -> None:
+    """Lips, the open mouth with teeth, the lip line, and AU14 dimples."""
+    draw, pose, lw = canvas.draw, canvas.pose, canvas.line_width
+    skin = idn["skin"]
+    dark = skin * 0.55
+    left, right = mouth.left, mouth.right
+    upper_out = _curve(left, [0, mouth.upper_out], right, 11)
+    lower_out = _curve(left, [0, mouth.lower_out], right, 11)
+    up_in = _curve(left, [0, mouth.upper_in], right, 11)
+    lo_in = _curve(left, [0, mouth.lower_in], right, 11)
+    draw.polygon(pose(np.concatenate([upper_out, lower_out[::-1]]), extra=0.05),
+                 fill=_rgb(idn["lip"]))
+    gap = mouth.lower_in - mouth.upper_in
     if gap > 0.02:
-        d.polygon(P(np.concatenate([up_in, lo_in[::-1]]), extra=0.05), fill=(45, 18, 20))
+        draw.polygon(pose(np.concatenate([up_in, lo_in[::-1]]), extra=0.05), fill=(45, 18, 20))
         teeth_h = min(gap * 0.45, 0.07)
-        if smile + a["10"] + a["20"] > 0.25 or gap < 0.12:
+        if mouth.smile + au["10"] + au["20"] > 0.25 or gap < 0.12:
             tooth = np.concatenate([up_in[1:-1], (up_in[1:-1] + np.array([0, teeth_h]))[::-1]])
-            d.polygon(P(tooth, extra=0.05), fill=(232, 228, 215))
-    d.line(P(_curve(cl, [0, 0.5 * (m_upper_in + m_lower_in)], cr, 11) if gap <= 0.02 else up_in,
-             extra=0.05), fill=_rgb(dark * 0.6), width=lw)
-    for c, side, sgn in ((cl, "L", -1), (cr, "R", 1)):
-        if a["14" + side] > 0.15:  # dimple
-            k = min(a["14" + side], 1.0)
-            d.line(P(_curve(c + [sgn * 0.03, -0.04], c + [sgn * 0.06, 0.0], c + [sgn * 0.03, 0.05],
-                            5)), fill=_rgb(skin * (1 - 0.35 * k)), width=lw)
+            draw.polygon(pose(tooth, extra=0.05), fill=(232, 228, 215))
+    lip_line = (_curve(left, [0, 0.5 * (mouth.upper_in + mouth.lower_in)], right, 11)
+                if gap <= 0.02 else up_in)
+    draw.line(pose(lip_line, extra=0.05), fill=_rgb(dark * 0.6), width=lw)
+    for corner, side, sgn in ((left, "L", -1), (right, "R", 1)):
+        if au["14" + side] > 0.15:  # dimple
+            depth = min(au["14" + side], 1.0)
+            draw.line(pose(_curve(corner + [sgn * 0.03, -0.04], corner + [sgn * 0.06, 0.0],
+                                  corner + [sgn * 0.03, 0.05], 5)),
+                      fill=_rgb(skin * (1 - 0.35 * depth)), width=lw)
 
-    # ---- occlusion -----------------------------------------------------------------------------
-    if rng.random() < occlusion_prob:
-        _occlude(d, P, rng, idn, ey, ex, my, chin, lw)
 
-    # ---- photometric: downsample, lighting, gray, blur, noise ----------------------------------
-    im = im.reduce(2)
+def _photometric(im: Image.Image, rng: np.random.Generator, out: int,
+                 grayscale_prob: float) -> Image.Image:
+    """Blur, directional lighting, colour gain, contrast, optional gray, sensor noise."""
     if rng.random() < 0.3:
         im = im.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0)))
-    x = np.asarray(im, dtype=np.float32)
-    g = np.linspace(-1.0, 1.0, out, dtype=np.float32)
-    ang = rng.uniform(0, 2 * np.pi)
-    shade = 1.0 + rng.uniform(0.0, 0.4) * (np.cos(ang) * g[None, :] + np.sin(ang) * g[:, None])
+    pixels = np.asarray(im, dtype=np.float32)
+    grid = np.linspace(-1.0, 1.0, out, dtype=np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    shade = 1.0 + rng.uniform(0.0, 0.4) * (np.cos(angle) * grid[None, :]
+                                           + np.sin(angle) * grid[:, None])
     gain = rng.uniform(0.65, 1.2) * rng.uniform(0.9, 1.1, 3).astype(np.float32)
-    x = x * shade[..., None] * gain
-    c = rng.uniform(0.7, 1.15)
-    x = (x - x.mean()) * c + x.mean()
+    pixels = pixels * shade[..., None] * gain
+    contrast = rng.uniform(0.7, 1.15)
+    pixels = (pixels - pixels.mean()) * contrast + pixels.mean()
     if rng.random() < grayscale_prob:
-        x = np.repeat((x @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None], 3, axis=2)
-    x = x + rng.normal(0, rng.uniform(0, 7), (out, out, 1)).astype(np.float32)
-    return Image.fromarray(np.clip(x, 0, 255).astype(np.uint8))
+        luma = pixels @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        pixels = np.repeat(luma[..., None], 3, axis=2)
+    pixels = pixels + rng.normal(0, rng.uniform(0, 7), (out, out, 1)).astype(np.float32)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
 
-def _occlude(d: ImageDraw.ImageDraw, P: _Pose, rng: np.random.Generator, idn: dict[str, Any],
-             ey: float, ex: float, my: float, chin: float, lw: int) -> None:
+def _occlude(draw: ImageDraw.ImageDraw, pose: _Pose, rng: np.random.Generator,
+             idn: dict[str, Any], ey: float, ex: float, my: float, chin: float, lw: int) -> None:
     kind = rng.integers(4)
     if kind == 0:  # hand over a random part of the face
         cx, cy = rng.uniform(-0.6, 0.6), rng.uniform(-0.2, 1.0)
         hand_skin = idn["skin"] * rng.uniform(0.9, 1.1)
-        d.polygon(P(_ellipse(cx, cy, 0.45, 0.32, 20), 0.6), fill=_rgb(hand_skin))
+        draw.polygon(pose(_ellipse(cx, cy, 0.45, 0.32, 20), 0.6), fill=_rgb(hand_skin))
         ang = rng.uniform(-0.6, 0.6)
         for k in range(4):
             fx = cx - 0.3 + 0.2 * k
             tip = np.array([fx + np.sin(ang) * 0.6, cy - 0.35 - np.cos(ang) * 0.55])
-            d.line(P(np.array([[fx, cy - 0.2], tip]), 0.6), fill=_rgb(hand_skin),
-                   width=int(P.length(0.16)))
-            d.line(P(np.array([[fx + 0.08, cy - 0.15], tip + [0.06, 0]]), 0.6),
-                   fill=_rgb(hand_skin * 0.75), width=lw)
+            draw.line(pose(np.array([[fx, cy - 0.2], tip]), 0.6), fill=_rgb(hand_skin),
+                      width=int(pose.length(0.16)))
+            draw.line(pose(np.array([[fx + 0.08, cy - 0.15], tip + [0.06, 0]]), 0.6),
+                      fill=_rgb(hand_skin * 0.75), width=lw)
     elif kind == 1:  # glasses (sometimes sunglasses)
         sun = rng.random() < 0.35
         col = _rgb(rng.uniform(0, 120, 3))
         for sgn in (-1, 1):
             ring = _ellipse(sgn * ex, ey + 0.01, idn["ew"] + 0.07, idn["eh"] + 0.09, 20)
             if sun:
-                d.polygon(P(ring), fill=(20, 20, 25), outline=col)
+                draw.polygon(pose(ring), fill=(20, 20, 25), outline=col)
             else:
-                d.line(P(np.concatenate([ring, ring[:1]])), fill=col, width=2 * lw)
-        d.line(P(np.array([[-ex + idn["ew"] + 0.07, ey], [ex - idn["ew"] - 0.07, ey]])), fill=col,
-               width=2 * lw)
+                draw.line(pose(np.concatenate([ring, ring[:1]])), fill=col, width=2 * lw)
+        bridge = np.array([[-ex + idn["ew"] + 0.07, ey], [ex - idn["ew"] - 0.07, ey]])
+        draw.line(pose(bridge), fill=col, width=2 * lw)
     elif kind == 2:  # face mask over nose and mouth
         col = _rgb([rng.choice([200, 120, 30]), rng.uniform(150, 230), rng.uniform(180, 245)])
         top = idn["ny"] - 0.12
         mask = np.concatenate([_curve([-0.95, top + 0.05], [0, top - 0.05], [0.95, top + 0.05], 9),
                                _curve([0.8, chin - 0.2], [0, chin + 0.05], [-0.8, chin - 0.2], 9)])
-        d.polygon(P(mask, 0.2), fill=col)
+        draw.polygon(pose(mask, 0.2), fill=col)
     else:  # a random object (cup, phone, scarf) in front of the face
         col = _rgb(rng.uniform(0, 255, 3))
         cx, cy = rng.uniform(-0.7, 0.7), rng.uniform(-0.3, 1.2)
         w, h = rng.uniform(0.25, 0.6), rng.uniform(0.25, 0.6)
-        d.polygon(P(np.array([[cx - w, cy - h], [cx + w, cy - h], [cx + w, cy + h],
-                              [cx - w, cy + h]]), 0.6), fill=col)
+        draw.polygon(pose(np.array([[cx - w, cy - h], [cx + w, cy - h], [cx + w, cy + h],
+                                    [cx - w, cy + h]]), 0.6), fill=col)

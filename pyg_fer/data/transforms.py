@@ -14,8 +14,7 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+from pyg_fer.constants import IMAGENET_MEAN, IMAGENET_STD
 
 RECIPES = ("face2nodes", "fer")
 

@@ -1,9 +1,11 @@
 """Training engine: configs, the training/evaluation loops, checkpoints, reports, DDP."""
 
+from pyg_fer.engine.agfn import coordinate_descent_step
 from pyg_fer.engine.checkpoint import load_model, read_card, save_checkpoint
 from pyg_fer.engine.config import Config, list_recipes, load_config
+from pyg_fer.engine.evaluate import evaluate
 from pyg_fer.engine.metrics import confusion_matrix, summarize_confusion
-from pyg_fer.engine.trainer import coordinate_descent_step, evaluate, train
+from pyg_fer.engine.trainer import train
 
 __all__ = [
     "Config",

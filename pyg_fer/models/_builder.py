@@ -1,17 +1,19 @@
-"""Shared builder plumbing: merge defaults with overrides and attach ``model.cfg``."""
+"""Shared builder plumbing: merge defaults with overrides and attach ``model.cfg``.
+
+:func:`build_model_with_cfg` is the only place that writes ``model.cfg``: the trainer and the
+checkpoint loader pass the data's class names and normalisation to the builder instead of
+patching the config afterwards.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch.nn as nn
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-# Builder arguments that describe the data rather than the network: kept in ``cfg``.
-_DATA_KEYS = ("class_names", "mean", "std")
+from pyg_fer.constants import IMAGENET_MEAN, IMAGENET_STD
 
 
 def build_model_with_cfg(
@@ -22,19 +24,28 @@ def build_model_with_cfg(
 ) -> nn.Module:
     """Build ``model_cls(**dict(default_args, **kwargs))`` and attach its config as ``model.cfg``.
 
-    ``model.cfg`` holds ``name`` (registry name), ``kwargs`` (everything needed to rebuild the
-    architecture with ``create_model(name, **cfg['kwargs'])``; ``weights`` is left out because
-    a checkpoint carries its own), ``input_size`` ``(C, H, W)``, ``mean``, ``std``,
-    ``num_classes`` and ``class_names`` (list or ``None``). Every value is JSON-serialisable.
+    The keywords ``class_names``, ``mean`` and ``std`` describe the data, not the network: they
+    are taken out before the model is built and recorded beside its architecture.
+    ``model.cfg`` holds
+
+    - ``name``: the registry name;
+    - ``kwargs``: the architecture, everything needed to rebuild the network with
+      ``create_model(name, **cfg['kwargs'])`` (``weights`` is left out because a checkpoint
+      carries its own);
+    - ``input_size`` ``[C, H, W]``, ``num_classes``;
+    - the data metadata: ``class_names`` (list or ``None``), ``mean``, ``std`` (default:
+      ImageNet's).
+
+    Every value is JSON-serialisable.
 
     Raises:
-        ValueError: ``class_names`` does not have ``num_classes`` entries, or a keyword value
-            cannot be stored as JSON.
+        ValueError: ``class_names`` does not have ``num_classes`` entries, ``mean``/``std`` do
+            not have 3 values, or a keyword value cannot be stored as JSON.
     """
-    args: Dict[str, Any] = dict(default_args, **kwargs)
-    class_names: Optional[Sequence[str]] = args.pop("class_names", None)
-    mean = tuple(args.pop("mean", IMAGENET_MEAN))
-    std = tuple(args.pop("std", IMAGENET_STD))
+    args: dict[str, Any] = dict(default_args, **kwargs)
+    class_names: Sequence[str] | None = args.pop("class_names", None)
+    mean = [float(v) for v in args.pop("mean", None) or IMAGENET_MEAN]
+    std = [float(v) for v in args.pop("std", None) or IMAGENET_STD]
     num_classes = int(args.get("num_classes", 7))
     if class_names is not None:
         class_names = [str(c) for c in class_names]
@@ -46,8 +57,7 @@ def build_model_with_cfg(
     if len(mean) != 3 or len(std) != 3:
         raise ValueError(f"mean and std need 3 values each, got mean={mean}, std={std}")
     model = model_cls(**args)
-    rebuild = {k: _jsonable(v) for k, v in args.items() if k != "weights"}
-    rebuild.update(class_names=class_names, mean=list(mean), std=list(std))
+    rebuild = {key: _jsonable(value) for key, value in args.items() if key != "weights"}
     for key, value in rebuild.items():
         try:
             json.dumps(value)
@@ -60,8 +70,8 @@ def build_model_with_cfg(
         name=name,
         kwargs=rebuild,
         input_size=[int(args.get("in_chans", 3)), img_size, img_size],
-        mean=list(mean),
-        std=list(std),
+        mean=mean,
+        std=std,
         num_classes=num_classes,
         class_names=class_names,
     )
@@ -69,8 +79,6 @@ def build_model_with_cfg(
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, list):
+    if isinstance(value, (tuple, list)):
         return [_jsonable(v) for v in value]
     return value

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import fnmatch
-from typing import Any, Callable, Dict, List
+from collections.abc import Callable
+from typing import Any
 
 import torch.nn as nn
 
-_model_entrypoints: Dict[str, Callable[..., nn.Module]] = {}
+_model_entrypoints: dict[str, Callable[..., nn.Module]] = {}
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -19,7 +20,7 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     return fn
 
 
-def list_models(pattern: str = "*", include_private: bool = False) -> List[str]:
+def list_models(pattern: str = "*", include_private: bool = False) -> list[str]:
     """Sorted names of the registered models that match a shell-style ``pattern``.
 
     Names starting with ``_`` are private (e.g. tiny models registered by tests) and are

@@ -9,9 +9,9 @@ from torch import Tensor, nn
 
 from pyg_fer.models._builder import build_model_with_cfg
 from pyg_fer.models._registry import register_model
+from pyg_fer.models.backbone import ResNetTrunk
 from pyg_fer.models.face2nodes import Face2Nodes
 from pyg_fer.nn.agfn import AGFN, CosineThresholdGCN
-from pyg_fer.nn.embed import _RESNET_STAGE_CHANNELS, _check_images, build_resnet_trunk
 
 __all__ = ["BatchGraphFER", "agfn_resnet18", "baseline_gcn_resnet18", "face2nodes_agfn"]
 
@@ -97,8 +97,8 @@ class BatchGraphFER(nn.Module):
         self.in_chans = in_chans
         self.backbone_name = backbone
         if backbone == "resnet18":
-            self.trunk = build_resnet_trunk("resnet18", weights)
-            extractor_dim = _RESNET_STAGE_CHANNELS["resnet18"][-1]
+            self.trunk = ResNetTrunk("resnet18", weights)
+            extractor_dim = self.trunk.stage_channels[-1]
         else:
             self.trunk = Face2Nodes(
                 num_classes=1, img_size=img_size, in_chans=in_chans, weights=weights,
@@ -123,11 +123,8 @@ class BatchGraphFER(nn.Module):
 
     def extract(self, x: Tensor) -> Tensor:
         """Emotional feature vectors before the batch graph, ``[B, feature_dim]``."""
-        _check_images(x, self.in_chans)
         if self.backbone_name == "resnet18":
-            t = self.trunk
-            x = t.maxpool(t.relu(t.bn1(t.conv1(x))))
-            x = t.layer4(t.layer3(t.layer2(t.layer1(x)))).mean(dim=(2, 3))
+            x = self.trunk(x)[-1].mean(dim=(2, 3))
         else:
             x = self.trunk.forward_features(x).mean(dim=1)
         return self.project(x)

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from pyg_fer.models._builder import build_model_with_cfg
 from pyg_fer.models._registry import register_model
+from pyg_fer.models.backbone import ResNetTrunk
 from pyg_fer.nn.block import RDGCNBlock, dilation_schedule
 from pyg_fer.nn.embed import MultiScalePatchEmbed, StemPatchEmbed
 
@@ -101,7 +102,7 @@ class Face2Nodes(nn.Module):
         self.in_chans = in_chans
         if embedder == "msf2pe":
             self.embed: nn.Module = MultiScalePatchEmbed(
-                embed_dim, grid_size, stage_channels, backbone, weights, in_chans
+                ResNetTrunk(backbone, weights), embed_dim, grid_size, stage_channels, in_chans
             )
         else:
             if weights is not None:

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from pyg_fer.models._builder import build_model_with_cfg
 from pyg_fer.models._registry import register_model
-from pyg_fer.nn.embed import _RESNET_STAGE_CHANNELS, _check_images, build_resnet_trunk
+from pyg_fer.models.backbone import ResNetTrunk
 
 __all__ = ["ResNetFER", "resnet18_fer"]
 
@@ -24,7 +24,7 @@ class ResNetFER(nn.Module):
         in_chans (int): image channels (3). (default: :obj:`3`)
         backbone (str): torchvision ResNet name. (default: :obj:`"resnet18"`)
         weights: trunk weights: ``None``, a torchvision weights enum or a local checkpoint path
-            (see :func:`pyg_fer.nn.embed.build_resnet_trunk`). (default: :obj:`None`)
+            (see :class:`pyg_fer.models.backbone.ResNetTrunk`). (default: :obj:`None`)
         drop_rate (float): dropout before the classifier. (default: :obj:`0.0`)
     """
 
@@ -44,22 +44,17 @@ class ResNetFER(nn.Module):
             raise ValueError(f"ResNetFER takes 3-channel images, got in_chans={in_chans}")
         self.num_classes = num_classes
         self.in_chans = in_chans
-        self.trunk = build_resnet_trunk(backbone, weights)
-        channels = _RESNET_STAGE_CHANNELS[backbone]
-        self.num_features = channels[-1]
+        self.trunk = ResNetTrunk(backbone, weights)
+        self.num_features = self.trunk.stage_channels[-1]
         self.feature_info = [
-            dict(num_chs=c, reduction=4 * 2**i, module=f"trunk.layer{i + 1}")
-            for i, c in enumerate(channels)
+            dict(info, module=f"trunk.{info['module']}") for info in self.trunk.feature_info
         ]
         self.drop = nn.Dropout(drop_rate)
         self.fc = nn.Linear(self.num_features, num_classes)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Last-stage feature map ``[B, C, H/32, W/32]``."""
-        _check_images(x, self.in_chans)
-        t = self.trunk
-        x = t.maxpool(t.relu(t.bn1(t.conv1(x))))
-        return t.layer4(t.layer3(t.layer2(t.layer1(x))))
+        return self.trunk(x)[-1]
 
     def forward_head(self, x: Tensor) -> Tensor:
         return self.fc(self.drop(x.mean(dim=(2, 3))))

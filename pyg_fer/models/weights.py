@@ -10,12 +10,13 @@ mis-shaped key by name.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Tuple, Union
 
 import torch
 import torch.nn as nn
+from safetensors.torch import load_file
 from torch import Tensor
 
 __all__ = [
@@ -34,10 +35,10 @@ class LoadReport:
     """What :func:`load_backbone_weights` did: keys loaded, ignored, missing and unexpected."""
 
     path: str
-    loaded: List[str] = field(default_factory=list)
-    ignored: List[str] = field(default_factory=list)
-    missing: List[str] = field(default_factory=list)
-    unexpected: List[str] = field(default_factory=list)
+    loaded: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         return (
@@ -48,7 +49,7 @@ class LoadReport:
         )
 
 
-def load_state_dict_file(path: Union[str, Path]) -> Dict[str, Tensor]:
+def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
     """Read a state dict from ``path`` safely.
 
     ``.safetensors`` files are read with :mod:`safetensors`; anything else with
@@ -64,8 +65,6 @@ def load_state_dict_file(path: Union[str, Path]) -> Dict[str, Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         try:
             obj = load_file(str(path), device="cpu")
         except Exception as err:  # safetensors raises its own error types
@@ -93,14 +92,14 @@ def load_state_dict_file(path: Union[str, Path]) -> Dict[str, Tensor]:
 
 def map_state_dict_keys(
     state_dict: Mapping[str, Tensor], prefixes: Iterable[str] = _PREFIXES
-) -> Dict[str, Tensor]:
+) -> dict[str, Tensor]:
     """Strip wrapper prefixes such as ``'module.'`` (``DataParallel``) from every key.
 
     Prefixes are stripped repeatedly, so ``'module.backbone.conv1.weight'`` becomes
     ``'conv1.weight'``. Two keys that map to the same name raise :class:`ValueError`.
     """
     prefixes = tuple(prefixes)
-    out: Dict[str, Tensor] = {}
+    out: dict[str, Tensor] = {}
     for key, value in state_dict.items():
         new = key
         stripped = True
@@ -120,8 +119,8 @@ def map_state_dict_keys(
 
 def load_backbone_weights(
     module: nn.Module,
-    path: Union[str, Path],
-    ignore_prefixes: Tuple[str, ...] = ("fc.", "classifier.", "head."),
+    path: str | Path,
+    ignore_prefixes: tuple[str, ...] = ("fc.", "classifier.", "head."),
     strict: bool = True,
 ) -> LoadReport:
     """Load a local checkpoint into a backbone, mapping keys and reporting mismatches.
@@ -148,7 +147,7 @@ def load_backbone_weights(
     state = map_state_dict_keys(load_state_dict_file(path))
     own = module.state_dict()
     report = LoadReport(path=str(path))
-    to_load: Dict[str, Tensor] = {}
+    to_load: dict[str, Tensor] = {}
     mismatched = []
     for key, value in state.items():
         if key in own:

@@ -8,11 +8,11 @@ from pyg_fer.nn.poisson import PoissonGraph, PoissonGraphOutput
 from pyg_fer.nn.agfn import AGFN, CosineThresholdGCN
 from pyg_fer.nn.block import FFN, DropPath, RDGCNBlock, dilation_schedule
 from pyg_fer.nn.embed import MultiScalePatchEmbed, StemPatchEmbed, nodes_to_pyg
-from pyg_fer.nn.loss import LabelSmoothingCrossEntropy, label_smoothing_cross_entropy
+from pyg_fer.nn.loss import label_smoothing_cross_entropy
 
 __all__ = [
     "AGFN", "CosineThresholdGCN", "DilatedKNNGraph", "DropPath", "FFN",
-    "LabelSmoothingCrossEntropy", "MRConv",
+    "MRConv",
     "MultiScalePatchEmbed", "PoissonGraph", "PoissonGraphOutput", "RDGCNBlock", "RGConv",
     "StemPatchEmbed", "dilated_knn", "dilated_knn_graph", "dilation_schedule",
     "label_smoothing_cross_entropy", "neighbours_to_edge_index", "nodes_to_pyg",

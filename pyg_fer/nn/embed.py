@@ -8,66 +8,27 @@ edge, for code that wants a :class:`torch_geometric.data.Batch`.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["MultiScalePatchEmbed", "StemPatchEmbed", "nodes_to_pyg", "build_resnet_trunk"]
-
-WeightsArg = Union[None, str, Path, Any]
-
-_RESNET_STAGE_CHANNELS = {
-    "resnet18": (64, 128, 256, 512),
-    "resnet34": (64, 128, 256, 512),
-    "resnet50": (256, 512, 1024, 2048),
-}
+__all__ = ["MultiScalePatchEmbed", "StemPatchEmbed", "check_images", "nodes_to_pyg"]
 
 
-def nodes_to_pyg(x: Tensor) -> Tuple[Tensor, Tensor]:
+def nodes_to_pyg(x: Tensor) -> tuple[Tensor, Tensor]:
     """Convert dense node features ``[B, N, D]`` to PyG's ``([B * N, D], batch [B * N])``."""
     if x.dim() != 3:
         raise ValueError(f"expected node features of shape [B, N, D], got {tuple(x.shape)}")
-    b, n, d = x.shape
-    batch = torch.arange(b, device=x.device).repeat_interleave(n)
-    return x.reshape(b * n, d), batch
+    num_graphs, num_nodes, dim = x.shape
+    batch = torch.arange(num_graphs, device=x.device).repeat_interleave(num_nodes)
+    return x.reshape(num_graphs * num_nodes, dim), batch
 
 
-def build_resnet_trunk(name: str = "resnet18", weights: WeightsArg = None) -> nn.Module:
-    """A torchvision ResNet without its classifier (``fc`` is :class:`~torch.nn.Identity`).
-
-    Args:
-        name (str): torchvision ResNet name, one of ``resnet18``, ``resnet34``, ``resnet50``.
-            (default: ``"resnet18"``)
-        weights: ``None`` (random initialisation), a torchvision weights enum such as
-            ``ResNet18_Weights.IMAGENET1K_V1`` (downloaded by torchvision where there is
-            internet), or a path to a local checkpoint (e.g. the MS-Celeb-1M ResNet-18 shared by
-            FER repositories), loaded by :func:`pyg_fer.models.weights.load_backbone_weights`.
-            (default: ``None``)
-    """
-    import torchvision
-
-    if name not in _RESNET_STAGE_CHANNELS:
-        raise ValueError(
-            f"unknown backbone '{name}'; choose one of {sorted(_RESNET_STAGE_CHANNELS)}"
-        )
-    builder = getattr(torchvision.models, name)
-    if weights is None or isinstance(weights, (str, Path)):
-        trunk = builder(weights=None)
-    else:
-        trunk = builder(weights=weights)
-    trunk.fc = nn.Identity()
-    if isinstance(weights, (str, Path)):
-        from pyg_fer.models.weights import load_backbone_weights
-
-        load_backbone_weights(trunk, weights)
-    return trunk
-
-
-def _resample(x: Tensor, size: Tuple[int, int]) -> Tensor:
+def _resample(x: Tensor, size: tuple[int, int]) -> Tensor:
     """Average-pool ``x`` down to ``size``; bilinearly upsample a map smaller than ``size``."""
     h, w = x.shape[-2:]
     if (h, w) == size:
@@ -81,7 +42,8 @@ def _resample(x: Tensor, size: Tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
-def _check_images(x: Tensor, in_chans: int) -> None:
+def check_images(x: Tensor, in_chans: int) -> None:
+    """Raise :class:`ValueError` unless ``x`` is a batch of ``in_chans``-channel images."""
     if x.dim() != 4 or x.shape[1] != in_chans:
         raise ValueError(
             f"expected images of shape [B, {in_chans}, H, W], got {tuple(x.shape)}; "
@@ -94,7 +56,8 @@ class MultiScalePatchEmbed(nn.Module):
     r"""Multi-scale feature fusion-based patch embedding (MSF²PE) from the `"Face2Nodes"
     <https://doi.org/10.1016/j.ins.2023.119640>`_ paper, §3.2 and Fig. 3.
 
-    A ResNet trunk yields the four stage outputs :math:`X_s \in \mathbb{R}^{C_s \times H_s
+    A trunk (the ResNet of :class:`pyg_fer.models.backbone.ResNetTrunk`) yields the four stage
+    outputs :math:`X_s \in \mathbb{R}^{C_s \times H_s
     \times W_s}`; each is mapped by a 1×1 convolution to :math:`C'_s` channels and resampled to
     the target grid :math:`H_t \times W_t`, the four maps are concatenated, and a 1×1
     convolution + BatchNorm + GELU fuses them to :math:`D` channels:
@@ -116,6 +79,11 @@ class MultiScalePatchEmbed(nn.Module):
     result equals Eq. (1) exactly at a fraction of the multiply-adds.
 
     Args:
+        trunk (torch.nn.Module): a CNN given as ``forward_stem(images)`` followed by the
+            modules ``stages`` (finest first), each stage's output described in
+            ``feature_info`` (a list of dicts with ``num_chs``), as
+            :class:`~pyg_fer.models.backbone.ResNetTrunk` is. Built by the models layer (with
+            its weights) and passed in.
         embed_dim (int): node feature size :math:`D`. (default: :obj:`512`)
         grid_size (int or tuple): target grid :math:`H_t \times W_t`. (default: :obj:`7`)
         stage_channels (int or sequence of int, optional): the 1×1 widths :math:`C'_s`, which
@@ -123,8 +91,6 @@ class MultiScalePatchEmbed(nn.Module):
             means :math:`C'_s = C_s`. The default 64 is the reading closest to the paper's
             Table 2 parameter count (``benchmarks/complexity.py``, ``docs/design.md``).
             (default: :obj:`64`)
-        backbone (str): torchvision ResNet trunk. (default: :obj:`"resnet18"`)
-        weights: trunk weights, see :func:`build_resnet_trunk`. (default: :obj:`None`)
         in_chans (int): image channels; only 3 is supported by the trunk. (default: :obj:`3`)
 
     Shapes:
@@ -134,11 +100,10 @@ class MultiScalePatchEmbed(nn.Module):
 
     def __init__(
         self,
+        trunk: nn.Module,
         embed_dim: int = 512,
-        grid_size: Union[int, Tuple[int, int]] = 7,
-        stage_channels: Optional[Union[int, Sequence[int]]] = 64,
-        backbone: str = "resnet18",
-        weights: WeightsArg = None,
+        grid_size: int | tuple[int, int] = 7,
+        stage_channels: int | Sequence[int] | None = 64,
         in_chans: int = 3,
     ) -> None:
         super().__init__()
@@ -149,26 +114,24 @@ class MultiScalePatchEmbed(nn.Module):
         self.embed_dim = embed_dim
         self.grid_size = _pair(grid_size, "grid_size")
         self.num_nodes = self.grid_size[0] * self.grid_size[1]
-        self.backbone = backbone
         self.in_chans = in_chans
-        trunk = build_resnet_trunk(backbone, weights)
-        self.stem = nn.Sequential(trunk.conv1, trunk.bn1, trunk.relu, trunk.maxpool)
-        self.stages = nn.ModuleList([trunk.layer1, trunk.layer2, trunk.layer3, trunk.layer4])
-        in_channels = _RESNET_STAGE_CHANNELS[backbone]
+        self.trunk = trunk
+        in_channels = tuple(int(info["num_chs"]) for info in trunk.feature_info)
         if stage_channels is None:
             stage_channels = in_channels
         elif isinstance(stage_channels, int):
-            stage_channels = (stage_channels,) * 4
+            stage_channels = (stage_channels,) * len(in_channels)
         stage_channels = tuple(int(c) for c in stage_channels)
-        if len(stage_channels) != 4 or min(stage_channels) < 1:
+        if len(stage_channels) != len(in_channels) or min(stage_channels) < 1:
             raise ValueError(
-                f"stage_channels must be a positive int or 4 positive ints, got {stage_channels}"
+                f"stage_channels must be a positive int or {len(in_channels)} positive ints "
+                f"(one per trunk stage), got {stage_channels}"
             )
         self.stage_channels = stage_channels
         self.proj = nn.ModuleList(
             [
-                nn.Conv2d(c, c2, kernel_size=1)
-                for c, c2 in zip(in_channels, stage_channels, strict=True)
+                nn.Conv2d(c_in, c_out, kernel_size=1)
+                for c_in, c_out in zip(in_channels, stage_channels, strict=True)
             ]
         )
         self.fuse = nn.Sequential(
@@ -176,25 +139,40 @@ class MultiScalePatchEmbed(nn.Module):
             nn.BatchNorm2d(embed_dim),
             nn.GELU(),
         )
-        self.feature_info: List[Dict[str, Any]] = [
-            dict(num_chs=c, reduction=4 * 2**i, module=f"stages.{i}")
-            for i, c in enumerate(in_channels)
+        self.feature_info: list[dict[str, Any]] = [
+            dict(info, module=f"trunk.{info['module']}") for info in trunk.feature_info
         ] + [dict(num_chs=embed_dim, reduction=None, module="fuse")]
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_images(x, self.in_chans)
-        x = self.stem(x)
+        check_images(x, self.in_chans)
+        # Stage by stage: each map is reduced to the grid as soon as it exists (this order also
+        # fixes the float summation order of the trunk's gradients).
+        x = self.trunk.forward_stem(x)
         fused = []
-        for stage, proj in zip(self.stages, self.proj, strict=True):
+        for stage, proj in zip(self.trunk.stages, self.proj, strict=True):
             x = stage(x)
             fused.append(proj(_resample(x, self.grid_size)))
         x = self.fuse(torch.cat(fused, dim=1))
         return x.flatten(2).transpose(1, 2)
 
+    def _load_from_state_dict(self, state_dict: dict[str, Tensor], prefix: str,
+                              *args: Any, **kwargs: Any) -> None:
+        # Checkpoints written before the embedder took its trunk (pyg-fer 0.1.0 up to commit
+        # 5875d88) hold the ResNet trunk as stem.0 (conv1), stem.1 (bn1) and stages.<i>
+        # (layer<i+1>); rename those keys to the trunk's own names so they still load.
+        legacy = {f"{prefix}stem.0.": f"{prefix}trunk.conv1.",
+                  f"{prefix}stem.1.": f"{prefix}trunk.bn1.",
+                  **{f"{prefix}stages.{i}.": f"{prefix}trunk.layer{i + 1}." for i in range(4)}}
+        for key in [k for k in state_dict if k.startswith(tuple(legacy))]:
+            old = next(start for start in legacy if key.startswith(start))
+            state_dict[legacy[old] + key[len(old):]] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def __repr__(self) -> str:
         return (
-            f"{self.__class__.__name__}({self.backbone}, embed_dim={self.embed_dim}, "
-            f"grid_size={self.grid_size}, stage_channels={self.stage_channels})"
+            f"{self.__class__.__name__}({type(self.trunk).__name__}, "
+            f"embed_dim={self.embed_dim}, grid_size={self.grid_size}, "
+            f"stage_channels={self.stage_channels})"
         )
 
 
@@ -225,7 +203,7 @@ class StemPatchEmbed(nn.Module):
     def __init__(
         self,
         embed_dim: int = 512,
-        grid_size: Union[int, Tuple[int, int]] = 14,
+        grid_size: int | tuple[int, int] = 14,
         in_chans: int = 3,
     ) -> None:
         super().__init__()
@@ -236,20 +214,21 @@ class StemPatchEmbed(nn.Module):
         self.num_nodes = self.grid_size[0] * self.grid_size[1]
         self.in_chans = in_chans
         widths = [embed_dim // 8, embed_dim // 4, embed_dim // 2, embed_dim]
-        layers: List[nn.Module] = []
+        layers: list[nn.Module] = []
         c_in = in_chans
-        for c in widths:
-            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.BatchNorm2d(c), nn.GELU()]
-            c_in = c
+        for width in widths:
+            layers += [nn.Conv2d(c_in, width, 3, stride=2, padding=1), nn.BatchNorm2d(width),
+                       nn.GELU()]
+            c_in = width
         layers += [nn.Conv2d(embed_dim, embed_dim, 3, padding=1), nn.BatchNorm2d(embed_dim)]
         self.stem = nn.Sequential(*layers)
         self.pos_embed = nn.Parameter(torch.zeros(1, embed_dim, *self.grid_size))
-        self.feature_info: List[Dict[str, Any]] = [
+        self.feature_info: list[dict[str, Any]] = [
             dict(num_chs=embed_dim, reduction=16, module="stem")
         ]
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_images(x, self.in_chans)
+        check_images(x, self.in_chans)
         x = _resample(self.stem(x), self.grid_size) + self.pos_embed
         return x.flatten(2).transpose(1, 2)
 
@@ -257,7 +236,7 @@ class StemPatchEmbed(nn.Module):
         return f"{self.__class__.__name__}(embed_dim={self.embed_dim}, grid_size={self.grid_size})"
 
 
-def _pair(value: Union[int, Sequence[int]], name: str) -> Tuple[int, int]:
+def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
     if isinstance(value, int):
         value = (value, value)
     value = tuple(value)

@@ -9,34 +9,22 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from pyg_fer.models import is_model, register_model
+from pyg_fer.models import build_model_with_cfg, is_model, register_model
 
 IMG = 8
 CLASSES = ["anger", "happy", "sad", "surprise"]
-
-
-def _tiny_cfg(name: str, num_classes: int, img_size: int, hidden: int) -> dict:
-    """The pyg-fer ``cfg`` a registered model carries (rebuild kwargs, input, normalisation)."""
-    return {
-        "name": name,
-        "kwargs": {"img_size": img_size, "hidden": hidden},
-        "input_size": (3, img_size, img_size),
-        "mean": (0.5, 0.5, 0.5),
-        "std": (0.5, 0.5, 0.5),
-        "num_classes": num_classes,
-        "class_names": None,
-    }
+#: The builders' defaults; ``model.cfg`` is written by ``build_model_with_cfg`` as for every model.
+_TINY_DEFAULTS = {"img_size": IMG, "hidden": 16, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
 
 
 class TinyMLP(nn.Module):
-    """Flatten → Linear → BatchNorm → ReLU → Linear, carrying a pyg-fer ``cfg``."""
+    """Flatten → Linear → BatchNorm → ReLU → Linear."""
 
     def __init__(self, num_classes: int = 4, img_size: int = IMG, hidden: int = 16) -> None:
         super().__init__()
         self.fc1 = nn.Linear(3 * img_size * img_size, hidden)
         self.bn = nn.BatchNorm1d(hidden)
         self.fc2 = nn.Linear(hidden, num_classes)
-        self.cfg = _tiny_cfg("_tiny_test_mlp", num_classes, img_size, hidden)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.bn(self.fc1(x.flatten(1))))
@@ -58,7 +46,6 @@ class TinyAGFN(nn.Module):
         self.alpha = nn.Parameter(torch.tensor(1.4))
         self.beta = nn.Parameter(torch.tensor(0.1))
         self.agfn_enabled = True
-        self.cfg = _tiny_cfg("_tiny_test_agfn", num_classes, img_size, hidden)
 
     def graph_parameters(self):
         return iter([self.alpha, self.beta])
@@ -88,11 +75,13 @@ if not is_model("_tiny_test_mlp"):
 
     @register_model
     def _tiny_test_mlp(*, num_classes: int = 4, **kwargs) -> nn.Module:
-        return TinyMLP(num_classes=num_classes, **kwargs)
+        return build_model_with_cfg(TinyMLP, "_tiny_test_mlp", _TINY_DEFAULTS,
+                                    dict(kwargs, num_classes=num_classes))
 
     @register_model
     def _tiny_test_agfn(*, num_classes: int = 4, **kwargs) -> nn.Module:
-        return TinyAGFN(num_classes=num_classes, **kwargs)
+        return build_model_with_cfg(TinyAGFN, "_tiny_test_agfn", _TINY_DEFAULTS,
+                                    dict(kwargs, num_classes=num_classes))
 
 
 class BlobImages(Dataset):

@@ -5,6 +5,14 @@ import torch
 from _engine_tiny import BlobImages, tiny_config
 
 from pyg_fer.engine import coordinate_descent_step, train
+from pyg_fer.engine.agfn import (
+    GraphParamModel,
+    SwitchableGraphModel,
+    check_agfn_model,
+    set_agfn_phase,
+    split_parameters,
+)
+from pyg_fer.engine.config import AGFNConfig
 from pyg_fer.engine.trainer import compute_loss
 from pyg_fer.models import create_model
 
@@ -85,3 +93,47 @@ def test_agfn_mode_needs_the_parameter_split(tmp_path):
     tr, ev = BlobImages(32, seed=1), BlobImages(16, seed=2)
     with pytest.raises(ValueError, match="no graph_parameters"):
         train(tiny_config(tmp_path, agfn={"enabled": True}), train_dataset=tr, eval_dataset=ev)
+
+
+class _GraphOnly(torch.nn.Module):
+    """Graph parameters but no set_agfn_enabled; network_parameters can be made to miss one."""
+
+    def __init__(self, drop_bias: bool = False):
+        super().__init__()
+        self.lin = torch.nn.Linear(2, 2)
+        self.alpha = torch.nn.Parameter(torch.ones(()))
+        self.drop_bias = drop_bias
+
+    def graph_parameters(self):
+        return iter([self.alpha])
+
+    def network_parameters(self):
+        return iter([self.lin.weight] if self.drop_bias else [self.lin.weight, self.lin.bias])
+
+
+def test_agfn_capability_is_a_protocol_and_errors_name_what_is_missing():
+    mlp, agfn, graph_only = create_model("_tiny_test_mlp"), create_model("_tiny_test_agfn"), \
+        _GraphOnly()
+    assert not isinstance(mlp, GraphParamModel)
+    assert isinstance(agfn, SwitchableGraphModel)
+    assert isinstance(graph_only, GraphParamModel)
+    assert not isinstance(graph_only, SwitchableGraphModel)
+    check_agfn_model(mlp, AGFNConfig(enabled=False), "_tiny_test_mlp")  # off: nothing asked
+    with pytest.raises(ValueError, match="model '_tiny_test_mlp' has no graph_parameters"):
+        check_agfn_model(mlp, AGFNConfig(enabled=True), "_tiny_test_mlp")
+    check_agfn_model(graph_only, AGFNConfig(enabled=True), "g")
+    with pytest.raises(ValueError, match=r"pretrain_epochs > 0 needs model 'g'.*set_agfn_enabled"):
+        check_agfn_model(graph_only, AGFNConfig(enabled=True, pretrain_epochs=2), "g")
+    net, graph = split_parameters(graph_only)
+    assert len(net) == 2 and graph == [graph_only.alpha]
+    with pytest.raises(ValueError, match=r"in neither.*\['lin.bias'\]"):
+        split_parameters(_GraphOnly(drop_bias=True))
+
+
+def test_agfn_phase_switches_the_graph_on_after_pretraining():
+    model = create_model("_tiny_test_agfn")
+    cfg = AGFNConfig(enabled=True, pretrain_epochs=2)
+    assert [set_agfn_phase(model, cfg, epoch) for epoch in (1, 2)] == [False, False]
+    assert model.agfn_enabled is False
+    assert set_agfn_phase(model, cfg, 3) is True and model.agfn_enabled is True
+    assert set_agfn_phase(model, AGFNConfig(enabled=False), 3) is False

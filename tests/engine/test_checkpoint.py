@@ -22,8 +22,7 @@ from pyg_fer.models import create_model
 @pytest.fixture
 def model():
     torch.manual_seed(0)
-    m = create_model("_tiny_test_mlp", num_classes=4, hidden=8)
-    m.cfg["class_names"] = ["a", "b", "c", "d"]
+    m = create_model("_tiny_test_mlp", num_classes=4, hidden=8, class_names=["a", "b", "c", "d"])
     m.bn.running_mean.uniform_()  # non-trivial buffers must round-trip too
     return m.eval()
 

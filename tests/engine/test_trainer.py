@@ -40,6 +40,16 @@ def test_short_training_lowers_loss_beats_chance_and_writes_the_run(tmp_path):
     assert read_card(run / "last.json")["epoch"] == 4
 
 
+def test_a_log_file_gets_one_line_per_epoch_and_no_progress_bar(tmp_path, capsys):
+    tr, ev = _data(64, 32)
+    train(tiny_config(tmp_path, train={"epochs": 2, "progress": True}), train_dataset=tr,
+          eval_dataset=ev)
+    out, err = capsys.readouterr()  # captured streams are not terminals
+    assert "\r" not in err and "epoch 1/2" not in err
+    assert [line.split(" train")[0] for line in out.splitlines() if " epoch " in line] == [
+        "[pyg-fer] epoch 1/2", "[pyg-fer] epoch 2/2"]
+
+
 def test_report_holds_what_it_claims(tmp_path):
     tr, ev = _data()
     train(tiny_config(tmp_path, train={"epochs": 2}), train_dataset=tr, eval_dataset=ev)

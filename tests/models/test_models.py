@@ -65,8 +65,13 @@ def test_cfg_rebuilds_model(name):
     assert cfg["name"] == name and cfg["num_classes"] == 3
     assert cfg["class_names"] == ["a", "b", "c"] and cfg["input_size"][0] == 3
     assert len(cfg["mean"]) == 3 and len(cfg["std"]) == 3
+    # the architecture and the data metadata are kept apart
+    assert not {"class_names", "mean", "std"} & set(cfg["kwargs"])
     rebuilt = pyg_fer.create_model(cfg["name"], **cfg["kwargs"])
     rebuilt.load_state_dict(model.state_dict())  # same architecture, strict
+    assert rebuilt.cfg["kwargs"] == model.cfg["kwargs"]
+    rebuilt = pyg_fer.create_model(cfg["name"], **cfg["kwargs"], class_names=cfg["class_names"],
+                                   mean=cfg["mean"], std=cfg["std"])
     assert rebuilt.cfg == model.cfg
     with pytest.raises(ValueError, match="class_names has 2 entries"):
         small(name, num_classes=3, class_names=["a", "b"])

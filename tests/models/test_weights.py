@@ -7,7 +7,7 @@ from safetensors.torch import save_file
 
 import pyg_fer
 from pyg_fer.models.weights import load_backbone_weights, load_state_dict_file, map_state_dict_keys
-from pyg_fer.nn.embed import build_resnet_trunk
+from pyg_fer.models.backbone import ResNetTrunk
 
 
 def _msceleb_checkpoint(path, drop=(), extra=None, num_identities=11):
@@ -24,8 +24,8 @@ def test_msceleb_layout_loads_into_face2nodes_and_resnet(tmp_path):
     net = _msceleb_checkpoint(path)
     model = pyg_fer.create_model("face2nodes", embed_dim=32, depth=1, grid_size=2, k=2,
                                  weights=str(path))
-    assert torch.equal(model.embed.stem[0].weight, net.conv1.weight)
-    assert torch.equal(model.embed.stages[3][1].bn2.running_var, net.layer4[1].bn2.running_var)
+    assert torch.equal(model.embed.trunk.conv1.weight, net.conv1.weight)
+    assert torch.equal(model.embed.trunk.layer4[1].bn2.running_var, net.layer4[1].bn2.running_var)
     assert "weights" not in model.cfg["kwargs"]  # a checkpoint carries its own weights
     cnn = pyg_fer.create_model("resnet18_fer", weights=path)
     assert torch.equal(cnn.trunk.layer2[0].conv1.weight, net.layer2[0].conv1.weight)
@@ -36,7 +36,7 @@ def test_report_names_ignored_missing_and_unexpected(tmp_path):
     path = tmp_path / "ckpt.pth"
     _msceleb_checkpoint(path, drop=("layer1.0.conv1.weight",),
                         extra={"module.attention.weight": torch.zeros(3)})
-    trunk = build_resnet_trunk()
+    trunk = ResNetTrunk()
     with pytest.raises(ValueError, match=r"ckpt.pth.*missing 1 \(layer1.0.conv1.weight\)"
                                          r".*unexpected 1 \(attention.weight\)"):
         load_backbone_weights(trunk, path)
@@ -51,7 +51,7 @@ def test_missing_num_batches_tracked_is_harmless(tmp_path):
     net = torchvision.models.resnet18()
     old = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
     torch.save(old, path)
-    report = load_backbone_weights(build_resnet_trunk(), path)
+    report = load_backbone_weights(ResNetTrunk(), path)
     assert report.missing == [] and report.ignored == ["fc.weight", "fc.bias"]
 
 
@@ -59,7 +59,7 @@ def test_shape_mismatch_names_the_key(tmp_path):
     path = tmp_path / "bad.pth"
     _msceleb_checkpoint(path, extra={"module.conv1.weight": torch.zeros(64, 1, 7, 7)})
     with pytest.raises(ValueError, match=r"conv1.weight: file \(64, 1, 7, 7\) vs model"):
-        load_backbone_weights(build_resnet_trunk(), path)
+        load_backbone_weights(ResNetTrunk(), path)
 
 
 def test_unsafe_and_missing_files(tmp_path):
@@ -84,7 +84,42 @@ def test_safetensors_and_prefix_mapping(tmp_path):
     path = tmp_path / "r18.safetensors"
     save_file({f"module.backbone.{k}": v.contiguous() for k, v in net.state_dict().items()},
               str(path))
-    trunk = build_resnet_trunk(weights=path)
+    trunk = ResNetTrunk(weights=path)
     assert torch.equal(trunk.layer3[0].downsample[0].weight, net.layer3[0].downsample[0].weight)
     with pytest.raises(ValueError, match="collide"):
         map_state_dict_keys({"module.a": torch.zeros(1), "a": torch.zeros(1)})
+
+
+def test_trunk_keeps_torchvision_keys_and_returns_four_stages():
+    trunk = ResNetTrunk()
+    net = torchvision.models.resnet18()
+    assert list(trunk.state_dict()) == [k for k in net.state_dict() if not k.startswith("fc.")]
+    maps = trunk(torch.randn(1, 3, 64, 64))
+    assert [m.shape[1] for m in maps] == [64, 128, 256, 512]
+    assert [m.shape[-1] for m in maps] == [16, 8, 4, 2]
+    with pytest.raises(ValueError, match="unknown backbone 'vgg16'"):
+        ResNetTrunk("vgg16")
+
+
+def test_face2nodes_checkpoints_with_the_old_embedder_keys_still_load():
+    # Before the embedder took its trunk, MSF²PE held it as stem.0/stem.1/stages.<i>.
+    model = pyg_fer.create_model("face2nodes", embed_dim=32, depth=1, grid_size=2, k=2)
+    old_names = {"trunk.conv1.": "stem.0.", "trunk.bn1.": "stem.1.",
+                 **{f"trunk.layer{i + 1}.": f"stages.{i}." for i in range(4)}}
+
+    def to_old(key):
+        for new, old in old_names.items():
+            if key.startswith("embed." + new):
+                return "embed." + old + key[len("embed." + new):]
+        return key
+
+    legacy = {to_old(k): v.clone() + 1 for k, v in model.state_dict().items()
+              if v.is_floating_point()}
+    legacy.update({to_old(k): v for k, v in model.state_dict().items()
+                   if not v.is_floating_point()})
+    assert "embed.stem.0.weight" in legacy and "embed.stages.3.1.bn2.bias" in legacy
+    fresh = pyg_fer.create_model("face2nodes", embed_dim=32, depth=1, grid_size=2, k=2)
+    fresh.load_state_dict(legacy)  # strict
+    assert torch.equal(fresh.embed.trunk.conv1.weight, model.embed.trunk.conv1.weight + 1)
+    new_bias = fresh.embed.trunk.layer4[1].bn2.bias
+    assert torch.equal(new_bias, model.embed.trunk.layer4[1].bn2.bias + 1)

@@ -1,0 +1,72 @@
+"""The recipe's datasets: ``cfg.data`` → a split with its transform, class names, label noise.
+
+Training (:func:`build_datasets`) and ``pyg-fer eval`` (:func:`build_split`) build their data
+here, so a split is built the same way wherever it is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from pyg_fer.constants import IMAGENET_MEAN, IMAGENET_STD
+from pyg_fer.data import add_label_noise, build_dataset, build_transform
+from pyg_fer.engine.config import Config
+
+
+def normalization(cfg: Config) -> tuple[list[float], list[float]]:
+    """``(data.mean, data.std)``, ImageNet's where the recipe leaves them unset."""
+    return list(cfg.data.mean or IMAGENET_MEAN), list(cfg.data.std or IMAGENET_STD)
+
+
+def build_split(cfg: Config, split: str, *, train: bool, mean: Sequence[float],
+                std: Sequence[float], img_size: int | None = None) -> Dataset:
+    """One split of ``cfg.data`` with the recipe's training or evaluation transform.
+
+    Args:
+        cfg: the recipe.
+        split: the dataset split (``'train'``, ``'test'``, ...).
+        train: training transform and ``data.train_options``, else the evaluation transform
+            and ``data.eval_options`` (both on top of ``data.options``).
+        mean, std: normalisation of the transform.
+        img_size: network input size (default: ``data.img_size``).
+    """
+    data = cfg.data
+    transform = build_transform(train, img_size=img_size or data.img_size, recipe=data.recipe,
+                                mean=mean, std=std)
+    options = dict(data.options, **(data.train_options if train else data.eval_options))
+    return build_dataset(data.name, data.root, split, transform=transform, **options)
+
+
+def build_datasets(cfg: Config, mean: Sequence[float],
+                   std: Sequence[float]) -> tuple[Dataset, Dataset]:
+    """Training and evaluation datasets of ``cfg.data`` with the recipe's transforms."""
+    train_ds = build_split(cfg, cfg.data.train_split, train=True, mean=mean, std=std)
+    eval_ds = build_split(cfg, cfg.data.eval_split, train=False, mean=mean, std=std)
+    return train_ds, eval_ds
+
+
+def class_names(dataset: Dataset, what: str) -> list[str]:
+    """The ``classes`` of a dataset as strings; ``what`` names it in the error."""
+    classes = getattr(dataset, "classes", None)
+    if classes is None:
+        raise ValueError(f"the {what} dataset ({type(dataset).__name__}) has no 'classes' "
+                         "attribute (list of class names)")
+    return [str(c) for c in classes]
+
+
+def apply_label_noise(dataset: Dataset, ratio: float, seed: int) -> int:
+    """Replace ``round(ratio·n)`` training labels by a different class (AGFN §4.3).
+
+    Returns the number of labels changed.
+    """
+    targets = getattr(dataset, "targets", None)
+    if targets is None:
+        raise ValueError(f"data.label_noise needs a dataset with 'targets'; "
+                         f"{type(dataset).__name__} has none")
+    num_classes = len(class_names(dataset, "training"))
+    noisy, changed = add_label_noise(targets, ratio, num_classes, seed)
+    dataset.targets = noisy
+    return int(torch.as_tensor(changed).sum().item())
