@@ -8,6 +8,8 @@ DistributedDataParallel, CPU or CUDA (mixed precision and channels-last on CUDA 
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import json
 import math
 import random
@@ -321,6 +323,7 @@ def coordinate_descent_step(
     autocast: Callable[[], Any] = contextlib.nullcontext,
     grad_clip: float | None = None,
     dist_info: D.DistInfo | None = None,
+    sample_average: str = "loss",
 ) -> tuple:
     """One AGFN coordinate-descent iteration (AGFN §3.3).
 
@@ -332,16 +335,25 @@ def coordinate_descent_step(
        parameters are frozen for it and the BatchNorm statistics it would update are restored.
        With ``'shared'`` it reuses the gradient of step 1 (one backward pass, half the cost).
 
+    ``sample_average``: when the model draws ``S > 1`` graphs per forward, ``'loss'`` averages
+    the ``S`` losses (Eq. 10: the gradient is the mean of the per-draw gradients) and
+    ``'output'`` takes the loss of the averaged outputs.
+
     Returns:
-        ``(logits, loss)`` of the network step's forward pass (detached).
+        ``(logits, loss)`` of the network step's forward pass (detached; with ``S > 1`` draws
+        the logits are averaged over the draws).
     """
+    if sample_average not in SAMPLE_AVERAGES:
+        raise ValueError(f"unknown sample_average '{sample_average}'; valid: "
+                         f"{', '.join(SAMPLE_AVERAGES)}")
+    forward = functools.partial(sampled_forward, sample_average=sample_average)
     bare = ckpt.unwrap(model)
     scaler = scaler or torch.amp.GradScaler("cpu", enabled=False)
     net_params = [p for p in bare.network_parameters() if p.requires_grad]
     graph_params = [p for p in bare.graph_parameters() if p.requires_grad]
     opt_graph.zero_grad(set_to_none=True)
     logits, loss = _forward_backward_step(model, images, targets, opt_net, loss_fn, scaler,
-                                          autocast, grad_clip, net_params)
+                                          autocast, grad_clip, net_params, forward)
     if graph_step == "shared":
         scaler.step(opt_graph)
         scaler.update()
@@ -352,7 +364,7 @@ def coordinate_descent_step(
     opt_graph.zero_grad(set_to_none=True)
     with _frozen(net_params), _preserved_buffers(bare):
         with autocast():
-            graph_loss = loss_fn(bare(images), targets)
+            graph_loss = forward(bare, images, targets, loss_fn)[1]
         scaler.scale(graph_loss).backward()
     info = dist_info or D.DistInfo()
     if info.enabled:
@@ -364,14 +376,46 @@ def coordinate_descent_step(
     return logits.detach(), loss.detach()
 
 
+SAMPLE_AVERAGES = ("loss", "output")
+
+
+def _plain_forward(model, images, targets, loss_fn):
+    logits = model(images)
+    return logits, loss_fn(logits, targets)
+
+
+def sampled_forward(model: nn.Module, images: Tensor, targets: Tensor,
+                    loss_fn: Callable[[Tensor, Tensor], Tensor],
+                    sample_average: str = "loss") -> tuple:
+    """``(logits, loss)`` of one forward pass of a model that may draw several graphs.
+
+    With ``sample_average='loss'`` and a model whose ``forward`` takes ``return_samples`` (the
+    AGFN models: ``[S, B, C]``, one block per graph drawn), the loss is the mean of the ``S``
+    per-draw losses (AGFN Eq. 10) and the logits the mean of the ``S`` logits; otherwise the
+    loss of the model's plain output (which averages the ``S`` outputs).
+    """
+    if sample_average == "loss" and _takes_samples(model):
+        stacked = model(images, return_samples=True)
+        loss = torch.stack([loss_fn(out, targets) for out in stacked]).mean()
+        return stacked.mean(0), loss
+    return _plain_forward(model, images, targets, loss_fn)
+
+
+def _takes_samples(model: nn.Module) -> bool:
+    forward = getattr(ckpt.unwrap(model), "forward", None)
+    try:
+        return "return_samples" in inspect.signature(forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _forward_backward_step(model, images, targets, opt, loss_fn, scaler, autocast, grad_clip,
-                           params):
+                           params, forward=_plain_forward):
     """Zero ``opt``'s gradients, forward, scaled backward, optional clipping of ``params``,
     ``opt`` step; the scaler is not updated (the caller may step another optimiser first)."""
     opt.zero_grad(set_to_none=True)
     with autocast():
-        logits = model(images)
-        loss = loss_fn(logits, targets)
+        logits, loss = forward(model, images, targets, loss_fn)
     scaler.scale(loss).backward()
     if grad_clip is not None:
         scaler.unscale_(opt)
@@ -380,9 +424,10 @@ def _forward_backward_step(model, images, targets, opt, loss_fn, scaler, autocas
     return logits, loss
 
 
-def _standard_step(model, images, targets, opt, loss_fn, scaler, autocast, grad_clip, params):
+def _standard_step(model, images, targets, opt, loss_fn, scaler, autocast, grad_clip, params,
+                   forward=_plain_forward):
     logits, loss = _forward_backward_step(model, images, targets, opt, loss_fn, scaler, autocast,
-                                          grad_clip, params)
+                                          grad_clip, params, forward)
     scaler.update()
     return logits.detach(), loss.detach()
 
@@ -484,6 +529,8 @@ def _train(cfg: Config, info: D.DistInfo, train_ds, eval_ds, resume, t_start,
             getattr(model, "set_agfn_enabled", None)):
         raise ValueError(f"agfn.pretrain_epochs > 0 needs model '{cfg.model.name}' to offer "
                          "set_agfn_enabled(bool)")
+    if callable(getattr(model, "set_global_graph", None)):
+        model.set_global_graph(cfg.agfn.global_graph and info.enabled)
     seed_everything(tc.seed + info.rank)  # rank-specific augmentation / dropout streams
     model.to(device)
     use_cuda = device.type == "cuda"
@@ -539,6 +586,9 @@ def _train(cfg: Config, info: D.DistInfo, train_ds, eval_ds, resume, t_start,
 
     def autocast():
         return torch.autocast(device.type, dtype=torch.float16, enabled=use_amp)
+
+    # S > 1 graphs per step: mean of the S losses (Eq. 10) or loss of the mean output
+    forward = functools.partial(sampled_forward, sample_average=cfg.agfn.sample_average)
 
     # ---- resume
     start_epoch, best_value, best_epoch = 1, -math.inf, 0
@@ -598,10 +648,11 @@ def _train(cfg: Config, info: D.DistInfo, train_ds, eval_ds, resume, t_start,
                 logits, loss = coordinate_descent_step(
                     model, images, targets, opt, opt_graph, loss_fn,
                     graph_step=cfg.agfn.graph_step, scaler=scaler, autocast=autocast,
-                    grad_clip=tc.grad_clip, dist_info=info)
+                    grad_clip=tc.grad_clip, dist_info=info,
+                    sample_average=cfg.agfn.sample_average)
             else:
                 logits, loss = _standard_step(model, images, targets, opt, loss_fn, scaler,
-                                              autocast, tc.grad_clip, net_params)
+                                              autocast, tc.grad_clip, net_params, forward)
             scheduler.step()
             n = len(images)
             correct = (logits.argmax(1) == hard_targets(targets)).sum().item()
