@@ -96,3 +96,16 @@ def test_disabled_graph_is_the_identity_in_training_too():
     agfn.use_graph = False
     x = torch.randn(10, 6)
     assert torch.allclose(agfn(x), x @ agfn.gcn.lin.weight.t() + agfn.gcn.bias, atol=1e-6)
+
+
+def test_global_graph_without_a_process_group_is_the_local_graph():
+    torch.manual_seed(0)
+    agfn = AGFN(6, 4, num_samples=2, global_graph=True).train()
+    x = torch.randn(10, 6)
+    torch.manual_seed(3)
+    on = agfn(x, return_samples=True)
+    agfn.global_graph = False
+    torch.manual_seed(3)
+    assert torch.equal(on, agfn(x, return_samples=True))
+    assert str(AGFN(4, 4, global_graph=True)) == (
+        "AGFN(4, 4, num_samples=1, eval_graph=identity, global_graph=True)")
