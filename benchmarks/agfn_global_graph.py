@@ -92,9 +92,10 @@ def worker(args: argparse.Namespace) -> None:
         rows = []
         for name, ts in times.items():
             base = times[baselines[name.split(",")[0]]]
+            pairs = list(zip(ts, base, strict=True))
             rows.append([name, f"{1e3 * statistics.median(ts):.2f}",
-                         f"{statistics.median(t / u for t, u in zip(ts, base)):.3f}",
-                         f"{1e3 * statistics.median(t - u for t, u in zip(ts, base)):+.2f}"])
+                         f"{statistics.median(t / u for t, u in pairs):.3f}",
+                         f"{1e3 * statistics.median(t - u for t, u in pairs):+.2f}"])
         print(f"{machine_line()}; gloo, 2 processes, {b} samples per process (global batch "
               f"{2 * b}), F = {f}, agfn_resnet18 at {args.img_size} px, {args.rounds} rounds")
         print(format_table(["arm", "median ms", "ratio to baseline", "added ms"], rows))

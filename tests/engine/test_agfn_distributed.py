@@ -73,7 +73,7 @@ def test_engine_global_graph_keeps_alpha_beta_and_bank_identical_across_ranks(tm
         r0, r1 = (torch.load(tmp_path / f"train_global_{global_graph}_rank{r}.pt",
                              weights_only=False) for r in range(2))
         assert len(r0) == len(r1) == 2  # epochs
-        for e0, e1 in zip(r0, r1):
+        for e0, e1 in zip(r0, r1, strict=True):
             assert e0["global_graph"] is e1["global_graph"] is global_graph  # recipe key
             assert torch.equal(e0["alpha"], e1["alpha"]) and torch.equal(e0["beta"], e1["beta"])
             if global_graph:

@@ -147,7 +147,7 @@ def test_sample_average_gradients_by_hand(monkeypatch, sample_average):
     mixed = [_eq6(a) @ x for a in _DRAWS]
     if sample_average == "loss":  # Eq. 10: (1/S) Σ_s ∇ℓ(A_s)
         hand_loss = sum(((o - y) ** 2).sum() / 3 for o in outs) / 2
-        hand_w = sum(2 / 3 * (o - y).t() @ m for o, m in zip(outs, mixed)) / 2
+        hand_w = sum(2 / 3 * (o - y).t() @ m for o, m in zip(outs, mixed, strict=True)) / 2
         hand_b = sum(2 / 3 * (o - y).sum(0) for o in outs) / 2
     else:  # ∇ℓ((1/S) Σ_s out_s)
         mean_out = sum(outs) / 2
