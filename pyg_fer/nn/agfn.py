@@ -7,6 +7,7 @@ from typing import Iterator
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn import GCNConv
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from pyg_fer.nn import _gather
 from pyg_fer.nn.poisson import PoissonGraph
@@ -60,8 +61,9 @@ class AGFN(nn.Module):
 
     **Global batch** (``global_graph=True``, for DistributedDataParallel): in training the
     features of every process are gathered with a differentiable all-gather, one graph is drawn
-    over the whole (global) batch on rank 0 and broadcast, every process runs the GCN over all
-    nodes and keeps the rows of its own samples. The gradient of a sample's features is the sum
+    over the whole (global) batch on rank 0 and broadcast, and every process computes the GCN's
+    output for its own samples (messages into its rows only, degrees from the whole graph).
+    The gradient of a sample's features is the sum
     of what every process's loss sends it, delivered to the process that owns the sample, so
     with DDP's gradient averaging the update is that of one process holding the global batch.
     The bank fills from the global batch (identical on every process). Evaluation stays
@@ -216,9 +218,23 @@ class AGFN(nn.Module):
                 draws = torch.stack([self.graph._draw(prob) for _ in range(self.num_samples)])
             draws = _gather.broadcast_draw(draws, (self.num_samples, n, n), x.device, x.dtype)
         own = slice(offset, offset + x.size(0))
-        stacked = torch.stack([self._convolve(nodes, sample=True, adjacency=a)[own]
-                               for a in draws])
+        stacked = torch.stack([self._convolve_rows(nodes, a, own) for a in draws])
         return stacked if return_samples else stacked.mean(0)
+
+    def _convolve_rows(self, nodes: Tensor, adjacency: Tensor, rows: slice) -> Tensor:
+        """Rows ``rows`` of the GCN over the sampled graph on ``nodes``: what ``self.gcn``
+        computes there (Eq. 6, degrees from the whole graph), with messages only into those
+        rows — each process computes its own samples' outputs, not all ``N``."""
+        graph = self.graph(nodes, sample=True, adjacency=adjacency)
+        gcn = self.gcn
+        edge_index, edge_weight = gcn_norm(graph.edge_index, graph.edge_weight, nodes.size(0),
+                                           gcn.improved, gcn.add_self_loops, gcn.flow,
+                                           nodes.dtype)
+        target = edge_index[1] if gcn.flow == "source_to_target" else edge_index[0]
+        into = (target >= rows.start) & (target < rows.stop)
+        out = self.gcn.propagate(edge_index[:, into], x=self.gcn.lin(nodes),
+                                 edge_weight=edge_weight[into])[rows]
+        return out if self.gcn.bias is None else out + self.gcn.bias
 
     def _convolve(self, x: Tensor, sample: bool, adjacency: Tensor | None = None) -> Tensor:
         graph = self.graph(x, sample=sample, adjacency=adjacency)
