@@ -63,12 +63,11 @@ class AGFN(nn.Module):
     features of every process are gathered with a differentiable all-gather, one graph is drawn
     over the whole (global) batch on rank 0 and broadcast, and every process computes the GCN's
     output for its own samples (messages into its rows only, degrees from the whole graph).
-    The gradient of a sample's features is the sum
-    of what every process's loss sends it, delivered to the process that owns the sample, so
-    with DDP's gradient averaging the update is that of one process holding the global batch.
-    The bank fills from the global batch (identical on every process). Evaluation stays
-    per-process. Without an initialised process group of more than one process it changes
-    nothing.
+    The gradient of a sample's features is the sum of what every process's loss sends it,
+    delivered to the process that owns the sample, so with DDP's gradient averaging the update
+    is that of one process holding the global batch. The bank fills from the global batch
+    (identical on every process). Evaluation stays per-process. Without an initialised process
+    group of more than one process it changes nothing.
 
     The parameters split for coordinate descent (§3.3): :meth:`graph_parameters` yields the
     sampler's :math:`\alpha, \beta` (learning rate :math:`\gamma_2`),
