@@ -43,8 +43,8 @@ def forward_backward(model, images, targets, seed):
             "bank": bare.agfn.bank.clone(), "bank_count": int(bare.agfn.bank_count)}
 
 
-def coordinate_descent(model, data, rank_rows, seed, dist_info=None):
-    """``STEPS`` coordinate-descent steps (fresh graph step) on ``data[1:]``."""
+def coordinate_descent(model, data, rank_rows, seed, dist_info=None, graph_step="fresh"):
+    """``STEPS`` coordinate-descent steps on ``data[1:]``."""
     from pyg_fer.engine import coordinate_descent_step
 
     bare = model.module if hasattr(model, "module") else model
@@ -53,7 +53,7 @@ def coordinate_descent(model, data, rank_rows, seed, dist_info=None):
     torch.manual_seed(seed)
     for images, targets in data[1:]:
         coordinate_descent_step(model, images[rank_rows], targets[rank_rows], opt_net, opt_graph,
-                                loss_fn, dist_info=dist_info)
+                                loss_fn, dist_info=dist_info, graph_step=graph_step)
     state = {n: p.detach().clone() for n, p in bare.named_parameters()}
     state.update(bank=bare.agfn.bank.clone(), bank_count=bare.agfn.bank_count.clone())
     return state
@@ -77,6 +77,10 @@ def global_graph_worker(out_dir: str) -> None:
     torch.manual_seed(0)
     model = DistributedDataParallel(TinyAGFNLayer(global_graph=True).train())
     results["steps"] = coordinate_descent(model, data, rows, seed=200 + rank, dist_info=info)
+    torch.manual_seed(0)
+    model = DistributedDataParallel(TinyAGFNLayer(global_graph=True).train())
+    results["steps_shared"] = coordinate_descent(model, data, rows, seed=300 + rank,
+                                                 dist_info=info, graph_step="shared")
     torch.save(results, Path(out_dir) / f"rank{rank}.pt")
     D.cleanup(info)
 

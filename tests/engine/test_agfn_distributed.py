@@ -65,6 +65,14 @@ def test_global_graph_on_two_processes_equals_one_process_on_the_global_batch(tm
     for name, value in single.items():
         assert torch.equal(ranks[0]["steps"][name], ranks[1]["steps"][name]), name
         torch.testing.assert_close(ranks[0]["steps"][name], value, **TOL, msg=name)
+    # graph_step="shared": α, β step from DDP's averaged gradient of the network step
+    torch.manual_seed(0)
+    shared = coordinate_descent(TinyAGFNLayer().train(), batches(), slice(0, 8), seed=300,
+                                graph_step="shared")
+    assert float(shared["agfn.graph.beta"]) != float(init.agfn.graph.beta.detach())
+    for name, value in shared.items():
+        assert torch.equal(ranks[0]["steps_shared"][name], ranks[1]["steps_shared"][name]), name
+        torch.testing.assert_close(ranks[0]["steps_shared"][name], value, **TOL, msg=name)
 
 
 def test_engine_global_graph_keeps_alpha_beta_and_bank_identical_across_ranks(tmp_path):
