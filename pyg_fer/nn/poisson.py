@@ -4,7 +4,7 @@ for Facial Expression Recognition", §3.1, Eq. 2-5 and the straight-through esti
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -130,7 +130,7 @@ class PoissonGraph(nn.Module):
             self.alpha.fill_(self.alpha_init)
             self.beta.fill_(self.beta_init)
 
-    def probabilities(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+    def probabilities(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """``P`` between the rows of ``x`` and of ``y`` (default ``x``), ``[len(x), len(y)]``.
 
         For ``y=None`` the diagonal (self-pairs) is zero.
@@ -140,7 +140,7 @@ class PoissonGraph(nn.Module):
         return self._prob(self._cosine(x, y), diagonal=y is None)
 
     @staticmethod
-    def _cosine(x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+    def _cosine(x: Tensor, y: Tensor | None = None) -> Tensor:
         xn = F.normalize(x, p=2.0, dim=-1)
         yn = xn if y is None else F.normalize(y, p=2.0, dim=-1)
         return xn @ yn.t()
@@ -152,8 +152,8 @@ class PoissonGraph(nn.Module):
             prob = prob * (1.0 - torch.eye(cos.size(0), device=cos.device, dtype=prob.dtype))
         return prob
 
-    def forward(self, x: Tensor, sample: Optional[bool] = None,
-                adjacency: Optional[Tensor] = None) -> PoissonGraphOutput:
+    def forward(self, x: Tensor, sample: bool | None = None,
+                adjacency: Tensor | None = None) -> PoissonGraphOutput:
         """Builds the graph; ``sample`` defaults to ``self.training`` (else the expected graph).
 
         ``adjacency``: a 0/1 ``[B, B]`` draw to use instead of drawing one here (for example
