@@ -136,6 +136,13 @@ class BatchGraphFER(nn.Module):
     def extract(self, x: Tensor) -> Tensor:
         """Emotional feature vectors before the batch graph, ``[B, feature_dim]``."""
         _check_images(x, self.in_chans)
+        if self.training and x.size(0) == 1:
+            raise ValueError(
+                "a training batch of 1 image: the projection to emotional features normalises "
+                "over the batch (BatchNorm1d) and the batch graph links the images of a batch, "
+                "which needs at least 2 images. Train with a batch size of 2 or more (the engine "
+                "drops a last partial batch), or call model.eval() to predict one image"
+            )
         if self.backbone_name == "resnet18":
             t = self.trunk
             x = t.maxpool(t.relu(t.bn1(t.conv1(x))))

@@ -119,3 +119,13 @@ def test_gradient_options_reach_the_sampler():
     default = pyg_fer.create_model("agfn_resnet18", feature_dim=16).graph_norm
     assert (default.graph.straight_through, default.graph.edge_grad_to_features,
             default.global_graph) == ("rate", False, False)
+
+
+@pytest.mark.parametrize("name", ["agfn_resnet18", "baseline_gcn_resnet18"])
+def test_training_batch_of_one_says_why_and_eval_predicts_one_image(name):
+    model = pyg_fer.create_model(name, feature_dim=16).train()
+    image = torch.randn(1, 3, IMG, IMG)
+    with pytest.raises(ValueError, match=r"training batch of 1 image.*model\.eval\(\)"):
+        model(image)
+    with torch.no_grad():
+        assert model.eval()(image).shape == (1, 7)
