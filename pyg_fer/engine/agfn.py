@@ -9,6 +9,7 @@ Everything AGFN-specific in the engine lives here: which models qualify
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -18,7 +19,12 @@ from torch import Tensor, nn
 from pyg_fer.engine import distributed as D
 from pyg_fer.engine.checkpoint import unwrap
 from pyg_fer.engine.config import AGFNConfig
-from pyg_fer.engine.steps import LossFn, forward_backward_step
+from pyg_fer.engine.steps import (
+    LossFn,
+    check_sample_average,
+    forward_backward_step,
+    sampled_forward,
+)
 
 
 @runtime_checkable
@@ -115,6 +121,7 @@ def coordinate_descent_step(
     autocast: Callable[[], Any] = contextlib.nullcontext,
     grad_clip: float | None = None,
     dist_info: D.DistInfo | None = None,
+    sample_average: str = "loss",
 ) -> tuple[Tensor, Tensor]:
     """One AGFN coordinate-descent iteration (AGFN §3.3).
 
@@ -126,16 +133,23 @@ def coordinate_descent_step(
        parameters are frozen for it and the BatchNorm statistics it would update are restored.
        With ``'shared'`` it reuses the gradient of step 1 (one backward pass, half the cost).
 
+    ``sample_average``: when the model draws ``S > 1`` graphs per forward, ``'loss'`` averages
+    the ``S`` losses (Eq. 10: the gradient is the mean of the per-draw gradients) and
+    ``'output'`` takes the loss of the averaged outputs.
+
     Returns:
-        ``(logits, loss)`` of the network step's forward pass (detached).
+        ``(logits, loss)`` of the network step's forward pass (detached; with ``S > 1`` draws
+        the logits are averaged over the draws).
     """
+    check_sample_average(sample_average)
+    forward = functools.partial(sampled_forward, sample_average=sample_average)
     bare = unwrap(model)
     scaler = scaler or torch.amp.GradScaler("cpu", enabled=False)
     net_params = [p for p in bare.network_parameters() if p.requires_grad]
     graph_params = [p for p in bare.graph_parameters() if p.requires_grad]
     opt_graph.zero_grad(set_to_none=True)
     logits, loss = forward_backward_step(model, images, targets, opt_net, loss_fn, scaler,
-                                         autocast, grad_clip, net_params)
+                                         autocast, grad_clip, net_params, forward)
     if graph_step == "shared":
         scaler.step(opt_graph)
         scaler.update()
@@ -146,7 +160,7 @@ def coordinate_descent_step(
     opt_graph.zero_grad(set_to_none=True)
     with _frozen(net_params), _preserved_buffers(bare):
         with autocast():
-            graph_loss = loss_fn(bare(images), targets)
+            graph_loss = forward(bare, images, targets, loss_fn)[1]
         scaler.scale(graph_loss).backward()
     info = dist_info or D.DistInfo()
     if info.enabled:

@@ -206,6 +206,12 @@ class AGFNConfig:
         pretrain_epochs: epochs of the baseline (AGFN switched off) before AGFN is inserted.
         loss: ``'mse'`` (Eq. 7, squared error between softmax scores and one-hot labels) or
             ``'ce'`` (cross-entropy with ``train.label_smoothing``).
+        sample_average: with ``S > 1`` graphs drawn per step (the model's ``num_samples``),
+            ``'loss'`` averages the S losses (Eq. 10) and ``'output'`` takes the loss of the
+            averaged outputs.
+        global_graph: under DDP, build the AGFN graph over the global batch (every process's
+            samples) for models that offer ``set_global_graph(bool)``; ``false``: one graph
+            per process. No effect in a single process.
     """
 
     enabled: bool = False
@@ -214,6 +220,8 @@ class AGFNConfig:
     graph_step: str = "fresh"
     pretrain_epochs: int = 0
     loss: str = "mse"
+    sample_average: str = "loss"
+    global_graph: bool = True
 
 
 @dataclass
@@ -241,6 +249,7 @@ _CHOICES = {
     "agfn.graph_optimizer": ("sgd", "adam"),
     "agfn.graph_step": ("fresh", "shared"),
     "agfn.loss": ("mse", "ce"),
+    "agfn.sample_average": ("loss", "output"),
     "train.best_metric": ("overall_acc", "mean_class_acc"),
 }
 

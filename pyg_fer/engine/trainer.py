@@ -9,6 +9,7 @@ CUDA only).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -46,7 +47,7 @@ from pyg_fer.engine.evaluate import evaluate
 from pyg_fer.engine.metrics import hard_targets
 from pyg_fer.engine.optim import LRFactor, build_optimizer
 from pyg_fer.engine.report import write_report
-from pyg_fer.engine.steps import compute_loss, standard_step
+from pyg_fer.engine.steps import compute_loss, sampled_forward, standard_step
 from pyg_fer.models import create_model
 
 __all__ = ["Run", "TrainState", "resolve_device", "seed_everything", "setup", "train",
@@ -300,11 +301,14 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
             logits, loss = coordinate_descent_step(
                 run.model, images, targets, state.optimizer, state.graph_optimizer, run.loss_fn,
                 graph_step=cfg.agfn.graph_step, scaler=state.scaler, autocast=run.autocast,
-                grad_clip=cfg.train.grad_clip, dist_info=info)
-        else:
+                grad_clip=cfg.train.grad_clip, dist_info=info,
+                sample_average=cfg.agfn.sample_average)
+        else:  # S > 1 graphs per step: mean of the S losses (Eq. 10) or loss of the mean output
             logits, loss = standard_step(run.model, images, targets, state.optimizer,
                                          run.loss_fn, state.scaler, run.autocast,
-                                         cfg.train.grad_clip, run.net_params)
+                                         cfg.train.grad_clip, run.net_params,
+                                         functools.partial(sampled_forward,
+                                                           sample_average=cfg.agfn.sample_average))
         state.scheduler.step()
         count = len(images)
         correct = (logits.argmax(1) == hard_targets(targets)).sum().item()
@@ -401,7 +405,12 @@ def _build_model(cfg: Config, names: list[str], mean: Sequence[float],
 def _place_model(cfg: Config, info: D.DistInfo, device: torch.device,
                  model: nn.Module) -> tuple[nn.Module, nn.Module]:
     """Move the model to ``device`` (channels-last, SyncBatchNorm where asked) and wrap it in
-    DDP in a distributed run; returns ``(model to call, bare model)``."""
+    DDP in a distributed run; returns ``(model to call, bare model)``.
+
+    Models that offer ``set_global_graph(bool)`` build their batch graph over the global batch
+    under DDP when ``agfn.global_graph`` is on."""
+    if callable(getattr(model, "set_global_graph", None)):
+        model.set_global_graph(cfg.agfn.global_graph and info.enabled)
     model.to(device)
     if cfg.train.channels_last and device.type == "cuda":
         model.to(memory_format=torch.channels_last)

@@ -12,6 +12,7 @@ from pyg_fer.models._registry import register_model
 from pyg_fer.models.backbone import ResNetTrunk
 from pyg_fer.models.face2nodes import Face2Nodes
 from pyg_fer.nn.agfn import AGFN, CosineThresholdGCN
+from pyg_fer.nn.embed import check_images
 
 __all__ = ["BatchGraphFER", "agfn_resnet18", "baseline_gcn_resnet18", "face2nodes_agfn"]
 
@@ -54,6 +55,13 @@ class BatchGraphFER(nn.Module):
         bank_size (int): training features kept for ``eval_graph="bank"``. (default: :obj:`255`)
         sampling (str): ``"independent"`` or ``"shared_threshold"``.
             (default: ``"independent"``)
+        straight_through (str): ``"rate"`` (the paper's Eq. 11/14) or ``"prob"`` (see
+            :class:`~pyg_fer.nn.PoissonGraph`). (default: ``"rate"``)
+        edge_grad_to_features (bool): let the sampled edge weights pass gradient into the
+            features and the backbone (not the paper's Eq. 10). (default: :obj:`False`)
+        global_graph (bool): under DistributedDataParallel, build the training graph over the
+            global batch (see :class:`~pyg_fer.nn.AGFN`; the engine sets it from
+            ``agfn.global_graph``). (default: :obj:`False`)
         threshold (float): cosine threshold of ``graph="threshold"``. (default: :obj:`0.5`)
         drop_rate (float): dropout before the classifier. (default: :obj:`0.0`)
         **face2nodes_kwargs: Face2Nodes arguments for ``backbone="face2nodes"`` (``embed_dim``,
@@ -76,6 +84,9 @@ class BatchGraphFER(nn.Module):
         eval_graph: str = "identity",
         bank_size: int = 255,
         sampling: str = "independent",
+        straight_through: str = "rate",
+        edge_grad_to_features: bool = False,
+        global_graph: bool = False,
         threshold: float = 0.5,
         drop_rate: float = 0.0,
         **face2nodes_kwargs: Any,
@@ -114,6 +125,8 @@ class BatchGraphFER(nn.Module):
             self.graph_norm: nn.Module = AGFN(
                 feature_dim, feature_dim, alpha=alpha, beta=beta, num_samples=num_samples,
                 eval_graph=eval_graph, sampling=sampling, bank_size=bank_size,
+                straight_through=straight_through, edge_grad_to_features=edge_grad_to_features,
+                global_graph=global_graph,
             )
         else:
             self.graph_norm = CosineThresholdGCN(feature_dim, feature_dim, threshold)
@@ -123,6 +136,14 @@ class BatchGraphFER(nn.Module):
 
     def extract(self, x: Tensor) -> Tensor:
         """Emotional feature vectors before the batch graph, ``[B, feature_dim]``."""
+        check_images(x, self.in_chans)
+        if self.training and x.size(0) == 1:
+            raise ValueError(
+                "a training batch of 1 image: the projection to emotional features normalises "
+                "over the batch (BatchNorm1d) and the batch graph links the images of a batch, "
+                "which needs at least 2 images. Train with a batch size of 2 or more (the engine "
+                "drops a last partial batch), or call model.eval() to predict one image"
+            )
         if self.backbone_name == "resnet18":
             x = self.trunk(x)[-1].mean(dim=(2, 3))
         else:
@@ -136,8 +157,16 @@ class BatchGraphFER(nn.Module):
     def forward_head(self, x: Tensor) -> Tensor:
         return self.fc(self.drop(x))
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
+    def forward(self, x: Tensor, return_samples: bool = False) -> Tensor:
+        """Logits ``[B, C]``; with ``return_samples=True`` ``[S, B, C]``, one row block per
+        graph drawn in training (``S = 1`` otherwise), so that a loss can be averaged over the
+        draws (AGFN Eq. 10)."""
+        if not return_samples:
+            return self.forward_head(self.forward_features(x))
+        feats = self.extract(x)
+        if isinstance(self.graph_norm, AGFN):
+            return self.forward_head(self.graph_norm(feats, return_samples=True))
+        return self.forward_head(self.graph_norm(feats)).unsqueeze(0)
 
     # Coordinate descent (AGFN §3.3) -------------------------------------------------------
 
@@ -157,6 +186,12 @@ class BatchGraphFER(nn.Module):
         pre-trained before AGFN is inserted (§4.1); ``True``: the sampled graph."""
         if isinstance(self.graph_norm, AGFN):
             self.graph_norm.use_graph = bool(enabled)
+
+    def set_global_graph(self, enabled: bool) -> None:
+        """``True``: under DDP the training graph spans the global batch (AGFN's
+        ``global_graph``); ``False``: each process's own batch."""
+        if isinstance(self.graph_norm, AGFN):
+            self.graph_norm.global_graph = bool(enabled)
 
 
 def _build(name: str, defaults: dict, num_classes: int, kwargs: dict) -> BatchGraphFER:

@@ -7,7 +7,9 @@ from typing import Iterator
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn import GCNConv
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
+from pyg_fer.nn import _gather
 from pyg_fer.nn.poisson import PoissonGraph
 
 EVAL_GRAPHS = ("expected", "identity", "bank")
@@ -24,9 +26,10 @@ class AGFN(nn.Module):
         \tilde{\mathbf{D}}^{-1/2} \mathbf{X} \mathbf{W}, \qquad
         \tilde{D}_{ii} = 1 + \sum_j A_{ij}.
 
-    In training, :math:`S` graphs are drawn (Eq. 10) and the outputs are returned averaged, or
-    stacked with ``return_samples=True`` so that the loss can be averaged over the draws as in
-    Eq. 10. In evaluation the output is deterministic:
+    In training, :math:`S` graphs are drawn (Eq. 10) and the outputs are returned stacked with
+    ``return_samples=True``, so that the loss can be averaged over the draws as Eq. 10 does
+    (what the engine does), or averaged (the plain forward). In evaluation the output is
+    deterministic:
 
     - ``eval_graph="identity"`` (default): no edges,
       :math:`\hat{\mathbf{X}} = \mathbf{X}\mathbf{W}`; each prediction depends on its own
@@ -56,6 +59,16 @@ class AGFN(nn.Module):
       graph, evaluated at the test node. Only the valid entries of the bank take part; with an
       empty bank (no training forward yet) the layer falls back to the identity graph.
 
+    **Global batch** (``global_graph=True``, for DistributedDataParallel): in training the
+    features of every process are gathered with a differentiable all-gather, one graph is drawn
+    over the whole (global) batch on rank 0 and broadcast, and every process computes the GCN's
+    output for its own samples (messages into its rows only, degrees from the whole graph).
+    The gradient of a sample's features is the sum of what every process's loss sends it,
+    delivered to the process that owns the sample, so with DDP's gradient averaging the update
+    is that of one process holding the global batch. The bank fills from the global batch
+    (identical on every process). Evaluation stays per-process. Without an initialised process
+    group of more than one process it changes nothing.
+
     The parameters split for coordinate descent (§3.3): :meth:`graph_parameters` yields the
     sampler's :math:`\alpha, \beta` (learning rate :math:`\gamma_2`),
     :meth:`network_parameters` the GCN weights (:math:`\gamma_1`).
@@ -73,6 +86,12 @@ class AGFN(nn.Module):
             :obj:`"independent"`)
         symmetric (bool, optional): See :class:`~pyg_fer.nn.PoissonGraph`. (default:
             :obj:`False`)
+        straight_through (str, optional): See :class:`~pyg_fer.nn.PoissonGraph`. (default:
+            :obj:`"rate"`, the paper's Eq. 11/14)
+        edge_grad_to_features (bool, optional): See :class:`~pyg_fer.nn.PoissonGraph`.
+            (default: :obj:`False`, Eq. 10)
+        global_graph (bool, optional): Build the training graph over the batch of every
+            process (see above). (default: :obj:`False`)
         bias (bool, optional): Bias of the GCN layer. (default: :obj:`True`)
         bank_size (int, optional): Training features :math:`M` kept for
             ``eval_graph="bank"``; ``0`` keeps none (and forbids ``"bank"``). With
@@ -96,6 +115,9 @@ class AGFN(nn.Module):
         symmetric: bool = False,
         bias: bool = True,
         bank_size: int = 255,
+        straight_through: str = "rate",
+        edge_grad_to_features: bool = False,
+        global_graph: bool = False,
     ) -> None:
         super().__init__()
         if eval_graph not in EVAL_GRAPHS:
@@ -110,7 +132,10 @@ class AGFN(nn.Module):
         self.out_channels = out_channels
         self.num_samples = num_samples
         self.eval_graph = eval_graph
-        self.graph = PoissonGraph(alpha, beta, sampling=sampling, symmetric=symmetric)
+        self.graph = PoissonGraph(alpha, beta, sampling=sampling, symmetric=symmetric,
+                                  straight_through=straight_through,
+                                  edge_grad_to_features=edge_grad_to_features)
+        self.global_graph = bool(global_graph)
         # False: the identity graph in training and evaluation (the baseline of the
         # "pre-train, then insert AGFN" recipe, with the GCN weight W already in place).
         self.use_graph = True
@@ -157,6 +182,8 @@ class AGFN(nn.Module):
                 f"{self}: expected features of shape [B, {self.in_channels}], "
                 f"got {tuple(x.shape)}"
             )
+        if self.training and self.global_graph and _gather.world_size() > 1:
+            return self._forward_global(x, return_samples)
         if self.training:
             self.update_bank(x)
         if self.training and self.use_graph:
@@ -168,12 +195,48 @@ class AGFN(nn.Module):
         elif self.use_graph and self.eval_graph == "expected" and x.size(0) > 1:
             out = self._convolve(x, sample=False)
         else:
-            empty = torch.empty(2, 0, dtype=torch.long, device=x.device)
-            out = self.gcn(x, empty)
+            out = self._identity(x)
         return out.unsqueeze(0) if return_samples else out
 
-    def _convolve(self, x: Tensor, sample: bool) -> Tensor:
-        graph = self.graph(x, sample=sample)
+    def _identity(self, x: Tensor) -> Tensor:
+        empty = torch.empty(2, 0, dtype=torch.long, device=x.device)
+        return self.gcn(x, empty)
+
+    def _forward_global(self, x: Tensor, return_samples: bool) -> Tensor:
+        """Training forward over the batch of every process (``global_graph=True``)."""
+        nodes, offset = _gather.all_gather_rows(x)
+        self.update_bank(nodes)
+        if not self.use_graph:
+            out = self._identity(x)
+            return out.unsqueeze(0) if return_samples else out
+        n = nodes.size(0)
+        draws = None
+        with torch.no_grad():
+            if torch.distributed.get_rank() == 0:
+                prob = self.graph.probabilities(nodes)
+                draws = torch.stack([self.graph._draw(prob) for _ in range(self.num_samples)])
+            draws = _gather.broadcast_draw(draws, (self.num_samples, n, n), x.device, x.dtype)
+        own = slice(offset, offset + x.size(0))
+        stacked = torch.stack([self._convolve_rows(nodes, a, own) for a in draws])
+        return stacked if return_samples else stacked.mean(0)
+
+    def _convolve_rows(self, nodes: Tensor, adjacency: Tensor, rows: slice) -> Tensor:
+        """Rows ``rows`` of the GCN over the sampled graph on ``nodes``: what ``self.gcn``
+        computes there (Eq. 6, degrees from the whole graph), with messages only into those
+        rows — each process computes its own samples' outputs, not all ``N``."""
+        graph = self.graph(nodes, sample=True, adjacency=adjacency)
+        gcn = self.gcn
+        edge_index, edge_weight = gcn_norm(graph.edge_index, graph.edge_weight, nodes.size(0),
+                                           gcn.improved, gcn.add_self_loops, gcn.flow,
+                                           nodes.dtype)
+        target = edge_index[1] if gcn.flow == "source_to_target" else edge_index[0]
+        into = (target >= rows.start) & (target < rows.stop)
+        out = self.gcn.propagate(edge_index[:, into], x=self.gcn.lin(nodes),
+                                 edge_weight=edge_weight[into])[rows]
+        return out if self.gcn.bias is None else out + self.gcn.bias
+
+    def _convolve(self, x: Tensor, sample: bool, adjacency: Tensor | None = None) -> Tensor:
+        graph = self.graph(x, sample=sample, adjacency=adjacency)
         return self.gcn(x, graph.edge_index, graph.edge_weight)
 
     def _convolve_bank(self, x: Tensor, bank: Tensor) -> Tensor:
@@ -200,7 +263,8 @@ class AGFN(nn.Module):
         return (
             f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "
             f"num_samples={self.num_samples}, eval_graph={self.eval_graph}"
-            + (f", bank_size={self.bank_size})" if self.eval_graph == "bank" else ")")
+            + (f", bank_size={self.bank_size}" if self.eval_graph == "bank" else "")
+            + (", global_graph=True" if self.global_graph else "") + ")"
         )
 
 

@@ -4,13 +4,14 @@ for Facial Expression Recognition", §3.1, Eq. 2-5 and the straight-through esti
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 SAMPLINGS = ("independent", "shared_threshold")
+STRAIGHT_THROUGH = ("rate", "prob")
 
 
 class PoissonGraphOutput(NamedTuple):
@@ -21,8 +22,8 @@ class PoissonGraphOutput(NamedTuple):
             source ``j``, row 1 the target ``i``), so that unsampled pairs stay in the graph and
             keep their gradient.
         edge_weight: ``[B·(B-1)]``, the weight ``A_ij`` of each pair: the sampled 0/1 values in
-            training (with the straight-through gradient of ``P_ij``), ``P_ij`` for the
-            expected graph.
+            training (with the straight-through gradient chosen by ``straight_through``),
+            ``P_ij`` for the expected graph.
         prob: ``[B, B]`` edge probabilities ``P_ij = 1 - exp(-λ_ij)`` (zero diagonal).
         adjacency: ``[B, B]`` the sampled (or expected) adjacency without gradient.
     """
@@ -49,12 +50,35 @@ class PoissonGraph(nn.Module):
 
     (Eq. 3-4; the rate is clamped at zero because a Poisson rate cannot be negative), and in
     training :math:`A_{ij} \sim \mathrm{Bernoulli}(P_{ij})` independently for every ordered
-    pair :math:`i \neq j` (Eq. 5). The draw is made differentiable with the straight-through
-    estimator of Eq. 14, :math:`\partial A_{ij} / \partial P_{ij} := 1`: the returned weight is
-    :math:`A_{ij} + P_{ij} - \mathrm{sg}(P_{ij})`. Every ordered pair is kept in ``edge_index``
-    (weight 0 when not drawn) so that the loss reaches :math:`P_{ij}`, and through it
-    :math:`\alpha` and :math:`\beta`, for unsampled pairs too. Self-pairs are excluded: the GCN
-    adds the identity (:math:`\mathbf{A} + \mathbf{I}`, Eq. 6).
+    pair :math:`i \neq j` (Eq. 5). The draw is made differentiable with a straight-through
+    estimator: the returned weight has the value of the 0/1 draw and the gradient of a
+    surrogate :math:`s_{ij}` (``A + s − sg(s)``).
+
+    - ``straight_through="rate"`` (default, the paper): Eq. 14 sets
+      :math:`\partial A_{ij} / \partial \lambda_{ij} \approx 1` and Eq. 11 steps
+      :math:`\alpha, \beta` with :math:`\frac{1}{N^2} \sum_{i,j} \nabla_\alpha
+      \lambda_{ij} \nabla_{\lambda_{ij}} E` where :math:`\nabla_\alpha \lambda_{ij} =
+      c_{ij}`, :math:`\nabla_\beta \lambda_{ij} = 1` (the linear rate of Eq. 4, no clamp).
+      So :math:`\partial L / \partial \alpha = \frac{1}{N^2} \sum_{i \neq j} c_{ij}\,
+      \partial L / \partial A_{ij}` and :math:`\partial L / \partial \beta =
+      \frac{1}{N^2} \sum_{i \neq j} \partial L / \partial A_{ij}` over the :math:`N` nodes
+      of the graph (self-pairs are never drawn, their term is zero).
+    - ``straight_through="prob"``: :math:`\partial A_{ij} / \partial P_{ij} := 1`, so
+      :math:`\partial A / \partial \lambda = e^{-\lambda}` (zero where the rate is
+      clamped), summed over pairs — pyg-fer's estimator before issue 10; its effective
+      :math:`\gamma_2` is of order :math:`N^2` times the paper's.
+
+    Eq. 10 holds the sampled graph fixed when the network is updated, so by default
+    (``edge_grad_to_features=False``) the surrogate sees the cosine similarities as constants:
+    the edge weights pass gradient to :math:`\alpha, \beta` only, never into the features
+    (and the backbone behind them). ``edge_grad_to_features=True`` lets it flow on through
+    :math:`c_{ij}` into the features (the behaviour before issue 10). The features always get
+    the gradient of the GCN's messages :math:`g(X, W, A)` with :math:`A` fixed.
+
+    Every ordered pair is kept in ``edge_index`` (weight 0 when not drawn) so that the loss
+    reaches the surrogate, and through it :math:`\alpha` and :math:`\beta`, for unsampled
+    pairs too. Self-pairs are excluded: the GCN adds the identity (:math:`\mathbf{A} +
+    \mathbf{I}`, Eq. 6).
 
     Args:
         alpha (float, optional): Initial :math:`\alpha`. (default: :obj:`1.4`, the authors'
@@ -66,6 +90,10 @@ class PoissonGraph(nn.Module):
             :obj:`"independent"`)
         symmetric (bool, optional): Draw once per unordered pair and mirror it, giving an
             undirected graph. (default: :obj:`False`)
+        straight_through (str, optional): ``"rate"`` or ``"prob"``, see above. (default:
+            :obj:`"rate"`)
+        edge_grad_to_features (bool, optional): Let the sampled edge weights pass gradient into
+            the features through the cosine similarities. (default: :obj:`False`)
 
     Shapes:
         - **input:** features :math:`(B, F)`
@@ -78,10 +106,17 @@ class PoissonGraph(nn.Module):
         beta: float = 0.0,
         sampling: str = "independent",
         symmetric: bool = False,
+        straight_through: str = "rate",
+        edge_grad_to_features: bool = False,
     ) -> None:
         super().__init__()
         if sampling not in SAMPLINGS:
             raise ValueError(f"unknown sampling '{sampling}'; expected one of {SAMPLINGS}")
+        if straight_through not in STRAIGHT_THROUGH:
+            raise ValueError(f"unknown straight_through '{straight_through}'; expected one of "
+                             f"{STRAIGHT_THROUGH}")
+        self.straight_through = straight_through
+        self.edge_grad_to_features = bool(edge_grad_to_features)
         self.alpha_init = float(alpha)
         self.beta_init = float(beta)
         self.sampling = sampling
@@ -95,28 +130,50 @@ class PoissonGraph(nn.Module):
             self.alpha.fill_(self.alpha_init)
             self.beta.fill_(self.beta_init)
 
-    def probabilities(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+    def probabilities(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """``P`` between the rows of ``x`` and of ``y`` (default ``x``), ``[len(x), len(y)]``.
 
         For ``y=None`` the diagonal (self-pairs) is zero.
         """
         if x.dim() != 2:
             raise ValueError(f"PoissonGraph expects features of shape [B, F], got {tuple(x.shape)}")
+        return self._prob(self._cosine(x, y), diagonal=y is None)
+
+    @staticmethod
+    def _cosine(x: Tensor, y: Tensor | None = None) -> Tensor:
         xn = F.normalize(x, p=2.0, dim=-1)
         yn = xn if y is None else F.normalize(y, p=2.0, dim=-1)
-        rate = torch.relu(self.alpha * (xn @ yn.t()) + self.beta)
+        return xn @ yn.t()
+
+    def _prob(self, cos: Tensor, diagonal: bool) -> Tensor:
+        rate = torch.relu(self.alpha * cos + self.beta)
         prob = -torch.expm1(-rate)  # 1 - exp(-rate), accurate for small rates
-        if y is None:
-            prob = prob * (1.0 - torch.eye(x.size(0), device=x.device, dtype=prob.dtype))
+        if diagonal:
+            prob = prob * (1.0 - torch.eye(cos.size(0), device=cos.device, dtype=prob.dtype))
         return prob
 
-    def forward(self, x: Tensor, sample: Optional[bool] = None) -> PoissonGraphOutput:
-        """Builds the graph; ``sample`` defaults to ``self.training`` (else the expected graph)."""
-        prob = self.probabilities(x)
+    def forward(self, x: Tensor, sample: bool | None = None,
+                adjacency: Tensor | None = None) -> PoissonGraphOutput:
+        """Builds the graph; ``sample`` defaults to ``self.training`` (else the expected graph).
+
+        ``adjacency``: a 0/1 ``[B, B]`` draw to use instead of drawing one here (for example
+        one draw shared by every process, see :class:`~pyg_fer.nn.AGFN`'s ``global_graph``).
+        """
+        if x.dim() != 2:
+            raise ValueError(f"PoissonGraph expects features of shape [B, F], got {tuple(x.shape)}")
+        cos = self._cosine(x)
+        prob = self._prob(cos, diagonal=True)
         sample = self.training if sample is None else sample
         if sample:
-            hard = self._draw(prob.detach())
-            weights = hard + prob - prob.detach()  # value: hard; gradient: identity to P
+            if adjacency is None:
+                hard = self._draw(prob.detach())
+            else:
+                if adjacency.shape != prob.shape:
+                    raise ValueError(f"adjacency of shape {tuple(adjacency.shape)} given for "
+                                     f"{x.size(0)} nodes")
+                hard = adjacency.to(prob.dtype)
+            surrogate = self._surrogate(cos, prob)
+            weights = hard + (surrogate - surrogate.detach())  # value: hard; gradient: surrogate
         else:
             hard = prob.detach()
             weights = prob
@@ -124,6 +181,18 @@ class PoissonGraph(nn.Module):
         # Edge j -> i carries A_ij: row i of A is what node i aggregates.
         edge_weight = weights[edge_index[1], edge_index[0]]
         return PoissonGraphOutput(edge_index, edge_weight, prob, hard)
+
+    def _surrogate(self, cos: Tensor, prob: Tensor) -> Tensor:
+        """What the straight-through estimator differentiates in place of the 0/1 draw."""
+        if not self.edge_grad_to_features:
+            cos = cos.detach()  # Eq. 10: the sampled graph is fixed for the features
+        if self.straight_through == "prob":
+            return prob if self.edge_grad_to_features else self._prob(cos, diagonal=True)
+        # "rate": dA/dλ = 1 on the linear rate of Eq. 4; Eq. 11 averages over the N² pairs.
+        scale = 1.0 / cos.size(0) ** 2
+        alpha = _scaled_grad(self.alpha, scale)
+        beta = _scaled_grad(self.beta, scale)
+        return alpha * cos + beta
 
     def _draw(self, prob: Tensor) -> Tensor:
         if self.sampling == "shared_threshold":
@@ -139,7 +208,15 @@ class PoissonGraph(nn.Module):
         return (
             f"alpha={self.alpha.item():.4g}, beta={self.beta.item():.4g}, "
             f"sampling={self.sampling}" + (", symmetric=True" if self.symmetric else "")
+            + (f", straight_through={self.straight_through}"
+               if self.straight_through != "rate" else "")
+            + (", edge_grad_to_features=True" if self.edge_grad_to_features else "")
         )
+
+
+def _scaled_grad(t: Tensor, scale: float) -> Tensor:
+    """``t`` in value, ``scale · ∂/∂t`` in gradient."""
+    return t.detach() + (t - t.detach()) * scale
 
 
 _PAIRS_CACHE: dict = {}

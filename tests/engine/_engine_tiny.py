@@ -71,6 +71,42 @@ class TinyAGFN(nn.Module):
         return self.fc2(h)
 
 
+class TinyAGFNLayer(nn.Module):
+    """Flatten → Linear → ReLU → :class:`~pyg_fer.nn.AGFN` → Linear: the real AGFN layer on a
+    model without BatchNorm, so that a global batch split over processes under DDP computes the
+    same thing as one process holding it."""
+
+    def __init__(self, num_classes: int = 4, img_size: int = IMG, hidden: int = 5,
+                 num_samples: int = 2, bank_size: int = 6, global_graph: bool = False) -> None:
+        super().__init__()
+        from pyg_fer.nn import AGFN
+
+        self.fc1 = nn.Linear(3 * img_size * img_size, hidden)
+        self.agfn = AGFN(hidden, hidden, num_samples=num_samples, eval_graph="bank",
+                         bank_size=bank_size, global_graph=global_graph)
+        self.fc2 = nn.Linear(hidden, num_classes)
+
+    def graph_parameters(self):
+        return self.agfn.graph_parameters()
+
+    def network_parameters(self):
+        graph = {id(p) for p in self.graph_parameters()}
+        return (p for p in self.parameters() if id(p) not in graph)
+
+    def set_agfn_enabled(self, enabled: bool) -> None:
+        self.agfn.use_graph = bool(enabled)
+
+    def set_global_graph(self, enabled: bool) -> None:
+        self.agfn.global_graph = bool(enabled)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.agfn(torch.relu(self.fc1(x.flatten(1))))
+
+    def forward(self, x: torch.Tensor, return_samples: bool = False) -> torch.Tensor:
+        h = torch.relu(self.fc1(x.flatten(1)))
+        return self.fc2(self.agfn(h, return_samples=return_samples))
+
+
 if not is_model("_tiny_test_mlp"):
 
     @register_model
@@ -81,6 +117,12 @@ if not is_model("_tiny_test_mlp"):
     @register_model
     def _tiny_test_agfn(*, num_classes: int = 4, **kwargs) -> nn.Module:
         return build_model_with_cfg(TinyAGFN, "_tiny_test_agfn", _TINY_DEFAULTS,
+                                    dict(kwargs, num_classes=num_classes))
+
+    @register_model
+    def _tiny_test_agfn_layer(*, num_classes: int = 4, **kwargs) -> nn.Module:
+        return build_model_with_cfg(TinyAGFNLayer, "_tiny_test_agfn_layer",
+                                    dict(_TINY_DEFAULTS, hidden=5),
                                     dict(kwargs, num_classes=num_classes))
 
 

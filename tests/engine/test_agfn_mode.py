@@ -137,3 +137,90 @@ def test_agfn_phase_switches_the_graph_on_after_pretraining():
     assert model.agfn_enabled is False
     assert set_agfn_phase(model, cfg, 3) is True and model.agfn_enabled is True
     assert set_agfn_phase(model, AGFNConfig(enabled=False), 3) is False
+
+
+class _AGFNOnly(torch.nn.Module):
+    """AGFN alone (features in, normalised features out), with the coordinate-descent split."""
+
+    def __init__(self, num_samples):
+        super().__init__()
+        from pyg_fer.nn import AGFN
+
+        self.agfn = AGFN(2, 2, num_samples=num_samples, bank_size=0)
+
+    def graph_parameters(self):
+        return self.agfn.graph_parameters()
+
+    def network_parameters(self):
+        return self.agfn.network_parameters()
+
+    def forward(self, x, return_samples=False):
+        return self.agfn(x, return_samples=return_samples)
+
+
+_DRAWS = [torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]]),
+          torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])]
+
+
+def _eq6(a):
+    """D^-1/2 (A + I) D^-1/2 with D_ii = 1 + Σ_j A_ij (Eq. 6), written out."""
+    a_tilde = a + torch.eye(len(a))
+    d = a_tilde.sum(1).rsqrt()
+    return d[:, None] * a_tilde * d[None, :]
+
+
+@pytest.mark.parametrize("sample_average", ["loss", "output"])
+def test_sample_average_gradients_by_hand(monkeypatch, sample_average):
+    from pyg_fer.nn import PoissonGraph
+
+    draws = iter(_DRAWS * 2)  # network step, then the graph step's forward
+    monkeypatch.setattr(PoissonGraph, "_draw", lambda self, prob: next(draws))
+    torch.manual_seed(0)
+    model = _AGFNOnly(num_samples=2).train()
+    with torch.no_grad():
+        model.agfn.gcn.bias.copy_(torch.tensor([0.3, -0.2]))
+    w = model.agfn.gcn.lin.weight.detach().clone()
+    b = model.agfn.gcn.bias.detach().clone()
+    x = torch.tensor([[1.0, 0.5], [-0.3, 2.0], [0.7, -1.0]])
+    y = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+
+    def loss_fn(out, target):  # squared error summed over features, mean over the batch
+        return (out - target).pow(2).sum(1).mean()
+
+    grads = {}
+    opt_net = torch.optim.SGD(model.network_parameters(), lr=0.1)
+    opt_graph = torch.optim.SGD(model.graph_parameters(), lr=0.1)
+    opt_net.register_step_pre_hook(lambda *a: grads.update(
+        w=model.agfn.gcn.lin.weight.grad.clone(), b=model.agfn.gcn.bias.grad.clone()))
+    _, loss = coordinate_descent_step(model, x, y, opt_net, opt_graph, loss_fn,
+                                      sample_average=sample_average)
+    # by hand: out_s = N_s X Wᵀ + b with N_s = Eq. 6 of draw s; B = 3 rows, S = 2 draws
+    outs = [_eq6(a) @ x @ w.t() + b for a in _DRAWS]
+    mixed = [_eq6(a) @ x for a in _DRAWS]
+    if sample_average == "loss":  # Eq. 10: (1/S) Σ_s ∇ℓ(A_s)
+        hand_loss = sum(((o - y) ** 2).sum() / 3 for o in outs) / 2
+        hand_w = sum(2 / 3 * (o - y).t() @ m for o, m in zip(outs, mixed, strict=True)) / 2
+        hand_b = sum(2 / 3 * (o - y).sum(0) for o in outs) / 2
+    else:  # ∇ℓ((1/S) Σ_s out_s)
+        mean_out = sum(outs) / 2
+        hand_loss = ((mean_out - y) ** 2).sum() / 3
+        hand_w = 2 / 3 * (mean_out - y).t() @ (sum(mixed) / 2)
+        hand_b = 2 / 3 * (mean_out - y).sum(0)
+    torch.testing.assert_close(loss, hand_loss)
+    torch.testing.assert_close(grads["w"], hand_w)
+    torch.testing.assert_close(grads["b"], hand_b)
+
+
+def test_sample_average_choices(tmp_path):
+    from pyg_fer.engine.config import load_config
+
+    cfg = load_config(tiny_config(tmp_path))
+    assert cfg.agfn.sample_average == "loss" and cfg.agfn.global_graph is True
+    with pytest.raises(ValueError, match="'agfn.sample_average' is 'draws'"):
+        load_config(tiny_config(tmp_path, agfn={"sample_average": "draws"}))
+    model = _AGFNOnly(2)
+    with pytest.raises(ValueError, match="unknown sample_average 'draws'"):
+        coordinate_descent_step(model, torch.randn(3, 2), torch.randn(3, 2),
+                                torch.optim.SGD(model.network_parameters(), lr=0.1),
+                                torch.optim.SGD(model.graph_parameters(), lr=0.1),
+                                lambda o, t: (o - t).pow(2).mean(), sample_average="draws")

@@ -90,3 +90,42 @@ def test_feature_activation_sets_the_sign_of_the_emotional_features(activation):
 def test_default_eval_graph_is_identity():
     model = pyg_fer.create_model("agfn_resnet18", feature_dim=16)
     assert model.graph_norm.eval_graph == "identity"
+
+
+def test_return_samples_gives_one_logit_block_per_draw():
+    torch.manual_seed(0)
+    images = torch.randn(4, 3, IMG, IMG)
+    model = pyg_fer.create_model("agfn_resnet18", feature_dim=16, num_samples=3).train()
+    torch.manual_seed(1)
+    stacked = model(images, return_samples=True)
+    torch.manual_seed(1)
+    averaged = model(images)
+    assert stacked.shape == (3, 4, 7)
+    # the plain forward averages the draws' features before the (affine) classifier
+    torch.testing.assert_close(stacked.mean(0), averaged)
+    assert model.eval()(images, return_samples=True).shape == (1, 4, 7)
+    baseline = pyg_fer.create_model("baseline_gcn_resnet18", feature_dim=16).train()
+    assert baseline(images, return_samples=True).shape == (1, 4, 7)
+
+
+def test_gradient_options_reach_the_sampler():
+    model = pyg_fer.create_model("agfn_resnet18", feature_dim=16, straight_through="prob",
+                                 edge_grad_to_features=True, global_graph=True)
+    graph = model.graph_norm.graph
+    assert graph.straight_through == "prob" and graph.edge_grad_to_features
+    assert model.graph_norm.global_graph
+    model.set_global_graph(False)
+    assert not model.graph_norm.global_graph
+    default = pyg_fer.create_model("agfn_resnet18", feature_dim=16).graph_norm
+    assert (default.graph.straight_through, default.graph.edge_grad_to_features,
+            default.global_graph) == ("rate", False, False)
+
+
+@pytest.mark.parametrize("name", ["agfn_resnet18", "baseline_gcn_resnet18"])
+def test_training_batch_of_one_says_why_and_eval_predicts_one_image(name):
+    model = pyg_fer.create_model(name, feature_dim=16).train()
+    image = torch.randn(1, 3, IMG, IMG)
+    with pytest.raises(ValueError, match=r"training batch of 1 image.*model\.eval\(\)"):
+        model(image)
+    with torch.no_grad():
+        assert model.eval()(image).shape == (1, 7)

@@ -96,3 +96,33 @@ def test_disabled_graph_is_the_identity_in_training_too():
     agfn.use_graph = False
     x = torch.randn(10, 6)
     assert torch.allclose(agfn(x), x @ agfn.gcn.lin.weight.t() + agfn.gcn.bias, atol=1e-6)
+
+
+def test_global_graph_without_a_process_group_is_the_local_graph():
+    torch.manual_seed(0)
+    agfn = AGFN(6, 4, num_samples=2, global_graph=True).train()
+    x = torch.randn(10, 6)
+    torch.manual_seed(3)
+    on = agfn(x, return_samples=True)
+    agfn.global_graph = False
+    torch.manual_seed(3)
+    assert torch.equal(on, agfn(x, return_samples=True))
+    assert str(AGFN(4, 4, global_graph=True)) == (
+        "AGFN(4, 4, num_samples=1, eval_graph=identity, global_graph=True)")
+
+
+def test_rows_of_the_gcn_equal_the_full_gcn_rows():
+    # the global-graph path computes only its own rows, with degrees from the whole graph
+    torch.manual_seed(0)
+    agfn = AGFN(6, 4, alpha=3.0, beta=0.2).train()
+    x = torch.randn(10, 6, requires_grad=True)
+    a = torch.bernoulli(torch.full((10, 10), 0.4)).fill_diagonal_(0)
+    rows = slice(3, 7)
+    part = agfn._convolve_rows(x, a, rows)
+    full = agfn._convolve(x, sample=True, adjacency=a)
+    torch.testing.assert_close(part, full[rows])
+    torch.testing.assert_close(full[rows], dense_gcn(x, a, agfn)[rows])
+    g_part = torch.autograd.grad(part.square().sum(), [x, agfn.graph.alpha])
+    g_full = torch.autograd.grad(full[rows].square().sum(), [x, agfn.graph.alpha])
+    for p, f in zip(g_part, g_full, strict=True):
+        torch.testing.assert_close(p, f)

@@ -55,22 +55,114 @@ def test_edge_weight_carries_sampled_values_and_pairs_layout():
     assert sampled.size(1) == int(out.adjacency.sum())
 
 
-def test_straight_through_gradient_reaches_every_pair_and_alpha_beta():
+def test_prob_option_straight_through_gradient_reaches_every_pair_and_alpha_beta():
+    # straight_through="prob" with edge_grad_to_features=True: the estimator before issue 10.
     torch.manual_seed(0)
-    graph = PoissonGraph(alpha=1.0, beta=0.0).train()
+    graph = PoissonGraph(alpha=1.0, beta=0.0, straight_through="prob",
+                         edge_grad_to_features=True).train()
     x = torch.randn(5, 3)
     out = graph(x)
     out.prob.retain_grad()
     weights = torch.randn_like(out.edge_weight)
     (out.edge_weight * weights).sum().backward()
     j, i = out.edge_index
-    # dLoss/dP_ij == dLoss/dA_ij for every pair, drawn or not (Eq. 14).
+    # dLoss/dP_ij == dLoss/dA_ij for every pair, drawn or not.
     assert torch.allclose(out.prob.grad[i, j], weights)
     unsampled = out.adjacency[i, j] == 0
     assert bool(unsampled.any())
     assert bool((out.prob.grad[i, j][unsampled] != 0).all())
     assert graph.alpha.grad is not None and float(graph.alpha.grad) != 0.0
     assert graph.beta.grad is not None and float(graph.beta.grad) != 0.0
+
+
+def test_rate_straight_through_is_eq_11_mean_over_pairs_for_every_pair():
+    # Loss = sum_ij g_ij A_ij, so dL/dA_ij = g_ij; Eq. 11/14: dL/dα = mean over the N² pairs of
+    # cos_ij g_ij, dL/dβ = mean of g_ij, drawn or not, clamped rate or not.
+    torch.manual_seed(0)
+    graph = PoissonGraph(alpha=1.0, beta=-0.3).train()
+    x = torch.randn(5, 3)
+    out = graph(x)
+    g = torch.randn_like(out.edge_weight)
+    (out.edge_weight * g).sum().backward()
+    j, i = out.edge_index
+    xn = torch.nn.functional.normalize(x, dim=1)
+    cos = (xn @ xn.t())[i, j]
+    assert bool((cos - 0.3 < 0).any())  # some rates are clamped: they still count
+    torch.testing.assert_close(graph.alpha.grad, (cos * g).sum() / 25)
+    torch.testing.assert_close(graph.beta.grad, g.sum() / 25)
+
+
+def _two_node_case(**options):
+    """Two nodes, the draw fixed to A_12 = 1 (node 1 aggregates node 2), A_21 = 0, a GCN with
+    W = I and no bias, loss u1·x̂_1 + u2·x̂_2. Returns the autograd gradients of x1, x2, α, β."""
+    from pyg_fer.nn import AGFN
+
+    agfn = AGFN(2, 2, alpha=1.4, beta=0.1, **options).train()
+    with torch.no_grad():
+        agfn.gcn.lin.weight.copy_(torch.eye(2))
+        agfn.gcn.bias.zero_()
+    x = torch.tensor([[1.0, 0.0], [1.0, 1.0]], requires_grad=True)
+    u = torch.tensor([[1.0, 2.0], [-1.0, 0.5]])
+    graph = agfn.graph(x, adjacency=torch.tensor([[0.0, 1.0], [0.0, 0.0]]))
+    out = agfn.gcn(x, graph.edge_index, graph.edge_weight)
+    (u * out).sum().backward()
+    return x.grad, float(agfn.graph.alpha.grad), float(agfn.graph.beta.grad)
+
+
+def _two_node_hand_gradients():
+    """The same case by hand. x̂_1 = x1/D1 + a·x2/sqrt(D1·D2), x̂_2 = x2/D2 + b·x1/sqrt(D1·D2)
+    with a = A_12, b = A_21, D1 = 1 + a, D2 = 1 + b (Eq. 6), at a = 1, b = 0."""
+    r2 = math.sqrt(2.0)
+    x1, x2 = torch.tensor([1.0, 0.0]), torch.tensor([1.0, 1.0])
+    u1, u2 = torch.tensor([1.0, 2.0]), torch.tensor([-1.0, 0.5])
+    # dL/da = u1·(−x1/D1² + x2·(D1^−½ − a/2·D1^−3/2)·D2^−½) = u1·(−x1/4 + 3·x2/(4√2))
+    g_a = float(u1 @ (-x1 / 4 + 3 * x2 / (4 * r2)))
+    # dL/db = u1·(−a/2·x2·D1^−½·D2^−3/2) + u2·(−x2/D2² + x1·D2^−½·D1^−½)
+    g_b = float(u1 @ (-x2 / (2 * r2)) + u2 @ (-x2 + x1 / r2))
+    # with A held fixed: dL/dx1 = u1/D1 + u2·b/sqrt(D1·D2), dL/dx2 = u1·a/sqrt(D1·D2) + u2/D2
+    fixed = torch.stack([u1 / 2, u1 / r2 + u2])
+    cos = 1 / r2
+    # d cos / d x1 = x2/(|x1||x2|) − cos·x1/|x1|², d cos / d x2 = x1/(|x1||x2|) − cos·x2/|x2|²
+    dcos = torch.stack([x2 / r2 - cos * x1, x1 / r2 - cos * x2 / 2])
+    return g_a, g_b, fixed, cos, dcos
+
+
+def test_default_gradients_are_eq_10_11_14_by_hand():
+    gx, ga, gb = _two_node_case()
+    g_a, g_b, fixed, cos, _ = _two_node_hand_gradients()
+    # Eq. 10: features get the gradient of g(X, W, A) with the draw A fixed, nothing through P
+    torch.testing.assert_close(gx, fixed)
+    # Eq. 11 with Eq. 14's dA/dλ = 1: mean over the N² = 4 pairs, ∇_α λ = cos, ∇_β λ = 1
+    assert ga == pytest.approx((cos * g_a + cos * g_b) / 4, abs=1e-6)
+    assert gb == pytest.approx((g_a + g_b) / 4, abs=1e-6)
+
+
+def test_prob_option_gradients_by_hand():
+    g_a, g_b, fixed, cos, dcos = _two_node_hand_gradients()
+    lam = 1.4 * cos + 0.1
+    dp_dlam = math.exp(-lam)  # P = 1 − e^{−λ}, λ > 0 here
+    # straight_through="prob": dA/dP = 1, summed over the two pairs
+    gx, ga, gb = _two_node_case(straight_through="prob")
+    assert ga == pytest.approx((g_a + g_b) * dp_dlam * cos, abs=1e-6)
+    assert gb == pytest.approx((g_a + g_b) * dp_dlam, abs=1e-6)
+    torch.testing.assert_close(gx, fixed)  # features still see the draw as fixed
+    # edge_grad_to_features=True adds Σ_pairs dL/dA · dP/dλ · α · d cos/dx to the features
+    gx, ga2, gb2 = _two_node_case(straight_through="prob", edge_grad_to_features=True)
+    torch.testing.assert_close(gx, fixed + (g_a + g_b) * dp_dlam * 1.4 * dcos)
+    assert (ga2, gb2) == pytest.approx((ga, gb), abs=1e-7)
+    # with the paper's rate estimator: dA/dλ = 1, so α · d cos/dx per pair
+    gx, ga3, _ = _two_node_case(edge_grad_to_features=True)
+    torch.testing.assert_close(gx, fixed + (g_a + g_b) * 1.4 * dcos)
+    assert ga3 == pytest.approx((cos * g_a + cos * g_b) / 4, abs=1e-6)
+
+
+def test_given_adjacency_is_used_and_checked():
+    graph = PoissonGraph().train()
+    x = torch.randn(3, 4)
+    a = torch.tensor([[0.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    assert torch.equal(graph(x, adjacency=a).adjacency, a)
+    with pytest.raises(ValueError, match=r"adjacency of shape \(2, 2\) given for 3 nodes"):
+        graph(x, adjacency=torch.zeros(2, 2))
 
 
 def test_expected_graph_is_deterministic_and_shared_threshold_option():
@@ -94,6 +186,11 @@ def test_symmetric_option_and_errors():
     assert torch.equal(out.adjacency, out.adjacency.t())
     with pytest.raises(ValueError, match="unknown sampling 'gumbel'"):
         PoissonGraph(sampling="gumbel")
+    with pytest.raises(ValueError, match="unknown straight_through 'logit'"):
+        PoissonGraph(straight_through="logit")
     with pytest.raises(ValueError, match=r"shape \[B, F\], got \(2, 3, 4\)"):
         PoissonGraph()(torch.randn(2, 3, 4))
     assert str(PoissonGraph()) == "PoissonGraph(alpha=1.4, beta=0, sampling=independent)"
+    assert str(PoissonGraph(straight_through="prob", edge_grad_to_features=True)) == (
+        "PoissonGraph(alpha=1.4, beta=0, sampling=independent, straight_through=prob, "
+        "edge_grad_to_features=True)")
