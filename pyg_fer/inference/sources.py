@@ -177,9 +177,9 @@ def expand_inputs(inputs: Any, boxes: Any = None,
                 files = _folder_files(path)
                 out += [_Input(str(p), path=p) for p in files]
                 if not files:
+                    exts = ", ".join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
                     out.append(_Input(str(path), error=f"folder '{path}' holds no image or "
-                                                       f"video file ({', '.join(IMAGE_EXTENSIONS)}, "
-                                                       f"{', '.join(VIDEO_EXTENSIONS)})"))
+                                                       f"video file ({exts})"))
                 continue
             if item_boxes is not None and path.suffix.lower() in VIDEO_EXTENSIONS:
                 raise ValueError(f"boxes were given for the video '{path}'; boxes are per image")
