@@ -48,3 +48,12 @@ def test_predict_usage_errors_exit_2(tmp_path, checkpoint, capsys):
     assert main(["predict", str(checkpoint), str(img), "--detector", "yunet"]) == 2
     assert "YuNet ONNX model" in capsys.readouterr().err
     assert (tmp_path / "r.txt").exists() is False
+
+
+def test_predict_with_yunet_model(tmp_path, checkpoint, capsys):
+    from .test_detectors import FAKE_YUNET, _red_squares
+
+    Image.fromarray(_red_squares(128, 160, [(96, 64)])).save(tmp_path / "red.png")
+    assert main(["predict", str(checkpoint), str(tmp_path / "red.png"), "--detector", "yunet",
+                 "--detector-model", str(FAKE_YUNET), "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 'red.png'} [96,64,32,32]: ")

@@ -77,3 +77,31 @@ def test_missing_opencv_names_the_extra(monkeypatch):
     with pytest.raises(ImportError, match=r"pyg-fer\[predict\]"):
         build_detector("haar")
     assert build_detector("none").detect(np.zeros((2, 2, 3), np.uint8))  # needs no OpenCV
+
+
+FAKE_YUNET = __import__("pathlib").Path(__file__).with_name("fake_yunet.onnx")
+
+
+def _red_squares(h, w, corners, side=32):
+    img = np.zeros((h, w, 3), np.uint8)
+    for x, y in corners:
+        img[y:y + side, x:x + side] = (255, 0, 0)  # RGB red
+    return img
+
+
+def test_yunet_wiring_with_a_stand_in_network():
+    """``fake_yunet.onnx`` (see ``_fake_yunet.py``) marks red 32-px grid cells as faces with
+    score 1 and all five landmarks at the cell centre; it sees red only in BGR order."""
+    det = build_detector("yunet", FAKE_YUNET, score_threshold=0.5)
+    for h, w in ((128, 160), (200, 300)):  # the input size is set per image
+        img = _red_squares(h, w, [(96, 64), (32, 32)])
+        found = det.detect(img)
+        assert sorted(d.box for d in found) == [(32, 32, 32, 32), (96, 64, 32, 32)]
+        assert all(d.score == pytest.approx(1.0) for d in found)
+        assert all(d.landmarks == ((d.box[0] + 16.0, d.box[1] + 16.0),) * 5 for d in found)
+    blue = _red_squares(128, 160, [(96, 64)])[:, :, ::-1].copy()  # the same square in blue
+    assert det.detect(blue) == []
+    assert build_detector("yunet", FAKE_YUNET, min_face_size=40).detect(
+        _red_squares(128, 160, [(96, 64)])) == []
+    with pytest.raises(ValueError, match=r"lie in \[0, 1\]"):
+        build_detector("yunet", FAKE_YUNET, score_threshold=2)

@@ -232,3 +232,16 @@ def test_annotated_images(tmp_path, checkpoint, astronaut):
     ys, xs = np.nonzero(changed)
     assert changed.sum() > 100 and centre_in(
         (xs.min(), ys.min(), xs.max() - xs.min(), ys.max() - ys.min()), ASTRONAUT_FACE)
+
+
+def test_yunet_detector_records_carry_scores_and_landmarks(checkpoint):
+    from .test_detectors import FAKE_YUNET, _red_squares
+
+    pytest.importorskip("cv2")
+    pred = Predictor.from_checkpoint(checkpoint, device="cpu", detector="yunet",
+                                     detector_model=FAKE_YUNET,
+                                     detector_options={"score_threshold": 0.5})
+    recs = pred.predict(_red_squares(128, 160, [(96, 64), (32, 32)]), channel_order="rgb")
+    assert [r.box for r in recs] == [(32, 32, 32, 32), (96, 64, 32, 32)]  # reading order
+    assert recs[0].landmarks == ((48.0, 48.0),) * 5 and recs[0].detector_score == 1.0
+    assert to_dicts(recs)[0]["landmarks"] == [[48.0, 48.0]] * 5
