@@ -88,18 +88,22 @@ class HaarDetector:
         scale_factor: image pyramid step (default ``1.1``).
         min_neighbors: raw detections a face needs to be kept; higher = fewer false faces
             (default ``5``).
-        min_face_size: smallest face side in pixels (default ``32``).
+        min_face_size: smallest face side in pixels of the input image (default ``32``).
+        max_side: images whose longer side exceeds this are searched on a copy shrunk to it
+            (boxes are mapped back), which bounds the cost of large photos; ``None``: never
+            shrink (default ``1280``).
         cascade: path of another cascade XML (default: the one shipped with OpenCV).
     """
 
     def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5,
-                 min_face_size: int = 32, cascade: str | Path | None = None) -> None:
+                 min_face_size: int = 32, max_side: int | None = 1280,
+                 cascade: str | Path | None = None) -> None:
         cv2 = import_cv2("the 'haar' face detector")
         if scale_factor <= 1.0:
             raise ValueError(f"scale_factor must be > 1, got {scale_factor}")
-        if min_neighbors < 0 or min_face_size < 1:
-            raise ValueError(f"min_neighbors must be >= 0 and min_face_size >= 1, got "
-                             f"{min_neighbors} and {min_face_size}")
+        if min_neighbors < 0 or min_face_size < 1 or (max_side is not None and max_side < 24):
+            raise ValueError(f"min_neighbors must be >= 0, min_face_size >= 1 and max_side "
+                             f">= 24, got {min_neighbors}, {min_face_size} and {max_side}")
         if cascade is None:
             data = getattr(cv2, "data", None)
             if data is None:
@@ -118,6 +122,7 @@ class HaarDetector:
         self.scale_factor = float(scale_factor)
         self.min_neighbors = int(min_neighbors)
         self.min_face_size = int(min_face_size)
+        self.max_side = None if max_side is None else int(max_side)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         _check_rgb(image, "HaarDetector.detect")
@@ -126,17 +131,24 @@ class HaarDetector:
         if min(h, w) < self.min_face_size:
             return []
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        scale = 1.0
+        if self.max_side is not None and max(h, w) > self.max_side:
+            scale = self.max_side / max(h, w)
+            gray = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))),
+                              interpolation=cv2.INTER_AREA)
         gray = cv2.equalizeHist(gray)
+        min_size = max(1, round(self.min_face_size * scale))
         rects, counts = self._classifier.detectMultiScale2(
             gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
-            minSize=(self.min_face_size, self.min_face_size))
+            minSize=(min_size, min_size))
         counts = np.asarray(counts).reshape(-1)
-        return [Detection(tuple(int(v) for v in r), float(c))
+        return [Detection(tuple(round(v / scale) for v in r), float(c))
                 for r, c in zip(np.asarray(rects).reshape(-1, 4), counts, strict=True)]
 
     def __repr__(self) -> str:
         return (f"HaarDetector(scale_factor={self.scale_factor}, "
-                f"min_neighbors={self.min_neighbors}, min_face_size={self.min_face_size})")
+                f"min_neighbors={self.min_neighbors}, min_face_size={self.min_face_size}, "
+                f"max_side={self.max_side})")
 
 
 class YuNetDetector:

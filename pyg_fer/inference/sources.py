@@ -210,7 +210,9 @@ def expand_inputs(inputs: Any, boxes: Any = None,
 def count_frames(item: _Input, stride: int) -> int:
     """How many frames ``item`` yields for prediction (a video's frame count as the container
     reports it, divided by ``stride``; 1 for an image)."""
-    if not item.is_video or item.error is not None:
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    if not item.is_video or item.error is not None or not item.path.is_file():
         return 1
     cv2 = import_cv2("reading videos")
     cap = cv2.VideoCapture(str(item.path))
@@ -275,6 +277,8 @@ def iter_frames(items: Sequence[_Input], stride: int = 1,
             yield Frame(item.source, None, error=item.error)
         elif item.image is not None:
             yield Frame(item.source, item.image, boxes=item.boxes)
+        elif not item.path.exists():
+            yield Frame(item.source, None, error=f"'{item.path}' does not exist")
         elif item.is_video:
             last: Frame | None = None
             try:

@@ -105,3 +105,10 @@ def test_yunet_wiring_with_a_stand_in_network():
         _red_squares(128, 160, [(96, 64)])) == []
     with pytest.raises(ValueError, match=r"lie in \[0, 1\]"):
         build_detector("yunet", FAKE_YUNET, score_threshold=2)
+
+
+def test_haar_shrinks_large_photos_and_maps_boxes_back(astronaut):
+    big = np.asarray(Image.fromarray(astronaut).resize((2048, 2048), Image.BICUBIC))
+    (det,) = build_detector("haar", max_side=512).detect(big)
+    x, y, w, h = ASTRONAUT_FACE
+    assert iou(det.box, (4 * x, 4 * y, 4 * w, 4 * h)) > 0.5

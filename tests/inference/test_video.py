@@ -82,6 +82,7 @@ def test_unreadable_video_is_an_error_record(tmp_path, astronaut):
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00" * 100)
     pred = Predictor(tiny_model(), device="cpu")
-    recs = pred.predict([bad, astronaut], channel_order="rgb")
+    recs = pred.predict([bad, astronaut, tmp_path / "gone.avi"], channel_order="rgb")
     assert recs[0].status == "error" and "broken.mp4" in recs[0].error
     assert recs[1].status == "face"
+    assert recs[2].error == f"'{tmp_path / 'gone.avi'}' does not exist"
