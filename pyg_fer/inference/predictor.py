@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from pyg_fer.data import build_transform
-from pyg_fer.engine.checkpoint import load_model, model_card
+from pyg_fer.engine.checkpoint import input_spec, load_model
 from pyg_fer.engine.trainer import resolve_device
 from pyg_fer.inference.annotate import AnnotationSink
 from pyg_fer.inference.detectors import (
@@ -111,37 +111,34 @@ class Predictor:
     @staticmethod
     def _spec(model: nn.Module, img_size, mean, std, class_names):
         try:
-            card = model_card(model)
-        except ValueError:
-            card = None
-        if card is None:
-            if img_size is None or mean is None or std is None:
+            spec = input_spec(model)
+        except ValueError as err:
+            if img_size is None or mean is None or std is None or class_names is None:
                 raise ValueError(
-                    f"{type(model).__name__} carries no pyg-fer cfg (input size, mean/std, class "
-                    "names); pass img_size=, mean= and std= (and class_names=) explicitly")
-            size = int(img_size)
-            mean, std = [float(v) for v in mean], [float(v) for v in std]
-            if class_names is None:
-                raise ValueError(f"{type(model).__name__} carries no pyg-fer cfg; pass "
-                                 "class_names= (one name per output)")
-            return size, mean, std, [str(c) for c in class_names]
-        _, h, w = card["input_size"]
+                    f"{type(model).__name__}: {err}; for a model without a pyg-fer cfg pass "
+                    "img_size=, mean=, std= and class_names= explicitly") from None
+            return (int(img_size), [float(v) for v in mean], [float(v) for v in std],
+                    [str(c) for c in class_names])
+        _, h, w = spec.input_size
         if h != w:
-            raise ValueError(f"model '{card['name']}' takes {h}×{w} inputs; the predictor crops "
+            raise ValueError(f"{type(model).__name__} takes {h}×{w} inputs; the predictor crops "
                              "square faces and supports square inputs only")
-        names = card.get("class_names") or [str(i) for i in range(card["num_classes"])]
+        have = {"img_size": h, "mean": spec.mean, "std": spec.std,
+                "class_names": spec.class_names}
         given = {"img_size": img_size, "mean": mean, "std": std, "class_names": class_names}
-        have = {"img_size": h, "mean": card["mean"], "std": card["std"], "class_names": names}
         for key, value in given.items():
             if value is None:
                 continue
-            same = (int(value) == have[key] if key == "img_size" else
-                    [str(v) for v in value] == [str(v) for v in have[key]] if key == "class_names"
-                    else np.allclose(value, have[key]))
+            if key == "img_size":
+                same = int(value) == h
+            elif key == "class_names":
+                same = [str(v) for v in value] == list(spec.class_names)
+            else:
+                same = np.allclose(value, have[key])
             if not same:
                 raise ValueError(f"{key}={value!r} differs from the model's own {have[key]!r} "
-                                 f"(model '{card['name']}'); leave it out to use the model's")
-        return int(h), list(card["mean"]), list(card["std"]), [str(c) for c in names]
+                                 f"({type(model).__name__}); leave it out to use the model's")
+        return h, list(spec.mean), list(spec.std), list(spec.class_names)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str | torch.device = "auto",

@@ -42,7 +42,7 @@ def test_explicit_preprocessing_must_agree_with_the_model(checkpoint):
     with pytest.raises(ValueError, match="mean="):
         Predictor(model, detector="none", mean=(0.485, 0.456, 0.406))
     bare = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2))
-    with pytest.raises(ValueError, match="carries no pyg-fer cfg"):
+    with pytest.raises(ValueError, match="without a pyg-fer cfg pass"):
         Predictor(bare, detector="none")
     p = Predictor(bare, detector="none", img_size=8, mean=(0.5,) * 3, std=(0.5,) * 3,
                   class_names=["a", "b"])
