@@ -57,3 +57,15 @@ def test_predict_with_yunet_model(tmp_path, checkpoint, capsys):
     assert main(["predict", str(checkpoint), str(tmp_path / "red.png"), "--detector", "yunet",
                  "--detector-model", str(FAKE_YUNET), "--device", "cpu"]) == 0
     assert capsys.readouterr().out.startswith(f"{tmp_path / 'red.png'} [96,64,32,32]: ")
+
+
+def test_predict_without_opencv_names_the_extra(tmp_path, checkpoint, capsys, monkeypatch):
+    import sys
+
+    img = tmp_path / "a.png"
+    Image.new("RGB", (8, 8)).save(img)
+    monkeypatch.setitem(sys.modules, "cv2", None)  # `import cv2` now raises ImportError
+    assert main(["predict", str(checkpoint), str(img), "--device", "cpu"]) == 2
+    assert "pip install 'pyg-fer[predict]'" in capsys.readouterr().err
+    # face crops need no OpenCV
+    assert main(["predict", str(checkpoint), str(img), "--detector", "none"]) == 0
