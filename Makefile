@@ -22,8 +22,9 @@ $(VENV)/.cluster: $(VENV)/.base
 	MAX_JOBS=$(MAX_JOBS) $(PIP) install --no-build-isolation "torch-scatter>=2.1" "torch-cluster>=1.6"
 	touch $@
 
+# [predict]: OpenCV for face detection and video; [test]: pytest and scikit-image (photos).
 $(VENV)/.test: $(VENV)/.cluster
-	$(PIP) install -e ".[test]"
+	$(PIP) install -e ".[test,predict]"
 	touch $@
 
 venv: $(VENV)/.base

@@ -7,7 +7,7 @@ Examples::
     torchrun --nproc-per-node 4 -m pyg_fer train face2nodes_rafdb data.root=/data/RAF-DB
     pyg-fer train --resume runs/face2nodes_rafdb
     pyg-fer eval runs/face2nodes_rafdb/best.json --tsne
-    pyg-fer predict runs/face2nodes_rafdb/best.json face1.jpg face2.png
+    pyg-fer predict runs/face2nodes_rafdb/best.json photo.jpg clip.mp4 --out faces.jsonl
     pyg-fer models 'face2nodes*'
     pyg-fer demo
 """
@@ -21,6 +21,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 # torch_geometric's import calls torch.jit.script, which recent torch deprecates with a
 # FutureWarning on every run; the user did nothing to cause it. Only that warning is silenced,
@@ -29,9 +30,7 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
                         category=FutureWarning)
 
 import torch  # noqa: E402
-from PIL import Image, UnidentifiedImageError  # noqa: E402
 
-from pyg_fer.data import build_transform  # noqa: E402
 from pyg_fer.engine import evaluate, load_config, load_model, train  # noqa: E402
 from pyg_fer.engine.checkpoint import read_card  # noqa: E402
 from pyg_fer.engine.config import CONFIG_DIR, Config, list_recipes  # noqa: E402
@@ -123,30 +122,61 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record_line(record: Any, top: int) -> str:
+    """One human-readable line per record for ``predict`` without ``--out``."""
+    where = record.source if record.frame is None else \
+        f"{record.source} frame {record.frame} ({record.time or 0:.2f} s)"
+    if record.error is not None:
+        return f"{where}: error: {record.error}"
+    if record.box is None:
+        return f"{where}: no face found"
+    probs = sorted(record.probs.items(), key=lambda kv: -kv[1])[:top]
+    box = ",".join(str(v) for v in record.box)
+    return f"{where} [{box}]: {record.label} ({', '.join(f'{c} {p:.3f}' for c, p in probs)})"
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
-    model = load_model(args.checkpoint, device=device)
-    _, h, _ = model.cfg["input_size"]
-    tf = build_transform(False, img_size=h, mean=model.cfg["mean"], std=model.cfg["std"])
-    names = model.cfg.get("class_names") or [str(i) for i in range(model.cfg["num_classes"])]
-    for start in range(0, len(args.images), args.batch_size):
-        paths = args.images[start:start + args.batch_size]
-        batch = []
-        for p in paths:
-            if not Path(p).is_file():
-                raise FileNotFoundError(f"image '{p}' does not exist")
-            try:
-                with Image.open(p) as im:
-                    batch.append(tf(im.convert("RGB")))
-            except UnidentifiedImageError:
-                raise ValueError(f"'{p}' is not an image file PIL can read") from None
-        with torch.no_grad():
-            probs = model(torch.stack(batch).to(device)).float().softmax(dim=1).cpu()
-        for p, row in zip(paths, probs, strict=True):
-            order = row.argsort(descending=True)
-            top = ", ".join(f"{names[i]} {row[i]:.3f}" for i in order[: args.top])
-            print(f"{p}: {names[order[0]]} ({top})")
-    return 0
+    """Thin wrapper over :class:`pyg_fer.inference.Predictor`; exit 1 when an input failed."""
+    try:
+        from tqdm import tqdm
+
+        from pyg_fer.inference import Predictor, RecordWriter, RunSummary
+
+        predictor = Predictor.from_checkpoint(
+            args.checkpoint, device=args.device, detector=args.detector,
+            detector_model=args.detector_model, batch_size=args.batch_size, margin=args.margin)
+        items = predictor.expand(args.inputs)
+        total = predictor.count(items, args.stride)
+    except ImportError as err:
+        print(f"pyg-fer predict: error: {err}", file=sys.stderr)
+        return 2
+    writer = RecordWriter(args.out, predictor.class_names) if args.out else None
+    summary = RunSummary()
+    t0 = time.perf_counter()
+    bar = tqdm(total=total, unit="img", disable=not sys.stderr.isatty(), leave=False)
+    try:
+        for record in predictor.run(items, stride=args.stride, annotate=args.annotate):
+            summary.add(record)
+            bar.update(summary.images + summary.frames - bar.n)
+            if writer is not None:
+                writer.write(record)
+                if record.error is not None:
+                    tqdm.write(f"pyg-fer predict: {record.error}", file=sys.stderr)
+            else:
+                print(_record_line(record, args.top), flush=True)
+    except BaseException:
+        if writer is not None:
+            writer.discard()
+        raise
+    finally:
+        bar.close()
+    if writer is not None:
+        writer.close()
+    line = summary.line(time.perf_counter() - t0)
+    if writer is not None:
+        line += f" -> {args.out}"
+    print(line, file=sys.stdout if writer is not None else sys.stderr)
+    return 1 if summary.errors else 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -210,11 +240,27 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--device", default="auto")
     cmd.set_defaults(func=cmd_eval)
 
-    cmd = sub.add_parser("predict", help="classify image files with a checkpoint")
-    cmd.add_argument("checkpoint")
-    cmd.add_argument("images", nargs="+")
-    cmd.add_argument("--top", type=int, default=3, help="probabilities shown per image")
-    cmd.add_argument("--batch-size", type=int, default=32)
+    cmd = sub.add_parser(
+        "predict", help="find faces in images, folders or videos and classify their expressions",
+        description="One record per face: source, frame, time, box, detector score, class "
+                    "probabilities, label. Exit status 1 when an input could not be read (the "
+                    "others are still predicted), 2 on a usage or checkpoint error.")
+    cmd.add_argument("checkpoint", help="checkpoint .json/.safetensors, stem, or run folder")
+    cmd.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image or video files, or folders of them")
+    cmd.add_argument("--detector", choices=("haar", "yunet", "none"), default="haar",
+                   help="face detector; 'none': the inputs are face crops (default: haar)")
+    cmd.add_argument("--detector-model", metavar="PATH",
+                   help="YuNet ONNX file for --detector yunet (or another Haar cascade XML)")
+    cmd.add_argument("--out", metavar="FILE.jsonl|FILE.csv",
+                   help="write the records here (default: one line per record on stdout)")
+    cmd.add_argument("--annotate", metavar="DIR",
+                   help="write copies of the inputs with boxes and labels drawn into DIR")
+    cmd.add_argument("--stride", type=int, default=1, help="predict every N-th video frame")
+    cmd.add_argument("--margin", type=float, default=0.15,
+                   help="crop margin per side, fraction of the face box (default: 0.15)")
+    cmd.add_argument("--top", type=int, default=3, help="probabilities shown per face on stdout")
+    cmd.add_argument("--batch-size", type=int, default=32, help="faces per forward pass")
     cmd.add_argument("--device", default="auto")
     cmd.set_defaults(func=cmd_predict)
 

@@ -15,16 +15,18 @@ from PIL import Image
 from torchvision import transforms as T
 
 from pyg_fer.constants import IMAGENET_MEAN, IMAGENET_STD
+from pyg_fer.data.base import to_rgb
 
 RECIPES = ("face2nodes", "fer")
 
 
 class ToRGB:
-    """Convert any PIL image (L, LA, P, RGBA, I;16 ...) to RGB; tensors pass through."""
+    """Convert any PIL image (L, LA, P, RGBA, CMYK, I;16 ...) to RGB (16-bit gray scaled to 8
+    bits, see :func:`pyg_fer.data.base.to_rgb`); tensors pass through."""
 
     def __call__(self, img: Image.Image | torch.Tensor) -> Image.Image | torch.Tensor:
         if isinstance(img, Image.Image) and img.mode != "RGB":
-            return img.convert("RGB")
+            return to_rgb(img)
         return img
 
     def __repr__(self) -> str:

@@ -22,6 +22,7 @@ import random
 import subprocess
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,36 @@ def model_card(model: nn.Module) -> dict[str, Any]:
         },
         "model",
     )
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model expects as input and what its outputs mean, as recorded in its card."""
+
+    input_size: tuple[int, int, int]  #: (C, H, W)
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    class_names: tuple[str, ...]  #: one per output; "0", "1", ... when the card names none
+
+
+def input_spec(model: nn.Module) -> InputSpec:
+    """The input size, normalisation and class names ``model`` was trained with.
+
+    Read from the model's card (``model.cfg`` of a registered model; :func:`load_model`
+    restores it from the checkpoint), so inference preprocesses exactly as training did.
+
+    Raises:
+        ValueError: the model carries no pyg-fer ``cfg``, or the card lacks one of the fields.
+    """
+    card = model_card(model)
+    missing = [k for k in ("input_size", "mean", "std") if card.get(k) is None]
+    if missing or (card.get("class_names") is None and card.get("num_classes") is None):
+        raise ValueError(f"model '{card['name']}' records no {missing or ['num_classes']} in "
+                         "its cfg")
+    names = card["class_names"] or [str(i) for i in range(card["num_classes"])]
+    return InputSpec(tuple(int(v) for v in card["input_size"]),
+                     tuple(float(v) for v in card["mean"]), tuple(float(v) for v in card["std"]),
+                     tuple(str(c) for c in names))
 
 
 def save_checkpoint(

@@ -49,3 +49,37 @@ def test_errors():
         build_transform(True, img_size=0)
     with pytest.raises(ValueError, match="std"):
         build_transform(False, std=(0, 1, 1))
+
+
+def test_16_bit_gray_is_scaled_not_clipped(tmp_path):
+    import numpy as np
+
+    from pyg_fer.data import load_rgb
+
+    ramp = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000).astype(np.uint16)  # 0..63000
+    path = tmp_path / "deep.png"
+    Image.fromarray(ramp).save(path)
+    with Image.open(path) as im:
+        assert im.mode.startswith("I")  # Pillow keeps 16 bits
+    expected = np.rint(ramp / 257.0).astype(np.uint8)
+    for rgb in (load_rgb(str(path)), ToRGB()(Image.open(path))):
+        arr = np.asarray(rgb)
+        assert rgb.mode == "RGB" and (arr == expected[:, :, None]).all()
+
+
+def test_load_rgb_applies_exif_orientation_on_request(tmp_path):
+    import numpy as np
+
+    from pyg_fer.data import load_rgb
+
+    img = Image.new("RGB", (30, 20), (0, 0, 0))
+    img.paste((255, 255, 255), (0, 0, 10, 20))  # white left third
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    path = tmp_path / "phone.jpg"
+    img.save(path, exif=exif, quality=95)
+    assert load_rgb(str(path)).size == (30, 20)
+    upright = load_rgb(str(path), exif_transpose=True)
+    assert upright.size == (20, 30)
+    arr = np.asarray(upright).mean(axis=2)
+    assert arr[:10].mean() > 200 and arr[-10:].mean() < 50  # the white band is now on top

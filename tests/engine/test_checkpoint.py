@@ -139,3 +139,17 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
         atomic_write_bytes(path, b"new")
     assert path.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["f.bin"]
+
+
+def test_input_spec_reads_the_card_of_a_loaded_model(tmp_path):
+    from pyg_fer.engine.checkpoint import input_spec
+    from pyg_fer.models import create_model
+
+    model = create_model("resnet18_fer", num_classes=3, img_size=32, class_names=["a", "b", "c"],
+                         mean=(0.4, 0.5, 0.6), std=(0.3, 0.3, 0.3))
+    save_checkpoint(model, tmp_path / "best")
+    spec = input_spec(load_model(tmp_path / "best"))
+    assert spec.input_size == (3, 32, 32) and spec.class_names == ("a", "b", "c")
+    assert spec.mean == pytest.approx((0.4, 0.5, 0.6)) and spec.std == pytest.approx((0.3,) * 3)
+    with pytest.raises(ValueError, match="no 'cfg'"):
+        input_spec(torch.nn.Linear(2, 2))
