@@ -14,7 +14,9 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
+#: Per-channel mean of ImageNet (RGB, in [0, 1]): the default input normalisation.
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+#: Per-channel standard deviation of ImageNet (RGB, in [0, 1]).
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 RECIPES = ("face2nodes", "fer")
