@@ -49,8 +49,18 @@ autodoc_typehints_description_target = "documented_params"
 add_module_names = False
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
-napoleon_custom_sections = [("Shapes", "params_style")]
+# "Shapes:" (PyG's section) stays a heading over its own bullet list.
+napoleon_custom_sections = ["Shapes"]
 napoleon_use_ivar = True
+
+# A reference to a pyg_fer name that has no page is an error. Other libraries have no
+# inventory here (the build is offline), so references to them render as plain code, as do
+# private helpers (``pyg_fer.nn.conv._fused``) and unqualified names.
+nitpicky = True
+nitpick_ignore_regex = [
+    (r"py:.*", r"(?!pyg_fer\.).*"),
+    (r"py:.*", r"pyg_fer\.(.*\.)?_.*"),
+]
 
 # Markdown pages (docs/*.md) through MyST.
 myst_enable_extensions = ["dollarmath", "amsmath"]
@@ -65,6 +75,7 @@ sphinx_gallery_conf = {
     "download_all_examples": False,
     "remove_config_comments": True,
     "abort_on_example_error": True,
+    "run_stale_examples": True,  # the pages always show what the current code prints
     "show_memory": False,
     "write_computation_times": False,
     "show_signature": False,

@@ -52,8 +52,8 @@ def point_cloud(shape: int, num_points: int) -> torch.Tensor:
         bar = torch.rand(num_points) < 0.5
         pts = torch.stack([torch.where(bar, u, 0 * u), torch.where(bar, 0 * u, u)], 1)
     angle = 2 * math.pi * torch.rand(())
-    c, s = torch.cos(angle), torch.sin(angle)
-    rot = torch.tensor([[c, -s], [s, c]])
+    cos_a, sin_a = torch.cos(angle), torch.sin(angle)
+    rot = torch.tensor([[cos_a, -sin_a], [sin_a, cos_a]])
     scale = 0.7 + 0.6 * torch.rand(())
     return scale * pts @ rot.T + 0.05 * torch.randn(num_points, 2)
 
