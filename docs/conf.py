@@ -42,7 +42,14 @@ exclude_patterns = ["_build", "tutorials/*.md", "tutorials/*.rst"]
 # API reference: one page per public name, generated from the docstrings.
 autosummary_generate = True
 autosummary_imported_members = True
-autodoc_default_options = {"members": True, "show-inheritance": True}
+autodoc_default_options = {
+    "members": True,
+    "show-inheritance": True,
+    # MessagePassing's internals, overridden by the convs: PyG documents them, as PyG's API
+    # pages leave them out too.
+    "exclude-members": "message, aggregate, message_and_aggregate, update, propagate, "
+                       "edge_update, explain_message",
+}
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_typehints_description_target = "documented_params"

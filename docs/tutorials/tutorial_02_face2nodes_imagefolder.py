@@ -23,6 +23,7 @@ that the pipeline works, not what Face2Nodes reaches. For the paper's setting se
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -132,7 +133,10 @@ for line in (run_dir / "metrics.jsonl").read_text().splitlines():
 
 print((run_dir / "report.md").read_text())
 
-fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+# %%
+# The two figures of the report, as written to the run folder:
+
+fig, axes = plt.subplots(2, 1, figsize=(9, 13), height_ratios=[1.6, 1])
 for ax, name in zip(axes, ("confusion_matrix.png", "learning_curves.png"), strict=True):
     ax.imshow(plt.imread(run_dir / name))
     ax.set_axis_off()
@@ -175,3 +179,8 @@ for i in range(len(fresh)):
 os.chdir(root.parent)  # so that the output below shows short relative paths
 pyg_fer_cli(["predict", str(run_dir / "best.json"), *paths, "--top", "3"])
 os.chdir(cwd)
+
+# %%
+# The toy folder, the run and the photos were written to a temporary directory; remove them.
+
+shutil.rmtree(root.parent)

@@ -47,6 +47,7 @@ except FileNotFoundError as err:
 # load both splits with the loader of the ``face2nodes_rafdb`` recipe. Do the same with your
 # download before a long run: the printed counts should be RAF-DB's 12 271 / 3 068.
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -69,6 +70,7 @@ for split, n in (("train", 14), ("test", 7)):
 for split in ("train", "test"):
     ds = build_dataset("rafdb", root=str(root), split=split)
     print(split, len(ds), "images, classes:", ds.classes)
+shutil.rmtree(root)
 
 # %%
 # The shipped recipes
