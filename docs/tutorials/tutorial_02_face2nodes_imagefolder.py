@@ -4,7 +4,7 @@ Train and evaluate Face2Nodes on your own folder of face images
 
 Your data is a folder of face crops sorted by expression, one sub-folder per class (the
 ``ImageFolder`` layout). This tutorial trains Face2Nodes on such a folder with a shipped recipe
-and a few overrides, extends the run with ``resume``, reads the report, evaluates the best
+and a few overrides, resumes it after an interruption, reads the report, evaluates the best
 checkpoint, and predicts the expressions of new photos.
 
 To run anywhere, it first writes a tiny folder of SyntheticFER faces (the built-in procedural
@@ -71,7 +71,7 @@ overrides = [
     "data.options={}", "data.train_options={}", "data.eval_options={}",
     "data.img_size=32",
     "model.kwargs={img_size: 32, grid_size: 4, embed_dim: 64, depth: 2}",
-    "train.epochs=2",
+    "train.epochs=4",
     "train.batch_size=14",
     "train.progress=false",
     "train.num_threads=1",
@@ -90,7 +90,7 @@ print(cfg.data.name, cfg.data.root, "| epochs:", cfg.train.epochs, "| lr:", cfg.
 #    pyg-fer train synthetic_face2nodes data.name=imagefolder data.root=/path/to/my_faces \
 #        'data.options={}' 'data.train_options={}' 'data.eval_options={}' data.img_size=32 \
 #        'model.kwargs={img_size: 32, grid_size: 4, embed_dim: 64, depth: 2}' \
-#        train.epochs=2 train.batch_size=14 output.name=my_faces
+#        train.epochs=4 train.batch_size=14 output.name=my_faces
 #
 # A misspelt key is an error naming the valid keys, never silently ignored:
 
@@ -100,29 +100,45 @@ except ValueError as err:
     print("ValueError:", err)
 
 # %%
-# Train
-# -----
+# Train, and get interrupted
+# --------------------------
 # ``train`` writes the run folder: the resolved ``config.yaml``, one ``metrics.jsonl`` line
-# per epoch, the best and last checkpoints, the training state for resuming, and the report.
+# per epoch, the best and last checkpoints, the training state for resuming, and, at the end,
+# the report. To show ``resume``, this run is stopped after its second of four epochs, as a
+# killed job would be: ``on_epoch_end`` (called after each epoch's checkpoints are written)
+# raises.
 
-result = train(cfg)
-run_dir = Path(result["run_dir"])
-print(f"best epoch {result['best_epoch']}, eval accuracy {result['best']['overall_acc']:.1%}")
+
+class Interrupted(Exception):
+    pass
+
+
+def stop_after_epoch_2(epoch: int, model: torch.nn.Module, record: dict) -> None:
+    if epoch == 2:
+        raise Interrupted
+
+
+try:
+    train(cfg, on_epoch_end=stop_after_epoch_2)
+except Interrupted:
+    print("interrupted after epoch 2")
+run_dir = run_root / "my_faces"
 print(sorted(p.name for p in run_dir.iterdir()))
 
 # %%
 # Resume
 # ------
-# ``resume`` continues a run from its ``train_state.pt`` (weights, optimiser, schedule, RNG
-# states); an override such as ``train.epochs=4`` extends it. A run killed after epoch *k* and
-# resumed ends with the same weights as one that was never interrupted. On the command line:
-# ``pyg-fer train --resume runs/my_faces train.epochs=4``.
+# ``resume`` continues the run from its ``train_state.pt``: weights, optimiser, learning-rate
+# schedule, gradient scaler, best-so-far and RNG states. The data order depends only on the
+# seed and the epoch, so the resumed run ends with the same weights as one that was never
+# interrupted. On the command line: ``pyg-fer train --resume runs/my_faces``.
 
-result = train(run_dir / "config.yaml", resume=run_dir, overrides=["train.epochs=4"])
+result = train(run_dir / "config.yaml", resume=run_dir)
+print(f"best epoch {result['best_epoch']}, eval accuracy {result['best']['overall_acc']:.1%}")
 for line in (run_dir / "metrics.jsonl").read_text().splitlines():
     record = json.loads(line)
     print(f"epoch {record['epoch']}: train loss {record['train_loss']:.3f}, "
-          f"eval accuracy {record['eval_acc']:.1%}")
+          f"eval accuracy {record['eval_acc']:.1%}, lr {record['lr']:.2e}")
 
 # %%
 # The report
