@@ -261,14 +261,17 @@ mask = explanation.edge_mask
 print("predicted:", SHAPES[int(explanation.prediction.argmax())], "| true:", SHAPES[int(cloud.y)])
 print(f"edge mask: {mask.numel()} edges, min {mask.min():.2f}, max {mask.max():.2f}")
 
-fig, ax = plt.subplots(figsize=(4, 4))
+# %%
+# Each edge drawn with the opacity and width of its mask value:
+
+fig, ax = plt.subplots(figsize=(5, 5))
 pos = cloud.x
 for (j, i), w in zip(cloud.edge_index.t().tolist(), mask.tolist(), strict=True):
     ax.plot([pos[j, 0], pos[i, 0]], [pos[j, 1], pos[i, 1]], color="tab:red", alpha=w,
             lw=0.5 + 2 * w)
 ax.scatter(pos[:, 0], pos[:, 1], s=12, color="black", zorder=3)
 ax.set_aspect("equal")
-ax.set_title("GNNExplainer edge mask (darker = more important)")
+ax.set_title("GNNExplainer edge mask")
 ax.set_xticks([])
 ax.set_yticks([])
 fig.tight_layout()
