@@ -8,8 +8,8 @@ with the same loader the recipes use, and prints the exact command and settings 
 shipped recipe (read from ``pyg_fer/configs/*.yaml`` when this page was built, so they cannot
 drift from the files).
 
-**Time per epoch on a GPU: not yet measured.** No GPU has been available to the project so far;
-the CPU-sized measurements are in :doc:`../../training` (the demo) and :doc:`../../agfn`.
+**Time per epoch on a GPU: not yet measured** (no GPU was available when this page was
+written). The CPU-sized measurements are in :doc:`../../training` (the demo) and :doc:`../../agfn`.
 """
 
 # %%
@@ -89,15 +89,16 @@ for name in list_recipes():
     cfg = load_config(name)
     if cfg.data.name not in ROOTS:
         continue  # the synthetic recipes need no data
-    command = f"pyg-fer train {name} data.root={ROOTS[cfg.data.name]}"
-    if "weights" in cfg.model.kwargs:
-        command += " model.kwargs.weights=/path/to/resnet18_msceleb.pth"
-    print(command)
-    print(f"    model {cfg.model.name} {dict(cfg.model.kwargs)}, {cfg.data.img_size} px, "
-          f"{cfg.optim.name} lr {cfg.optim.lr:g} wd {cfg.optim.weight_decay:g}, "
-          f"{cfg.schedule.name} schedule, batch {cfg.train.batch_size}, {cfg.train.epochs} epochs, "
-          f"label smoothing {cfg.train.label_smoothing}, AMP {cfg.train.amp}, "
-          f"AGFN mode {cfg.agfn.enabled}")
+    print(f"pyg-fer train {name} data.root={ROOTS[cfg.data.name]}", end="")
+    kwargs = dict(cfg.model.kwargs)
+    if kwargs.pop("weights", None) is not None:
+        print(" \\\n    model.kwargs.weights=/path/to/resnet18_msceleb.pth", end="")
+    o, t = cfg.optim, cfg.train
+    print(f"\n    model {cfg.model.name} {kwargs}, {cfg.data.img_size} px, batch {t.batch_size}, "
+          f"{t.epochs} epochs"
+          f"\n    {o.name} lr {o.lr:g}, weight decay {o.weight_decay:g}, {cfg.schedule.name} "
+          f"schedule, label smoothing {t.label_smoothing:g}"
+          f"\n    AMP (CUDA only) {t.amp}, AGFN coordinate descent {cfg.agfn.enabled}\n")
 
 # %%
 # Running them
