@@ -101,5 +101,6 @@ shutil.rmtree(runs)  # the run folders (checkpoints, reports) are not needed bel
 #    pyg-fer train agfn_resnet18_rafdb data.root=/path/to/RAF-DB data.label_noise=0.2 \
 #        model.name=resnet18_fer 'model.kwargs={}' agfn.enabled=false output.name=baseline
 #
-# The paper's gains come from an MS-Celeb-1M pre-trained ResNet-18 and batches of 256 on a GPU;
-# ``benchmarks/noisy_labels.py`` runs the 0/10/20 % comparison with several seeds.
+# The paper's regime (batches of 256, many epochs) needs a GPU. ``benchmarks/noisy_labels.py``
+# runs the 0/10/20 % comparison with several seeds; :doc:`../../agfn` gives its GPU-sized
+# command.
