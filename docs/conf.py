@@ -93,7 +93,8 @@ sphinx_gallery_conf = {
 
 html_theme = "furo"
 html_title = f"pyg-fer {release}"
-html_static_path = []
+html_static_path = ["_static"]
+html_css_files = ["pyg_fer.css"]
 html_show_sourcelink = False
 
 # Repository files outside docs/ that a site page includes: Markdown links to them (written for
@@ -130,6 +131,22 @@ def _constant_doc_comment(app, what, name, obj, options, lines):
     lines[:] = []
 
 
+def _drop_boilerplate_docstrings(app, what, name, obj, options, lines):
+    """A ``forward`` without its own docstring inherits ``torch.nn.Module.forward``'s
+    ("Define the computation performed at every call...") or MessagePassing's; show only the
+    signature instead."""
+    if what != "method" or not name.endswith(".forward"):
+        return
+    import inspect
+
+    import torch
+    from torch_geometric.nn import MessagePassing
+
+    inherited = {inspect.getdoc(torch.nn.Module.forward), inspect.getdoc(MessagePassing.forward)}
+    if inspect.getdoc(obj) in inherited and getattr(obj, "__doc__", None) is None:
+        lines[:] = []
+
+
 def _skip_namedtuple_fields(app, what, name, obj, skip, options):
     """NamedTuple fields are described in the class's ``Attributes:`` section already."""
     if (getattr(obj, "__doc__", None) or "").startswith("Alias for field number"):
@@ -140,4 +157,5 @@ def _skip_namedtuple_fields(app, what, name, obj, skip, options):
 def setup(app):
     app.connect("doctree-read", _link_included_files)
     app.connect("autodoc-process-docstring", _constant_doc_comment)
+    app.connect("autodoc-process-docstring", _drop_boilerplate_docstrings)
     app.connect("autodoc-skip-member", _skip_namedtuple_fields)
