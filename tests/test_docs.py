@@ -5,6 +5,7 @@ cannot parse, a public name without an API page or a tutorial that no longer run
 """
 
 import importlib
+import importlib.util
 import os
 import re
 import subprocess
