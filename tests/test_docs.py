@@ -48,7 +48,7 @@ def test_every_public_name_has_an_api_page(site):
 
 
 def test_tutorials_ran_and_show_their_output(site):
-    assert len(TUTORIALS) == 4
+    assert TUTORIALS, "no docs/tutorials/tutorial_*.py found"
     for name in TUTORIALS:
         page = (site / "generated" / "tutorials" / f"{name}.html").read_text()
         assert "sphx-glr-script-out" in page, f"{name} shows no output"
