@@ -9,7 +9,7 @@ PIP := $(PY) -m pip
 MAX_JOBS ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test docs bench venv clean
 
 $(VENV)/.base: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,9 +22,14 @@ $(VENV)/.cluster: $(VENV)/.base
 	MAX_JOBS=$(MAX_JOBS) $(PIP) install --no-build-isolation "torch-scatter>=2.1" "torch-cluster>=1.6"
 	touch $@
 
-# [predict]: OpenCV for face detection and video; [test]: pytest and scikit-image (photos).
+# [predict]: OpenCV for face detection and video; [test]: pytest and scikit-image (photos);
+# [docs]: the tests build the documentation site (tests/test_docs.py).
 $(VENV)/.test: $(VENV)/.cluster
-	$(PIP) install -e ".[test,predict]"
+	$(PIP) install -e ".[test,predict,docs]"
+	touch $@
+
+$(VENV)/.docs: $(VENV)/.base
+	$(PIP) install -e ".[docs]"
 	touch $@
 
 venv: $(VENV)/.base
@@ -35,8 +40,13 @@ demo: $(VENV)/.base
 test: $(VENV)/.test
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; fi; exit $$rc
 
+# The documentation site: API reference + tutorials (run at toy size), warnings are errors,
+# no network needed. Open docs/_build/html/index.html.
+docs: $(VENV)/.docs
+	OMP_NUM_THREADS=1 $(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+
 bench: $(VENV)/.cluster
 	$(PY) benchmarks/graph_ops.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info docs/_build docs/generated

@@ -4,7 +4,7 @@ Entry points: ``build_dataset``, ``build_transform``, ``SyntheticFER``.
 """
 
 from pyg_fer.data.affectnet import AffectNet
-from pyg_fer.data.base import FERDataset, load_rgb, read_name_list
+from pyg_fer.data.base import FERDataset, load_rgb, read_name_list, to_rgb
 from pyg_fer.data.build import build_dataset, list_datasets
 from pyg_fer.data.classes import (
     AFFECTNET_CLASSES,
@@ -43,5 +43,6 @@ __all__ = [
     "ferplus_votes_to_target",
     "list_datasets",
     "load_rgb",
+    "to_rgb",
     "read_name_list",
 ]

@@ -23,7 +23,7 @@ class RAFDB(FERDataset):
         Image/original/train_00001.jpg
 
     Labels 1..7 = Surprise, Fear, Disgust, Happiness, Sadness, Anger, Neutral map to class
-    indices 0..6 (:data:`~pyg_fer.data.classes.RAFDB_CLASSES`). The split is the name prefix
+    indices 0..6 (:data:`~pyg_fer.data.RAFDB_CLASSES`). The split is the name prefix
     (``train_``/``test_``).
 
     Args:

@@ -22,7 +22,7 @@ RECIPES = ("face2nodes", "fer")
 
 class ToRGB:
     """Convert any PIL image (L, LA, P, RGBA, CMYK, I;16 ...) to RGB (16-bit gray scaled to 8
-    bits, see :func:`pyg_fer.data.base.to_rgb`); tensors pass through."""
+    bits, see :func:`pyg_fer.data.to_rgb`); tensors pass through."""
 
     def __call__(self, img: Image.Image | torch.Tensor) -> Image.Image | torch.Tensor:
         if isinstance(img, Image.Image) and img.mode != "RGB":

@@ -161,7 +161,7 @@ class Predictor:
 
         Args:
             inputs: a path (image, video or folder), a PIL image, a NumPy array, a tensor, or a
-                list of these (see :mod:`pyg_fer.inference.sources`).
+                list of these (see :data:`IMAGE_EXTENSIONS` and :data:`VIDEO_EXTENSIONS`).
             boxes: faces given instead of detected: one list of ``(x, y, w, h)`` per input
                 (``None`` entries are detected), or one list for a single image.
             channel_order: ``'rgb'`` or ``'bgr'`` (OpenCV) for colour NumPy arrays; required

@@ -1,6 +1,13 @@
 """Registered models: ``create_model(name, **kwargs)`` and ``list_models()``."""
 
 from pyg_fer.models._builder import build_model_with_cfg
+from pyg_fer.models.backbone import ResNetTrunk
+from pyg_fer.models.weights import (
+    LoadReport,
+    load_backbone_weights,
+    load_state_dict_file,
+    map_state_dict_keys,
+)
 from pyg_fer.models._registry import (
     create_model,
     is_model,
@@ -10,10 +17,15 @@ from pyg_fer.models._registry import (
 )
 
 __all__ = [
+    "LoadReport",
+    "ResNetTrunk",
     "build_model_with_cfg",
     "create_model",
     "is_model",
     "list_models",
+    "load_backbone_weights",
+    "load_state_dict_file",
+    "map_state_dict_keys",
     "model_entrypoint",
     "register_model",
 ]

@@ -33,10 +33,16 @@ def list_models(pattern: str = "*", include_private: bool = False) -> list[str]:
 
 
 def is_model(name: str) -> bool:
+    """``True`` when ``name`` is a registered model (see :func:`list_models`)."""
     return name in _model_entrypoints
 
 
 def model_entrypoint(name: str) -> Callable[..., nn.Module]:
+    """The builder function registered under ``name``.
+
+    Raises:
+        ValueError: ``name`` is not registered (the message lists the registered names).
+    """
     if name not in _model_entrypoints:
         raise ValueError(
             f"unknown model '{name}'; registered models: {', '.join(list_models())}"

@@ -41,7 +41,7 @@ class ResNetTrunk(nn.Module):
         weights: ``None`` (random initialisation), a torchvision weights enum such as
             ``ResNet18_Weights.IMAGENET1K_V1`` (downloaded by torchvision where there is
             internet), or a path to a local checkpoint (e.g. the MS-Celeb-1M ResNet-18 shared by
-            FER repositories), loaded by :func:`pyg_fer.models.weights.load_backbone_weights`.
+            FER repositories), loaded by :func:`pyg_fer.models.load_backbone_weights`.
             (default: :obj:`None`)
 
     Shapes:

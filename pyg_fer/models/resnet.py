@@ -24,7 +24,7 @@ class ResNetFER(nn.Module):
         in_chans (int): image channels (3). (default: :obj:`3`)
         backbone (str): torchvision ResNet name. (default: :obj:`"resnet18"`)
         weights: trunk weights: ``None``, a torchvision weights enum or a local checkpoint path
-            (see :class:`pyg_fer.models.backbone.ResNetTrunk`). (default: :obj:`None`)
+            (see :class:`pyg_fer.models.ResNetTrunk`). (default: :obj:`None`)
         drop_rate (float): dropout before the classifier. (default: :obj:`0.0`)
     """
 

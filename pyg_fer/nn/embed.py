@@ -56,7 +56,7 @@ class MultiScalePatchEmbed(nn.Module):
     r"""Multi-scale feature fusion-based patch embedding (MSF²PE) from the `"Face2Nodes"
     <https://doi.org/10.1016/j.ins.2023.119640>`_ paper, §3.2 and Fig. 3.
 
-    A trunk (the ResNet of :class:`pyg_fer.models.backbone.ResNetTrunk`) yields the four stage
+    A trunk (the ResNet of :class:`pyg_fer.models.ResNetTrunk`) yields the four stage
     outputs :math:`X_s \in \mathbb{R}^{C_s \times H_s
     \times W_s}`; each is mapped by a 1×1 convolution to :math:`C'_s` channels and resampled to
     the target grid :math:`H_t \times W_t`, the four maps are concatenated, and a 1×1
@@ -82,7 +82,7 @@ class MultiScalePatchEmbed(nn.Module):
         trunk (torch.nn.Module): a CNN given as ``forward_stem(images)`` followed by the
             modules ``stages`` (finest first), each stage's output described in
             ``feature_info`` (a list of dicts with ``num_chs``), as
-            :class:`~pyg_fer.models.backbone.ResNetTrunk` is. Built by the models layer (with
+            :class:`~pyg_fer.models.ResNetTrunk` is. Built by the models layer (with
             its weights) and passed in.
         embed_dim (int): node feature size :math:`D`. (default: :obj:`512`)
         grid_size (int or tuple): target grid :math:`H_t \times W_t`. (default: :obj:`7`)
