@@ -55,7 +55,7 @@ class AGFN(nn.Module):
           d_{im} = 1 + \sum_{m' \neq m} P(\mathbf{z}_m, \mathbf{z}_{m'})
           + P(\mathbf{z}_m, \mathbf{x}_i),
 
-      the GCN normalisation of Eq. 6 (:math:`\tilde{D} = 1 + ` row sum of :math:`A`) on that
+      the GCN normalisation of Eq. 6 (:math:`\tilde{D}_{ii} = 1 + \sum_j A_{ij}`) on that
       graph, evaluated at the test node. Only the valid entries of the bank take part; with an
       empty bank (no training forward yet) the layer falls back to the identity graph.
 
@@ -190,8 +190,8 @@ class AGFN(nn.Module):
             outs = [self._convolve(x, sample=True) for _ in range(self.num_samples)]
             stacked = torch.stack(outs)
             return stacked if return_samples else stacked.mean(0)
-        if self.use_graph and self.eval_graph == "bank" and int(self.bank_count) > 0:
-            out = self._convolve_bank(x, self.bank_features())
+        if self.use_graph and self.eval_graph == "bank" and self.bank_size > 0:
+            out = self._convolve_bank(x)
         elif self.use_graph and self.eval_graph == "expected" and x.size(0) > 1:
             out = self._convolve(x, sample=False)
         else:
@@ -239,11 +239,15 @@ class AGFN(nn.Module):
         graph = self.graph(x, sample=sample, adjacency=adjacency)
         return self.gcn(x, graph.edge_index, graph.edge_weight)
 
-    def _convolve_bank(self, x: Tensor, bank: Tensor) -> Tensor:
-        """Each row of ``x`` as node ``i`` of the expected graph over ``{x_i} ∪ bank``."""
-        bank = bank.to(x.dtype)
-        p_xz = self.graph.probabilities(x, bank)  # [B, M]
-        bank_deg = 1.0 + self.graph.probabilities(bank).sum(1)  # [M], bank-to-bank part
+    def _convolve_bank(self, x: Tensor) -> Tensor:
+        """Each row of ``x`` as node ``i`` of the expected graph over ``{x_i} ∪ bank``.
+
+        The whole bank takes part with the rows not filled yet masked out of every sum (no
+        host-side read of ``bank_count``): with an empty bank this is the identity graph."""
+        bank = self.bank.to(x.dtype)
+        valid = (torch.arange(self.bank_size, device=x.device) < self.bank_count).to(x.dtype)
+        p_xz = self.graph.probabilities(x, bank) * valid  # [B, M]
+        bank_deg = 1.0 + (self.graph.probabilities(bank) * valid).sum(1)  # [M], bank-to-bank
         d_x = 1.0 + p_xz.sum(1, keepdim=True)  # [B, 1]
         d_z = bank_deg.unsqueeze(0) + p_xz  # [B, M]: the test node adds P(z_m, x_i)
         coef = p_xz * (d_x * d_z).rsqrt()

@@ -140,3 +140,26 @@ def test_bank_errors_and_repr():
     agfn = AGFN(4, 4, bank_size=0).train()
     agfn(torch.randn(3, 4))
     assert agfn.bank.shape == (0, 4)
+
+
+def test_partial_bank_uses_only_its_filled_rows_without_reading_the_count():
+    """A bank that has seen fewer rows than it holds: the unfilled rows (here set to large
+    junk) take no part, the count stays a device tensor (no host read in the forward)."""
+    agfn, feats = trained_bank_agfn(bank_size=7, seen=4)
+    with torch.no_grad():
+        agfn.bank[4:] = 50 * torch.randn(3, 6)
+    x = torch.randn(5, 6)
+    with torch.no_grad():
+        out = agfn(x)
+        dense = dense_bank_formula(agfn, x, feats)
+    assert torch.allclose(out, dense, atol=1e-5)
+
+    class NoHostRead(torch.Tensor):
+        def __int__(self):
+            raise AssertionError("bank_count read on the host")
+
+        __bool__ = __index__ = __int__
+
+    agfn.bank_count = agfn.bank_count.as_subclass(NoHostRead)
+    with torch.no_grad():
+        assert torch.allclose(agfn(x).as_subclass(torch.Tensor), out, atol=1e-6)
