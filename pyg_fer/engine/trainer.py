@@ -122,7 +122,16 @@ class TrainState:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.graph_optimizer is not None:
             self.graph_optimizer.load_state_dict(state["graph_optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        # The schedule's shape (total steps, warm-up, ...) is the current config's, so that
+        # ``train.epochs`` can extend a run; only the step count is restored. The learning rate
+        # is then that schedule's at the restored step (the saved one for an unchanged config).
+        sched = dict(state["scheduler"])
+        sched["lr_lambdas"] = [None] * len(self.scheduler.lr_lambdas)
+        self.scheduler.load_state_dict(sched)
+        for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
+                                       self.scheduler.lr_lambdas, strict=True):
+            group["lr"] = base * factor(self.scheduler.last_epoch)
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
         self.scaler.load_state_dict(state["scaler"])
         self.epoch = state["epoch"]
         self.best_value, self.best_epoch = state["best_value"], state["best_epoch"]

@@ -175,3 +175,23 @@ def test_losses():
     soft = torch.tensor([[0.7, 0.3, 0.0]])
     assert compute_loss(logits, soft, "ce").item() == pytest.approx(
         -(soft * logits.log_softmax(1)).sum().item())
+
+
+def test_resume_with_more_epochs_extends_the_cosine_schedule(tmp_path):
+    """``train.epochs`` raised on resume: the cosine schedule runs over the new total (the saved
+    schedule's total must not win, which would keep the learning rate at min_lr)."""
+    tr, ev = _data()
+    short = tiny_config(tmp_path, train={"epochs": 2}, output={"name": "run"},
+                        schedule={"name": "cosine", "min_lr": 0.0})
+    train(short, train_dataset=tr, eval_dataset=ev)
+    longer = dict(short, train=dict(short["train"], epochs=4))
+    train(longer, train_dataset=tr, eval_dataset=ev, resume=tmp_path / "run")
+    lrs = [json.loads(line)["lr"] for line in
+           (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    fresh_dir = tmp_path / "fresh"
+    train(dict(longer, output={"dir": str(fresh_dir), "name": "run"}), train_dataset=tr,
+          eval_dataset=ev)
+    expected = [json.loads(line)["lr"] for line in
+                (fresh_dir / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(lrs) == 4 and lrs[1] == pytest.approx(0.0)  # the short run ended at min_lr
+    assert lrs[2] > 0 and lrs[2:] == pytest.approx(expected[2:])
