@@ -212,5 +212,5 @@ def test_docs_example_rgconv_in_your_own_pyg_model():
         loss = torch.nn.functional.cross_entropy(model(batch.x, batch.batch), batch.y)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < losses[0]
