@@ -39,7 +39,7 @@ def build_model_with_cfg(
 
     Every value is JSON-serialisable.
 
-    ``kwargs['pretrained']`` (an entry of :mod:`pyg_fer.models.pretrained`, ``True`` or an
+    ``kwargs['pretrained']`` (a :class:`~pyg_fer.models.PretrainedWeights`, ``True`` or an
     entry name) makes the entry's card the defaults under ``kwargs`` and loads its verified
     weights after the model is built. Called through a builder directly, the builder's own
     defaults (``num_classes=7``) override the card; :func:`~pyg_fer.models.create_model` lets

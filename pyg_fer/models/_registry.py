@@ -57,7 +57,7 @@ def create_model(name: str, pretrained: Any = None, **kwargs: Any) -> nn.Module:
         name: a registered model (:func:`list_models`).
         pretrained: ``None``/``False`` (random initialisation), ``True`` (the model's default
             entry of the weights registry), or an entry name such as ``"face2nodes.<tag>"``
-            (or just ``"<tag>"``); see :mod:`pyg_fer.models.pretrained`. The entry's card
+            (or just ``"<tag>"``); see :func:`~pyg_fer.models.list_pretrained`. The entry's card
             gives the defaults (architecture, classes, mean/std) that ``kwargs`` override, and
             its verified weights are loaded (downloaded into the cache when missing).
         **kwargs: builder keywords.

@@ -345,7 +345,7 @@ def download_weights(entry: PretrainedWeights | str, *, progress: bool = True) -
     """Make sure the weights of ``entry`` are in the cache, verified; return the card's path.
 
     The returned ``.json`` card sits next to the weights file, so the pair is a checkpoint
-    that :func:`~pyg_fer.models.card.load_model` and ``pyg-fer predict`` read.
+    that :func:`~pyg_fer.engine.load_model` and ``pyg-fer predict`` read.
 
     Raises:
         FileNotFoundError: offline (``PYG_FER_OFFLINE=1``) and not cached; the message says

@@ -291,3 +291,38 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     assert pw.weights_cache_dir() == tmp_path / "xdg" / "pyg_fer" / "weights"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert pw.weights_cache_dir() == Path.home() / ".cache" / "pyg_fer" / "weights"
+
+
+def test_cli_publish_then_weights_lists_downloads_and_predict_reads_the_cache(
+        trained, tmp_path, capsys, monkeypatch):
+    from pyg_fer.cli import main
+
+    run, _ = trained
+    out = tmp_path / "served"
+    assert main(["weights"]) == 0
+    assert "no pretrained weights registered" in capsys.readouterr().err
+    assert main(["publish", str(run), str(out), "--license", "MIT"]) == 0
+    printed = capsys.readouterr()
+    entry = json.loads(printed.out)
+    assert entry["name"] == "face2nodes.tiny" and entry["license"] == "MIT"
+    assert entry == json.loads((out / "face2nodes.tiny.entry.json").read_text())
+    assert "paste the entry above" in printed.err
+    assert main(["weights", "--add", str(out / "face2nodes.tiny.entry.json")]) == 0
+    line = capsys.readouterr().out.strip().split("\t")
+    assert line[:2] == ["face2nodes.tiny", "face2nodes"]
+    assert line[3:6] == ["MIT", "50.0% on synthetic/test (mean class 40.0%)", "not cached"]
+    assert line[6] == entry["url"]
+    monkeypatch.setenv(pw.ENV_OFFLINE, "1")
+    assert main(["weights", "--download", "face2nodes.tiny"]) == 2
+    assert "are not in the cache" in capsys.readouterr().err
+    monkeypatch.delenv(pw.ENV_OFFLINE)
+    assert main(["weights", "--download", "face2nodes.tiny"]) == 0
+    card = Path(capsys.readouterr().out.strip())
+    assert card == pw.cached_file("face2nodes.tiny").with_suffix(".json")
+    assert main(["weights", "tiny*"]) == 0
+    assert "no pretrained weights registered match" in capsys.readouterr().err
+    assert main(["weights", "face2nodes.*"]) == 0
+    line = capsys.readouterr().out.strip().split("\t")
+    assert line[5:] == ["cached", str(pw.cached_file("face2nodes.tiny"))]
+    assert main(["publish", str(run), str(out), "--license", "MIT", "--name", "bad"]) == 2
+    assert "must be '<model>.<tag>'" in capsys.readouterr().err
