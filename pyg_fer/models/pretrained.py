@@ -30,6 +30,7 @@ e.g. the ``entry.json`` that ``pyg-fer publish`` writes.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import os
 import re
@@ -38,7 +39,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -105,7 +106,6 @@ class PretrainedWeights:
     size: int | None = None
     description: str = ""
     default: bool = False
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         where = f"weights entry '{self.name}'"
@@ -398,9 +398,9 @@ def _fetch_hub(entry: PretrainedWeights, target: Path, progress: bool) -> None:
     except ImportError:
         raise ImportError(
             f"weights '{entry.name}' are on the Hugging Face Hub ({entry.hf_hub_id}), which "
-            "needs huggingface_hub: pip install \"pyg-fer[hub]\" (or "
-            f"{_how_to_fetch(entry)[0].lower()}{_how_to_fetch(entry)[1:]} by hand and save it "
-            f"as {target})") from None
+            "needs huggingface_hub: pip install \"pyg-fer[hub]\"; or "
+            f"{_how_to_fetch(entry)} by hand and save it as {target} "
+            f"(SHA-256 {entry.sha256})") from None
     local = Path(hf_hub_download(repo_id=entry.hf_hub_id, filename=entry.card["weights"],
                                  revision=entry.hf_revision))
     with open(local, "rb") as f:
@@ -412,8 +412,6 @@ def _store_verified(stream: IO[bytes], total: int | None, entry: PretrainedWeigh
                     target: Path, progress: bool, source: str) -> None:
     """Copy ``stream`` into a temporary file beside ``target`` while hashing it; move it into
     place only when complete and matching the entry's SHA-256."""
-    import hashlib
-
     from tqdm import tqdm
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -422,7 +420,7 @@ def _store_verified(stream: IO[bytes], total: int | None, entry: PretrainedWeigh
         digest, received = hashlib.sha256(), 0
         with os.fdopen(fd, "wb") as out, tqdm(
             total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=entry.name,
-            disable=not progress, leave=False,
+            disable=None if progress else True, leave=False,  # None: only on a terminal
         ) as bar:
             while chunk := stream.read(_CHUNK):
                 out.write(chunk)
