@@ -90,10 +90,10 @@ def publish(
         where = dict(url=(out_dir / file_name).resolve().as_uri())
     if command is None:
         data = (card.get("config") or {}).get("data") or {}
-        command = (f"pyg-fer train {(card_path.parent / 'config.yaml').resolve()} "
-                   f"(best epoch {card.get('epoch')}; accuracy: that run's evaluation on "
-                   f"{data.get('name')}/{data.get('eval_split')}, `pyg-fer eval` on the card "
-                   "repeats it)")
+        run = card_path.parent.resolve()
+        command = (f"pyg-fer train {run / 'config.yaml'} (best epoch {card.get('epoch')}); "
+                   f"accuracy: that run's evaluation on {data.get('name')}/"
+                   f"{data.get('eval_split')}, repeated by `pyg-fer eval {run / card_path.name}`")
     entry = PretrainedWeights(name=name, card=card, license=license, command=command,
                               size=len(blob), description=description, default=default,
                               **where)

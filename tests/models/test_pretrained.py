@@ -80,6 +80,12 @@ def test_a_good_file_loads_and_predicts_like_the_original(trained, tmp_path):
         again = pyg_fer.create_model("face2nodes", pretrained=spec).eval()
         with torch.no_grad():
             torch.testing.assert_close(again(x), original(x), rtol=0, atol=0)
+    # a builder called directly loads them too (build_model_with_cfg does the loading)
+    from pyg_fer.models.face2nodes import face2nodes
+
+    with torch.no_grad():
+        direct = face2nodes(pretrained="face2nodes.tiny").eval()
+        torch.testing.assert_close(direct(x), original(x), rtol=0, atol=0)
     # the cached pair is an ordinary checkpoint
     card = pw.download_weights(entry)
     assert card == pw.cached_file(entry).with_suffix(".json")
@@ -101,6 +107,8 @@ def test_published_layout_and_entry_file_roundtrip(trained, tmp_path):
         "face2nodes.tiny.safetensors"
     assert entry.url == "https://example.org/w/face2nodes.tiny.safetensors"
     assert entry.size == len(blob)
+    assert f"pyg-fer train {run.resolve() / 'config.yaml'} (best epoch 3)" in entry.command
+    assert f"pyg-fer eval {run.resolve() / 'best.json'}" in entry.command
     assert entry.accuracy() == "50.0% on synthetic/test (mean class 40.0%)"
     (registered,) = pw.register_weights(out / "face2nodes.tiny.entry.json")
     assert registered == entry
