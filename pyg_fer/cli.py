@@ -211,6 +211,52 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_weights(args: argparse.Namespace) -> int:
+    """List the pretrained-weights registry (and what is cached), or fetch one entry."""
+    from pyg_fer.models import pretrained as pw
+
+    for path in args.add or []:
+        pw.register_weights(path)
+    if args.download:
+        for name in args.download:
+            try:
+                print(pw.download_weights(name, progress=sys.stderr.isatty()))
+            except (OSError, ImportError) as err:  # a failed download, a missing extra
+                print(f"pyg-fer weights: error: {err}", file=sys.stderr)
+                return 2
+        return 0
+    names = pw.list_pretrained(args.pattern)
+    if not names:
+        print(f"no pretrained weights registered{'' if args.pattern == '*' else ' match'} "
+              f"(pyg-fer ships none yet: docs/weights.md says why and how to add some); "
+              f"cache: {pw.weights_cache_dir()}", file=sys.stderr)
+        return 0
+    for name in names:
+        entry = pw.get_weights(name)
+        size = f"{entry.size / 2**20:.1f} MiB" if entry.size else "? MiB"
+        where = pw.cached_file(entry) if pw.is_cached(entry) else entry.source
+        print(f"{name}\t{entry.model}\t{size}\t{entry.license}\t{entry.accuracy()}\t"
+              f"{'cached' if pw.is_cached(entry) else 'not cached'}\t{where}")
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """Write a run's best checkpoint as a registry entry's files; print the entry."""
+    import json
+
+    from pyg_fer.engine.publish import publish
+
+    entry = publish(args.checkpoint, args.out_dir, license=args.license, name=args.name,
+                    url_base=args.url_base, hf_hub_id=args.hf_hub_id, command=args.command,
+                    description=args.description or "", default=args.default)
+    print(json.dumps(entry.to_dict(), indent=2))
+    print(f"pyg-fer publish: wrote {entry.card['weights']}, {entry.name}.json, "
+          f"{entry.card['weights']}.sha256 and {entry.name}.entry.json to {args.out_dir}; "
+          "paste the entry above into the 'entries' of pyg_fer/models/pretrained.json or "
+          "register it with pyg_fer.models.register_weights", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyg-fer", description="Facial expression recognition with PyTorch Geometric.")
@@ -263,6 +309,37 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--batch-size", type=int, default=32, help="faces per forward pass")
     cmd.add_argument("--device", default="auto")
     cmd.set_defaults(func=cmd_predict)
+
+    cmd = sub.add_parser(
+        "weights", help="list pretrained weights (name, model, size, licence, accuracy, cache)",
+        description="One line per registry entry: name, model, size, licence, accuracy, "
+                    "cached or not, and where (cache path or source). Cache: $PYG_FER_HOME/"
+                    "weights; PYG_FER_OFFLINE=1 forbids downloads.")
+    cmd.add_argument("pattern", nargs="?", default="*", help="shell-style filter on the names")
+    cmd.add_argument("--add", nargs="+", metavar="ENTRY.json",
+                     help="register these entry files (from pyg-fer publish) first")
+    cmd.add_argument("--download", nargs="+", metavar="NAME",
+                     help="fetch and verify these entries; print each cached card's path")
+    cmd.set_defaults(func=cmd_weights)
+
+    cmd = sub.add_parser(
+        "publish", help="write a run's best checkpoint as a pretrained-weights entry",
+        description="Copy a checkpoint into OUT_DIR as NAME.safetensors, NAME.json (card), "
+                    "NAME.safetensors.sha256 and NAME.entry.json, and print the registry entry.")
+    cmd.add_argument("checkpoint", help="run folder (its best checkpoint), card or weights file")
+    cmd.add_argument("out_dir", metavar="OUT_DIR")
+    cmd.add_argument("--license", required=True,
+                     help="licence of the weights (e.g. MIT, or the training data's terms)")
+    cmd.add_argument("--name", help="entry name MODEL.TAG (default: MODEL.<run folder name>)")
+    where = cmd.add_mutually_exclusive_group()
+    where.add_argument("--url-base", help="URL OUT_DIR will be served from (default: its "
+                                          "file:// URL)")
+    where.add_argument("--hf-hub-id", help="Hugging Face Hub repository instead of a URL")
+    cmd.add_argument("--command", help="how the weights were trained and measured")
+    cmd.add_argument("--description", help="one line for `pyg-fer weights`")
+    cmd.add_argument("--default", action="store_true",
+                     help="the model's pretrained=True entry")
+    cmd.set_defaults(func=cmd_publish)
 
     cmd = sub.add_parser("models", help="list registered models")
     cmd.add_argument("pattern", nargs="?", default="*")

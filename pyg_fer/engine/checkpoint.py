@@ -3,7 +3,8 @@
 A model checkpoint is two files with one stem: ``best.safetensors`` (the state dict) and
 ``best.json`` (everything needed to rebuild and use the model: registry name and kwargs, class
 names, input size, mean/std, metrics, package version, git hash, and the SHA-256 of the weights
-file). :func:`load_model` rebuilds the model from them; nothing is unpickled.
+file). This module writes them; :mod:`pyg_fer.models.card` owns the format and reads it
+(:func:`load_model` rebuilds the model from them, re-exported here); nothing is unpickled.
 
 The training state for ``--resume`` (optimiser, scheduler, gradient scaler, epoch, RNG states,
 best metric so far) is a ``torch.save`` of plain tensors, numbers, strings, lists and dicts, read
@@ -17,10 +18,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import random
 import subprocess
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,41 +27,27 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
 from pyg_fer import __version__
-from pyg_fer.models import create_model
+from pyg_fer._files import atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported)
 
-FORMAT = "pyg-fer-checkpoint"
-FORMAT_VERSION = 1
+# The card format and its reading live with the models (the pretrained-weights registry reads
+# the same cards); this module writes cards and re-exports the readers for the engine's users.
+from pyg_fer.models.card import (  # noqa: F401  (re-exported)
+    FORMAT,
+    FORMAT_VERSION,
+    build_from_card,
+    load_model,
+    read_card,
+    read_weights,
+)
+
 #: Builder kwargs that load external weights: recorded in the card, not replayed on rebuild.
 _INIT_ONLY_KWARGS = ("weights", "pretrained", "checkpoint_path")
 
 PathLike = str | Path
-
-
-def atomic_write_bytes(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def git_hash() -> str | None:
@@ -203,114 +188,6 @@ def save_checkpoint(
     atomic_write_bytes(weights, blob)
     atomic_write_text(card_path, json.dumps(meta, indent=2))
     return weights, card_path
-
-
-def _card_path(path: PathLike) -> Path:
-    path = Path(path)
-    if path.is_dir():
-        path = path / "best.json"
-    elif path.suffix == ".safetensors":
-        path = path.with_suffix(".json")
-    elif path.suffix != ".json":
-        path = path.with_name(path.name + ".json")
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint card '{path}' does not exist")
-    return path
-
-
-def read_card(path: PathLike) -> dict[str, Any]:
-    """Read and check a checkpoint's JSON card (``.json``, ``.safetensors``, stem or run dir)."""
-    card_path = _card_path(path)
-    try:
-        meta = json.loads(card_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(
-            f"checkpoint card '{card_path}' is not valid JSON (truncated or foreign file?): {err}"
-        ) from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(
-            f"'{card_path}' is not a pyg-fer checkpoint card (no \"format\": \"{FORMAT}\")"
-        )
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"checkpoint card '{card_path}' has format_version {meta.get('format_version')!r}; "
-            f"this pyg-fer reads version {FORMAT_VERSION}"
-        )
-    for key in ("weights", "weights_sha256", "model"):
-        if key not in meta:
-            raise ValueError(f"checkpoint card '{card_path}' lacks the field '{key}'")
-    meta["_card_path"] = str(card_path)
-    return meta
-
-
-def read_weights(meta: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """Load the state dict a card points to, checking its SHA-256."""
-    card_path = Path(meta["_card_path"])
-    weights = card_path.parent / meta["weights"]
-    if not weights.is_file():
-        raise FileNotFoundError(f"checkpoint weights '{weights}' (named by '{card_path}') "
-                                "do not exist")
-    blob = weights.read_bytes()
-    if hashlib.sha256(blob).hexdigest() != meta["weights_sha256"]:
-        raise ValueError(
-            f"checkpoint weights '{weights}' do not match the SHA-256 recorded in '{card_path}' "
-            "(truncated, corrupted or replaced file)"
-        )
-    try:
-        return st_load(blob)
-    except (SafetensorError, ValueError, RuntimeError) as err:
-        raise ValueError(f"checkpoint weights '{weights}' are not a safetensors file: {err}") \
-            from None
-
-
-def build_from_card(meta: Mapping[str, Any]) -> nn.Module:
-    """Build the (untrained) model described by a checkpoint card.
-
-    The card's architecture (``kwargs``, ``num_classes``) and data metadata (``class_names``,
-    ``mean``, ``std``) go to the model's builder, which writes ``model.cfg`` from them.
-    """
-    card = meta["model"]
-    kwargs = dict(card.get("kwargs") or {})
-    for key in ("num_classes", "class_names", "mean", "std"):
-        if card.get(key) is not None:
-            kwargs[key] = card[key]
-    try:
-        return create_model(card["name"], **kwargs)
-    except ValueError as err:
-        raise ValueError(f"checkpoint '{meta['_card_path']}': {err}") from None
-
-
-def load_model(
-    path: PathLike, *, device: str | torch.device = "cpu", strict: bool = True
-) -> nn.Module:
-    """Rebuild a trained model from a checkpoint, in eval mode.
-
-    Args:
-        path: the ``.json`` card, the ``.safetensors`` weights, their common stem, or a run
-            folder (its ``best`` checkpoint).
-        device: where to put the model.
-        strict: require the state dict keys to match the rebuilt model exactly.
-
-    Returns:
-        The model, whose ``model.cfg`` carries the class names, input size and mean/std used in
-        training, and whose ``model.checkpoint`` holds the card (metrics, versions).
-
-    Raises:
-        FileNotFoundError: a file is missing.
-        ValueError: a truncated, corrupted or foreign checkpoint, naming the file.
-    """
-    meta = read_card(path)
-    state = read_weights(meta)
-    model = build_from_card(meta)
-    try:
-        model.load_state_dict(state, strict=strict)
-    except RuntimeError as err:
-        raise ValueError(
-            f"checkpoint weights of '{meta['_card_path']}' do not fit model "
-            f"'{meta['model']['name']}': {err}"
-        ) from None
-    model.checkpoint = {k: v for k, v in meta.items() if not k.startswith("_")}
-    return model.to(device).eval()
 
 
 # ----------------------------------------------------------------------------- training state

@@ -15,18 +15,32 @@ from pyg_fer.models._registry import (
     model_entrypoint,
     register_model,
 )
+from pyg_fer.models.pretrained import (
+    PretrainedWeights,
+    download_weights,
+    get_weights,
+    list_pretrained,
+    register_weights,
+    weights_cache_dir,
+)
 
 __all__ = [
     "LoadReport",
+    "PretrainedWeights",
     "ResNetTrunk",
     "build_model_with_cfg",
     "create_model",
+    "download_weights",
+    "get_weights",
     "is_model",
     "list_models",
+    "list_pretrained",
     "load_backbone_weights",
     "load_state_dict_file",
     "map_state_dict_keys",
     "model_entrypoint",
     "register_model",
+    "register_weights",
+    "weights_cache_dir",
 ]
 from pyg_fer.models import agfn, face2nodes, resnet, vig  # noqa: E402,F401  (register builders)

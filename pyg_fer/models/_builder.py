@@ -31,17 +31,32 @@ def build_model_with_cfg(
     - ``name``: the registry name;
     - ``kwargs``: the architecture, everything needed to rebuild the network with
       ``create_model(name, **cfg['kwargs'])`` (``weights`` is left out because a checkpoint
-      carries its own);
+      carries its own; ``pretrained`` is recorded as the resolved entry name, and a checkpoint
+      card keeps it among ``init_kwargs``, not replayed);
     - ``input_size`` ``[C, H, W]``, ``num_classes``;
     - the data metadata: ``class_names`` (list or ``None``), ``mean``, ``std`` (default:
       ImageNet's).
 
     Every value is JSON-serialisable.
 
+    ``kwargs['pretrained']`` (a :class:`~pyg_fer.models.PretrainedWeights`, ``True`` or an
+    entry name) makes the entry's card the defaults under ``kwargs`` and loads its verified
+    weights after the model is built. Called through a builder directly, the builder's own
+    defaults (``num_classes=7``) override the card; :func:`~pyg_fer.models.create_model` lets
+    the card's win.
+
     Raises:
         ValueError: ``class_names`` does not have ``num_classes`` entries, ``mean``/``std`` do
             not have 3 values, or a keyword value cannot be stored as JSON.
     """
+    kwargs = dict(kwargs)
+    pretrained = kwargs.pop("pretrained", None)
+    entry = None
+    if pretrained is not None and pretrained is not False:
+        from pyg_fer.models.pretrained import resolve_weights  # it imports the registry
+
+        entry = resolve_weights(name, pretrained)
+        kwargs = dict(entry.model_kwargs(), **kwargs)
     args: dict[str, Any] = dict(default_args, **kwargs)
     class_names: Sequence[str] | None = args.pop("class_names", None)
     mean = [float(v) for v in args.pop("mean", None) or IMAGENET_MEAN]
@@ -58,6 +73,8 @@ def build_model_with_cfg(
         raise ValueError(f"mean and std need 3 values each, got mean={mean}, std={std}")
     model = model_cls(**args)
     rebuild = {key: _jsonable(value) for key, value in args.items() if key != "weights"}
+    if entry is not None:
+        rebuild["pretrained"] = entry.name
     for key, value in rebuild.items():
         try:
             json.dumps(value)
@@ -75,6 +92,10 @@ def build_model_with_cfg(
         num_classes=num_classes,
         class_names=class_names,
     )
+    if entry is not None:
+        from pyg_fer.models.pretrained import load_pretrained
+
+        load_pretrained(model, entry)
     return model
 
 

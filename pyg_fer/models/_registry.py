@@ -50,6 +50,22 @@ def model_entrypoint(name: str) -> Callable[..., nn.Module]:
     return _model_entrypoints[name]
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build a registered model; every keyword overrides the builder's default."""
-    return model_entrypoint(name)(**kwargs)
+def create_model(name: str, pretrained: Any = None, **kwargs: Any) -> nn.Module:
+    """Build a registered model; every keyword overrides the builder's default.
+
+    Args:
+        name: a registered model (:func:`list_models`).
+        pretrained: ``None``/``False`` (random initialisation), ``True`` (the model's default
+            entry of the weights registry), or an entry name such as ``"face2nodes.<tag>"``
+            (or just ``"<tag>"``); see :func:`~pyg_fer.models.list_pretrained`. The entry's card
+            gives the defaults (architecture, classes, mean/std) that ``kwargs`` override, and
+            its verified weights are loaded (downloaded into the cache when missing).
+        **kwargs: builder keywords.
+    """
+    builder = model_entrypoint(name)
+    if pretrained is None or pretrained is False:
+        return builder(**kwargs)
+    from pyg_fer.models.pretrained import resolve_weights  # the registry imports this module
+
+    entry = resolve_weights(name, pretrained)
+    return builder(**dict(entry.model_kwargs(), **kwargs), pretrained=entry)
