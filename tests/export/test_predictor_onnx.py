@@ -25,7 +25,7 @@ def test_from_onnx_matches_the_torch_predictor(tmp_path):
     got = onnx_pred.predict(images, channel_order="rgb")
     ref = Predictor(model, detector="none", batch_size=2).predict(images, channel_order="rgb")
     assert [r.label for r in got] == [r.label for r in ref]
-    for a, b in zip(got, ref):
+    for a, b in zip(got, ref, strict=True):
         assert np.allclose(list(a.probs.values()), list(b.probs.values()), atol=1e-4)
 
 
