@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,11 @@ def _atomic_target(path: Path) -> Path:
     return Path(tmp)
 
 
+# RDGCN blocks keep their last neighbour table for inspection (a plain attribute, not state);
+# torch.export warns about it but it is not part of the exported computation.
+_LAST_NEIGHBOURS = r"(?s).*last_neighbours.*assigned during export"
+
+
 def _prepare(model: nn.Module) -> nn.Module:
     model = unwrap(model)
     model_card(model)  # a clear error for models without a pyg-fer cfg
@@ -117,7 +123,8 @@ def to_onnx(
     tmp = _atomic_target(path)
     try:
         try:
-            with torch.no_grad():
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", _LAST_NEIGHBOURS, UserWarning)
                 program = torch.onnx.export(
                     model, (x,), input_names=["images"], output_names=["logits"],
                     dynamic_shapes=(dynamic,) if dynamic else None, opset_version=opset,
@@ -149,7 +156,8 @@ def to_torch_export(
     x = _example(model, 2 if batch == "dynamic" else int(batch))
     dynamic = {0: torch.export.Dim("batch", min=1)} if batch == "dynamic" else None
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", _LAST_NEIGHBOURS, UserWarning)
             program = torch.export.export(model, (x,), dynamic_shapes=(
                 (dynamic,) if dynamic else None))
     except Exception as err:
