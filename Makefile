@@ -24,8 +24,9 @@ $(VENV)/.cluster: $(VENV)/.base
 
 # [predict]: OpenCV for face detection and video; [test]: pytest and scikit-image (photos);
 # [docs]: the tests build the documentation site (tests/test_docs.py).
+# [export]: onnx, onnxscript, onnxruntime for the ONNX parity tests (tests/export/).
 $(VENV)/.test: $(VENV)/.cluster
-	$(PIP) install -e ".[test,predict,docs]"
+	$(PIP) install -e ".[test,predict,docs,export,hub]"
 	touch $@
 
 $(VENV)/.docs: $(VENV)/.base

@@ -179,6 +179,34 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if summary.errors else 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a checkpoint to ONNX or a ``torch.export`` program; exit 2 on a usage error."""
+    from pyg_fer.export import to_onnx, to_torch_export
+
+    batch = args.batch if args.batch == "dynamic" else None
+    if batch is None:
+        try:
+            batch = int(args.batch)
+        except ValueError:
+            print(f"pyg-fer export: error: --batch must be 'dynamic' or an int, got "
+                  f"'{args.batch}'", file=sys.stderr)
+            return 2
+    try:
+        model = load_model(args.checkpoint)
+        suffix = ".onnx" if args.format == "onnx" else ".pt2"
+        out = Path(args.out) if args.out else Path(read_card(args.checkpoint)["_card_path"]
+                                                   ).with_suffix(suffix)
+        if args.format == "onnx":
+            path = to_onnx(model, out, batch=batch, opset=args.opset)
+        else:
+            path = to_torch_export(model, out, batch=batch)
+    except (ImportError, FileNotFoundError, ValueError, RuntimeError) as err:
+        print(f"pyg-fer export: error: {err}", file=sys.stderr)
+        return 2
+    print(f"exported '{model.cfg['name']}' ({args.format}, batch {batch}) -> {path}")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     for name in list_models(args.pattern):
         print(name)
@@ -340,6 +368,20 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--default", action="store_true",
                      help="the model's pretrained=True entry")
     cmd.set_defaults(func=cmd_publish)
+
+    cmd = sub.add_parser(
+        "export", help="export a checkpoint to ONNX or a torch.export program",
+        description="Writes the model in eval mode with the checkpoint card's class names, "
+                    "input size and mean/std embedded (ONNX metadata_props / pt2 extra file). "
+                    "Needs pip install 'pyg-fer[export]' for ONNX.")
+    cmd.add_argument("checkpoint", help="checkpoint .json/.safetensors, stem, or run folder")
+    cmd.add_argument("--format", choices=("onnx", "torch-export"), default="onnx")
+    cmd.add_argument("--out", metavar="PATH",
+                     help="output file (default: beside the card, .onnx or .pt2)")
+    cmd.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18)")
+    cmd.add_argument("--batch", default="dynamic",
+                     help="'dynamic' (default: any batch size) or a fixed batch size")
+    cmd.set_defaults(func=cmd_export)
 
     cmd = sub.add_parser("models", help="list registered models")
     cmd.add_argument("pattern", nargs="?", default="*")

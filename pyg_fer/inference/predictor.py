@@ -152,6 +152,21 @@ class Predictor:
         model = load_model(path, device=resolve_device(str(device)))
         return cls(model, detector=detector, **kwargs)
 
+    @classmethod
+    def from_onnx(cls, path: str | Path, *, detector: str | FaceDetector = "haar",
+                  providers: list[str] | None = None, threads: int | None = None,
+                  **kwargs: Any) -> Predictor:
+        """A predictor whose forward pass is onnxruntime running an exported file.
+
+        The class names, input size and mean/std come from the file's metadata (written by
+        :func:`pyg_fer.export.to_onnx`). ``providers``/``threads`` configure onnxruntime;
+        ``kwargs`` go to :class:`Predictor`. Needs ``pip install 'pyg-fer[export]'``.
+        """
+        from pyg_fer.inference.onnx_model import OnnxModel
+
+        return cls(OnnxModel(path, providers=providers, threads=threads), detector=detector,
+                   **kwargs)
+
     # ------------------------------------------------------------------------------------ API
 
     def predict(self, inputs: Any, *, boxes: Any = None, channel_order: str | None = None,

@@ -316,8 +316,8 @@ class CosineThresholdGCN(nn.Module):
         """``[2, E]`` the linked pairs ``j -> i`` (no self-pairs)."""
         with torch.no_grad():
             xn = torch.nn.functional.normalize(x, dim=-1)
-            linked = (xn @ xn.t()) > self.threshold
-            linked.fill_diagonal_(False)
+            eye = torch.eye(x.size(0), dtype=torch.bool, device=x.device)
+            linked = ((xn @ xn.t()) > self.threshold) & ~eye  # out of place: exportable
             target, source = linked.nonzero(as_tuple=True)
         return torch.stack([source, target])
 

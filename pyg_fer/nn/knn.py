@@ -263,6 +263,8 @@ def _dense_sorted_neighbours(
         valid = torch.arange(n, device=x.device)[None, :] < sizes[:, None]
 
     rows_per_chunk = max(1, _DENSE_CHUNK_BYTES // max(1, num_graphs * n * x3.element_size()))
+    if torch.compiler.is_compiling():  # one chunk: no guard on the batch size when exported
+        rows_per_chunk = n
     out = []
     for start in range(0, n, rows_per_chunk):
         stop = min(n, start + rows_per_chunk)
@@ -270,8 +272,10 @@ def _dense_sorted_neighbours(
         score = torch.baddbmm(sq[:, None, :], x3[:, start:stop], x3.transpose(1, 2), alpha=-2.0)
         if valid is not None:
             score.masked_fill_(~valid[:, None, :], float("inf"))
-        if not loop:  # chunk row r - start is node r: its self pair is diagonal `start`
-            score.diagonal(offset=start, dim1=1, dim2=2).fill_(float("inf"))
+        if not loop:  # chunk row r - start is node r; out of place, so torch.export/ONNX work
+            rows = torch.arange(start, stop, device=x.device)
+            self_pair = rows[:, None] == torch.arange(n, device=x.device)[None, :]
+            score = score.masked_fill(self_pair, float("inf"))
         out.append(score.topk(kd, dim=-1, largest=False, sorted=True).indices)
     idx = torch.cat(out, dim=1)  # [B, n, kd], local ids
 

@@ -1,0 +1,173 @@
+"""ONNX and ``torch.export`` export of registered pyg-fer models.
+
+The models export in evaluation mode: Face2Nodes' k-NN graph is the dense backend (pairwise
+distances + ``topk`` with a static ``k``), RG-Conv's fused dense aggregation, and AGFN's
+batch-independent evaluation graph. Files are written atomically (temporary file + rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import pyg_fer
+from pyg_fer.engine.checkpoint import input_spec, model_card, unwrap
+
+DEFAULT_OPSET = 18
+INSTALL_HINT = "pip install 'pyg-fer[export]'"
+
+
+def _require(module: str):
+    try:
+        return __import__(module)
+    except ImportError as err:
+        raise ImportError(f"ONNX export needs the '{module}' package: {INSTALL_HINT}") from err
+
+
+def export_metadata(model: nn.Module) -> dict[str, str]:
+    """The checkpoint card fields embedded in an exported file, as strings (JSON values)."""
+    spec = input_spec(model)
+    card = model_card(model)
+    return {
+        "pyg_fer.model": str(card["name"]),
+        "pyg_fer.version": pyg_fer.__version__,
+        "pyg_fer.class_names": json.dumps(list(spec.class_names)),
+        "pyg_fer.input_size": json.dumps(list(spec.input_size)),
+        "pyg_fer.mean": json.dumps(list(spec.mean)),
+        "pyg_fer.std": json.dumps(list(spec.std)),
+        "pyg_fer.card": json.dumps(card),
+    }
+
+
+def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """Read back what :func:`to_onnx` embedded: model, version, class_names, input_size, mean,
+    std (decoded), and the full card."""
+    onnx = _require("onnx")
+    proto = onnx.load(str(path), load_external_data=False)
+    props = {p.key: p.value for p in proto.metadata_props}
+    if "pyg_fer.model" not in props:
+        raise ValueError(f"'{path}' carries no pyg-fer metadata (not exported by pyg_fer.export)")
+    out: dict[str, Any] = {"model": props["pyg_fer.model"], "version": props["pyg_fer.version"]}
+    for key in ("class_names", "input_size", "mean", "std", "card"):
+        out[key] = json.loads(props[f"pyg_fer.{key}"])
+    return out
+
+
+def _example(model: nn.Module, batch: int) -> torch.Tensor:
+    c, h, w = input_spec(model).input_size
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else "cpu"
+    return torch.randn(batch, c, h, w, device=device)
+
+
+def _atomic_target(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+# RDGCN blocks keep their last neighbour table for inspection (a plain attribute, not state);
+# torch.export warns about it but it is not part of the exported computation.
+_LAST_NEIGHBOURS = r"(?s).*last_neighbours.*assigned during export"
+
+
+def _prepare(model: nn.Module) -> nn.Module:
+    model = unwrap(model)
+    model_card(model)  # a clear error for models without a pyg-fer cfg
+    return model.eval()
+
+
+def to_onnx(
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    batch: str | int = "dynamic",
+    opset: int = DEFAULT_OPSET,
+) -> Path:
+    """Export ``model`` (eval mode) to an ONNX file with the card's metadata embedded.
+
+    Args:
+        model: a registered pyg-fer model (it carries ``model.cfg``), e.g. from
+            :func:`pyg_fer.engine.load_model`.
+        path: the ``.onnx`` file to write (atomically).
+        batch: ``"dynamic"`` (one file for any batch size) or a fixed batch size.
+        opset: the ONNX opset (default 18).
+
+    Returns:
+        The written path. Input ``"images"`` ``[B, C, H, W]`` (normalised), output ``"logits"``
+        ``[B, num_classes]``.
+
+    Raises:
+        ImportError: onnx/onnxscript missing (``pip install 'pyg-fer[export]'``).
+        RuntimeError: the exporter failed, naming the model.
+    """
+    onnx = _require("onnx")
+    _require("onnxscript")
+    if not (batch == "dynamic" or (isinstance(batch, int) and batch >= 1)):
+        raise ValueError(f"batch must be 'dynamic' or a positive int, got {batch!r}")
+    model = _prepare(model)
+    name = model_card(model)["name"]
+    meta = export_metadata(model)
+    # Trace with batch 2 when dynamic: a batch of 1 would specialise the batch dimension.
+    x = _example(model, 2 if batch == "dynamic" else int(batch))
+    dynamic = {0: torch.export.Dim("batch", min=1)} if batch == "dynamic" else None
+    path = Path(path)
+    tmp = _atomic_target(path)
+    try:
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", _LAST_NEIGHBOURS, UserWarning)
+                program = torch.onnx.export(
+                    model, (x,), input_names=["images"], output_names=["logits"],
+                    dynamic_shapes=(dynamic,) if dynamic else None, opset_version=opset,
+                    dynamo=True, external_data=False, optimize=True, verbose=False,
+                )
+        except Exception as err:  # the exporter raises many types; name the model
+            raise RuntimeError(f"ONNX export of model '{name}' failed: {err}") from err
+        proto = program.model_proto
+        for key, value in meta.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.save(proto, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def to_torch_export(
+    model: nn.Module, path: str | os.PathLike, *, batch: str | int = "dynamic"
+) -> Path:
+    """Export ``model`` (eval mode) with ``torch.export.export`` and save it (``.pt2``).
+
+    The card's metadata (:func:`export_metadata`) is stored in the archive's extra files under
+    ``pyg_fer.json``; load with ``torch.export.load(path)`` and call ``.module()``.
+    """
+    model = _prepare(model)
+    name = model_card(model)["name"]
+    x = _example(model, 2 if batch == "dynamic" else int(batch))
+    dynamic = {0: torch.export.Dim("batch", min=1)} if batch == "dynamic" else None
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", _LAST_NEIGHBOURS, UserWarning)
+            program = torch.export.export(model, (x,), dynamic_shapes=(
+                (dynamic,) if dynamic else None))
+    except Exception as err:
+        raise RuntimeError(f"torch.export of model '{name}' failed: {err}") from err
+    path = Path(path)
+    tmp = _atomic_target(path)
+    try:
+        torch.export.save(program, str(tmp),
+                          extra_files={"pyg_fer.json": json.dumps(export_metadata(model))})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
