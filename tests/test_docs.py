@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PACKAGES = ["pyg_fer.nn", "pyg_fer.models", "pyg_fer.data", "pyg_fer.engine", "pyg_fer.inference",
-            "pyg_fer.export"]
+            "pyg_fer.export", "pyg_fer.explain"]
 TUTORIALS = sorted(p.stem for p in (DOCS / "tutorials").glob("tutorial_*.py"))
 # A page that loads a script or a stylesheet from the network does not work offline.
 REMOTE_ASSET = re.compile(r"<(?:script|link)\b[^>]*\b(?:src|href)=\"(?:https?:)?//[^\"]+\"")

@@ -1,0 +1,129 @@
+"""Grad-CAM (Selvaraju et al. 2017) and Grad-CAM++ (Chattopadhay et al. 2018) on hooks.
+
+CNN models are explained on the output map of a chosen ResNet stage (1-4); graph models
+(Face2Nodes, ViG) on the node features of a chosen RDGCN block (1-L), the nodes reshaped to
+their patch grid. AGFN models are explained on their extractor (ResNet stages or the
+Face2Nodes blocks). The map is upsampled bilinearly to the image and scaled to ``[0, 1]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["grad_cam", "target_layer"]
+
+
+def target_layer(
+    model: nn.Module, block: int | None = None
+) -> tuple[nn.Module, tuple[int, int] | None]:
+    """The module whose output Grad-CAM weighs, and the node grid for graph outputs.
+
+    ``block`` is 1-based (the RDGCN block for graph models, the ResNet stage for CNNs); the
+    default is the last one. Returns ``(module, grid)`` where ``grid`` is ``(H, W)`` of the
+    patch grid when the module outputs nodes ``[B, N, D]`` and ``None`` for feature maps.
+    """
+    trunk = model
+    if hasattr(model, "graph_norm") and hasattr(model, "trunk"):  # AGFN: explain the extractor
+        trunk = model.trunk
+    if hasattr(trunk, "blocks"):
+        layers, grid = list(trunk.blocks), tuple(trunk.embed.grid_size)
+        what = "RDGCN block"
+    elif hasattr(trunk, "stages") or hasattr(trunk, "trunk"):
+        trunk = trunk if hasattr(trunk, "stages") else trunk.trunk
+        layers, grid, what = list(trunk.stages), None, "ResNet stage"
+    else:
+        raise TypeError(f"grad_cam: no blocks or ResNet stages found in {type(model).__name__}")
+    n = len(layers)
+    if block is None:
+        block = n
+    if not 1 <= int(block) <= n:
+        raise ValueError(
+            f"block={block} is out of range: {type(model).__name__} has {what}s 1..{n}"
+        )
+    return layers[int(block) - 1], grid
+
+
+def _resolve_class(
+    target: int | str | None, logits: Tensor, class_names: Sequence[str] | None
+) -> Tensor:
+    num_classes = logits.size(1)
+    if target is None:
+        return logits.argmax(dim=1)
+    if isinstance(target, str):
+        if class_names is None or target not in class_names:
+            raise ValueError(
+                f"unknown class name {target!r}; known classes: {list(class_names or [])}"
+            )
+        target = list(class_names).index(target)
+    if not 0 <= int(target) < num_classes:
+        raise ValueError(f"class index {target} is out of range 0..{num_classes - 1}")
+    return torch.full((logits.size(0),), int(target), dtype=torch.long, device=logits.device)
+
+
+def grad_cam(
+    model: nn.Module,
+    images: Tensor,
+    target: int | str | None = None,
+    *,
+    block: int | None = None,
+    method: str = "gradcam",
+    class_names: Sequence[str] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Class-activation maps ``[B, H, W]`` in ``[0, 1]`` at image resolution, and the target
+    classes ``[B]``.
+
+    Args:
+        model: a pyg-fer model (put in eval mode here and restored afterwards).
+        images: normalised images ``[B, C, H, W]``.
+        target: class index, class name (needs ``class_names``) or ``None`` for the predicted
+            class of each image.
+        block: 1-based RDGCN block (graph models) or ResNet stage (CNNs); default the last.
+        method: ``"gradcam"`` or ``"gradcam++"``.
+    """
+    if method not in ("gradcam", "gradcam++"):
+        raise ValueError(f"method must be 'gradcam' or 'gradcam++', got {method!r}")
+    if images.dim() != 4:
+        raise ValueError(f"images must be [B, C, H, W], got shape {tuple(images.shape)}")
+    layer, grid = target_layer(model, block)
+    store: dict[str, Tensor] = {}
+
+    def hook(_m: nn.Module, _i: object, out: Tensor) -> None:
+        out.retain_grad()
+        store["act"] = out
+
+    was_training = model.training
+    model.eval()
+    handle = layer.register_forward_hook(hook)
+    try:
+        with torch.enable_grad():
+            x = images.detach().requires_grad_(True)  # so hooks see a graph even if frozen
+            logits = model(x)
+            classes = _resolve_class(target, logits, class_names)
+            score = logits.gather(1, classes[:, None]).sum()
+            model.zero_grad(set_to_none=True)
+            score.backward()
+    finally:
+        handle.remove()
+        model.train(was_training)
+    act, grad = store["act"].detach(), store["act"].grad.detach()
+    if grid is not None:  # nodes [B, N, D] -> [B, D, H, W]
+        b, n, d = act.shape
+        act = act.transpose(1, 2).reshape(b, d, *grid)
+        grad = grad.transpose(1, 2).reshape(b, d, *grid)
+    if method == "gradcam":
+        weights = grad.mean(dim=(2, 3), keepdim=True)
+    else:
+        g2, g3 = grad.pow(2), grad.pow(3)
+        denom = 2 * g2 + act.sum(dim=(2, 3), keepdim=True) * g3
+        alpha = g2 / torch.where(denom != 0, denom, torch.ones_like(denom))
+        weights = (alpha * F.relu(grad)).sum(dim=(2, 3), keepdim=True)
+    cam = F.relu((weights * act).sum(dim=1, keepdim=True))
+    cam = F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    flat = cam.flatten(1)
+    lo, hi = flat.min(1).values, flat.max(1).values
+    cam = (cam - lo[:, None, None]) / (hi - lo).clamp_min(1e-12)[:, None, None]
+    return cam, classes

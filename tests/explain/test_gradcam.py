@@ -1,0 +1,63 @@
+import pytest
+import torch
+
+from pyg_fer import create_model
+from pyg_fer.explain import grad_cam
+
+SMALL = {
+    "resnet18_fer": dict(img_size=32),
+    "face2nodes_stem": dict(img_size=32, embed_dim=16, depth=2, grid_size=4, k=3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+def test_shapes_and_range(name, method):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=3, **SMALL[name])
+    x = torch.randn(2, 3, 32, 32)
+    cam, cls = grad_cam(model, x, method=method, block=1)
+    assert cam.shape == (2, 32, 32) and cls.shape == (2,)
+    assert cam.min() >= 0 and cam.max() <= 1
+    assert torch.equal(cls, model.eval()(x).argmax(1))
+
+
+def test_bad_inputs():
+    model = create_model("face2nodes_stem", num_classes=3, **SMALL["face2nodes_stem"])
+    x = torch.randn(1, 3, 32, 32)
+    with pytest.raises(ValueError, match="block=3 is out of range"):
+        grad_cam(model, x, block=3)
+    with pytest.raises(ValueError, match="unknown class name 'joy'"):
+        grad_cam(model, x, "joy", class_names=["a", "b", "c"])
+    with pytest.raises(ValueError, match="method"):
+        grad_cam(model, x, method="lime")
+
+
+def test_planted_signal_peaks_in_corner():
+    # class 1 iff a bright patch sits in the top-left corner; train a tiny CNN briefly
+    torch.manual_seed(0)
+    model = create_model("resnet18_fer", num_classes=2, img_size=32)
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    for _ in range(15):
+        x = torch.randn(16, 3, 32, 32) * 0.1
+        y = torch.arange(16) % 2
+        x[y == 1, :, :8, :8] += 3.0
+        loss = torch.nn.functional.cross_entropy(model.train()(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    x = torch.randn(1, 3, 32, 32) * 0.1
+    x[:, :, :8, :8] += 3.0
+    cam, cls = grad_cam(model, x, 1, block=3)
+    peak = int(cam[0].flatten().argmax())
+    r, c = divmod(peak, 32)
+    assert r < 16 and c < 16, (r, c)
+
+
+@pytest.mark.parametrize("name", __import__("pyg_fer").list_models())
+def test_every_registered_model(name):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=3, img_size=32)
+    cam, cls = grad_cam(model, torch.randn(2, 3, 32, 32), block=1, method="gradcam++")
+    assert cam.shape == (2, 32, 32) and torch.isfinite(cam).all()
+    assert cam.min() >= 0 and cam.max() <= 1 and cls.shape == (2,)
