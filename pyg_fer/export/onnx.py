@@ -19,6 +19,7 @@ from torch import nn
 
 import pyg_fer
 from pyg_fer.engine.checkpoint import input_spec, model_card, unwrap
+from pyg_fer.inference.onnx_model import decode_onnx_metadata
 
 DEFAULT_OPSET = 18
 INSTALL_HINT = "pip install 'pyg-fer[export]'"
@@ -51,13 +52,7 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
     std (decoded), and the full card."""
     onnx = _require("onnx")
     proto = onnx.load(str(path), load_external_data=False)
-    props = {p.key: p.value for p in proto.metadata_props}
-    if "pyg_fer.model" not in props:
-        raise ValueError(f"'{path}' carries no pyg-fer metadata (not exported by pyg_fer.export)")
-    out: dict[str, Any] = {"model": props["pyg_fer.model"], "version": props["pyg_fer.version"]}
-    for key in ("class_names", "input_size", "mean", "std", "card"):
-        out[key] = json.loads(props[f"pyg_fer.{key}"])
-    return out
+    return decode_onnx_metadata({p.key: p.value for p in proto.metadata_props}, path)
 
 
 def _example(model: nn.Module, batch: int) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 Entry point: :class:`Predictor` (``Predictor.from_checkpoint(path)`` or ``Predictor(model)``),
 whose ``predict(inputs)`` returns one :class:`FaceRecord` per face. Face detection and video
-need OpenCV: ``pip install 'pyg-fer[predict]'``. See ``docs/inference.md``.
+need OpenCV: ``pip install 'pyg-fer[predict]'``. Importing this package does not import torch:
+``Predictor.from_onnx`` runs an exported model without it. See ``docs/inference.md``.
 """
 
 from pyg_fer.inference.detectors import (
@@ -14,8 +15,10 @@ from pyg_fer.inference.detectors import (
     YuNetDetector,
     build_detector,
     reading_order,
+    square_crop_box,
 )
-from pyg_fer.inference.predictor import Predictor, RunSummary, square_crop_box, summary_line
+from pyg_fer.inference.onnx_model import OnnxModel
+from pyg_fer.inference.predictor import FaceTransform, Predictor, RunSummary, summary_line
 from pyg_fer.inference.records import (
     FaceRecord,
     RecordWriter,
@@ -32,8 +35,10 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "Detection",
     "FaceDetector",
+    "FaceTransform",
     "FaceRecord",
     "HaarDetector",
+    "OnnxModel",
     "Predictor",
     "RecordWriter",
     "RunSummary",

@@ -225,6 +225,18 @@ class WholeImage:
         return "WholeImage()"
 
 
+def square_crop_box(box: Sequence[float], margin: float) -> tuple[int, int, int, int]:
+    """``(left, top, right, bottom)`` of the square around ``box`` ``(x, y, w, h)``: centred on
+    it, side ``max(w, h) * (1 + 2 * margin)``. It may reach past the image; PIL's ``crop`` fills
+    that part with black."""
+    x, y, w, h = (float(v) for v in box)
+    side = max(1, round(max(w, h) * (1 + 2 * margin)))
+    left = round(x + w / 2 - side / 2)
+    top = round(y + h / 2 - side / 2)
+    return left, top, left + side, top + side
+
+
+
 def build_detector(detector: str | FaceDetector = "haar", model: str | Path | None = None,
                    **options: Any) -> FaceDetector:
     """A detector from its name (``'haar'``, ``'yunet'``, ``'none'``) or an object with a

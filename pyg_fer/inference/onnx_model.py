@@ -1,21 +1,56 @@
-"""An exported ONNX model run by onnxruntime, behind the interface :class:`Predictor` uses."""
+"""An exported ONNX model run by onnxruntime, behind the interface :class:`Predictor` uses.
+
+NumPy and onnxruntime only: with this module a deployment predicts from an exported file
+without torch installed (``Predictor.from_onnx``).
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
+
+__all__ = ["OnnxModel", "decode_onnx_metadata"]
+
+METADATA_PREFIX = "pyg_fer."
+_JSON_KEYS = ("class_names", "input_size", "mean", "std", "card")
 
 
-class OnnxModel(nn.Module):
+def decode_onnx_metadata(props: Mapping[str, str], source: str | Path) -> dict[str, Any]:
+    """What :func:`pyg_fer.export.to_onnx` embedded in an ONNX file's ``metadata_props``:
+    ``model``, ``version``, ``class_names``, ``input_size``, ``mean``, ``std`` and the full
+    ``card``, decoded from their JSON strings.
+
+    Raises:
+        ValueError: naming ``source``, when the file carries no pyg-fer metadata or a field is
+            missing or not valid JSON.
+    """
+    if f"{METADATA_PREFIX}model" not in props:
+        raise ValueError(f"'{source}' carries no pyg-fer metadata (export it with "
+                         "pyg_fer.export.to_onnx or `pyg-fer export`)")
+    out: dict[str, Any] = {}
+    for key in ("model", "version", *_JSON_KEYS):
+        name = f"{METADATA_PREFIX}{key}"
+        if name not in props:
+            raise ValueError(f"'{source}': metadata key '{name}' is missing")
+        try:
+            out[key] = props[name] if key in ("model", "version") else json.loads(props[name])
+        except json.JSONDecodeError as err:
+            raise ValueError(f"'{source}': metadata key '{name}' is not valid JSON: {err}"
+                             ) from None
+    return out
+
+
+class OnnxModel:
     """Run a file written by :func:`pyg_fer.export.to_onnx` with onnxruntime.
 
-    Carries the ``cfg`` (class names, input size, mean/std) read from the file's metadata, so
-    :class:`~pyg_fer.inference.Predictor` preprocesses exactly as the checkpoint was trained.
-    The forward pass is onnxruntime's; torch only wraps the input and output arrays.
+    Carries what :class:`~pyg_fer.inference.Predictor` needs to preprocess exactly as the
+    checkpoint was trained — ``input_size``, ``mean``, ``std``, ``class_names`` and the card
+    as ``cfg`` — read from the file's metadata. Calling it maps normalised images
+    ``[B, C, H, W]`` (float32 NumPy) to logits ``[B, num_classes]``; no torch is involved.
 
     Args:
         path: the ``.onnx`` file.
@@ -25,7 +60,6 @@ class OnnxModel(nn.Module):
 
     def __init__(self, path: str | Path, *, providers: list[str] | None = None,
                  threads: int | None = None) -> None:
-        super().__init__()
         try:
             import onnxruntime as ort
         except ImportError as err:
@@ -39,19 +73,19 @@ class OnnxModel(nn.Module):
             options.intra_op_num_threads = int(threads)
         self.session = ort.InferenceSession(str(path), options,
                                             providers=providers or ["CPUExecutionProvider"])
-        props = self.session.get_modelmeta().custom_metadata_map
-        if "pyg_fer.card" not in props:
-            raise ValueError(f"'{path}' carries no pyg-fer metadata (export it with "
-                             "pyg_fer.export.to_onnx or `pyg-fer export`)")
-        card = json.loads(props["pyg_fer.card"])
-        self.cfg = dict(card, class_names=json.loads(props["pyg_fer.class_names"]))
+        meta = decode_onnx_metadata(self.session.get_modelmeta().custom_metadata_map, path)
         self.path = path
+        self.input_size = tuple(int(v) for v in meta["input_size"])
+        self.mean = tuple(float(v) for v in meta["mean"])
+        self.std = tuple(float(v) for v in meta["std"])
+        self.class_names = tuple(str(c) for c in meta["class_names"])
+        self.cfg = dict(meta["card"], class_names=list(self.class_names))
         self.input_name = self.session.get_inputs()[0].name
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: np.ndarray) -> np.ndarray:
         """Logits ``[B, num_classes]`` for normalised images ``[B, C, H, W]``."""
-        arr = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
-        return torch.from_numpy(self.session.run(None, {self.input_name: arr})[0])
+        arr = np.ascontiguousarray(x, dtype=np.float32)
+        return self.session.run(None, {self.input_name: arr})[0]
 
-    def extra_repr(self) -> str:
-        return f"'{self.path}', model={self.cfg['name']}"
+    def __repr__(self) -> str:
+        return f"OnnxModel('{self.path}', model={self.cfg.get('name')})"

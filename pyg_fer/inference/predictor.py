@@ -2,9 +2,13 @@
 
 Pipeline per image or frame: decode (RGB, EXIF orientation) → detect faces (or take the user's
 boxes, or the whole image) → square crop with a margin around each face → the checkpoint's own
-evaluation transform (:func:`pyg_fer.data.build_transform` with the input size and mean/std
-stored in the checkpoint) → the model, with faces of several images batched together →
-softmax → :class:`~pyg_fer.inference.records.FaceRecord`.
+evaluation transform (:class:`FaceTransform`: :func:`pyg_fer.data.build_transform`'s
+evaluation transform in NumPy, with the input size and mean/std stored in the checkpoint) →
+the model, with faces of several images batched together → softmax →
+:class:`~pyg_fer.inference.records.FaceRecord`.
+
+The module imports torch only for a torch model: with an exported ONNX file
+(:meth:`Predictor.from_onnx`) it runs on NumPy, Pillow and onnxruntime alone.
 """
 
 from __future__ import annotations
@@ -15,12 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
+from PIL import Image
 
-from pyg_fer.data import build_transform
-from pyg_fer.engine.checkpoint import input_spec, load_model
-from pyg_fer.engine.trainer import resolve_device
+from pyg_fer._images import to_rgb
 from pyg_fer.inference.annotate import AnnotationSink
 from pyg_fer.inference.detectors import (
     Detection,
@@ -28,20 +29,41 @@ from pyg_fer.inference.detectors import (
     WholeImage,
     build_detector,
     reading_order,
+    square_crop_box,
 )
+from pyg_fer.inference.onnx_model import OnnxModel
 from pyg_fer.inference.records import FaceRecord
 from pyg_fer.inference.sources import Frame, _Input, count_frames, expand_inputs, iter_frames
 
 
-def square_crop_box(box: Sequence[float], margin: float) -> tuple[int, int, int, int]:
-    """``(left, top, right, bottom)`` of the square around ``box`` ``(x, y, w, h)``: centred on
-    it, side ``max(w, h) * (1 + 2 * margin)``. It may reach past the image; PIL's ``crop`` fills
-    that part with black."""
-    x, y, w, h = (float(v) for v in box)
-    side = max(1, round(max(w, h) * (1 + 2 * margin)))
-    left = round(x + w / 2 - side / 2)
-    top = round(y + h / 2 - side / 2)
-    return left, top, left + side, top + side
+class FaceTransform:
+    """pyg-fer's evaluation transform in NumPy: RGB → resize to ``img_size``² (bilinear,
+    Pillow) → ``[0, 1]`` → ``(x - mean) / std``, as a float32 ``[3, H, W]`` array.
+
+    The same operations in the same order and precision as
+    ``pyg_fer.data.build_transform(False, img_size, mean=mean, std=std)`` (torchvision's
+    ``Resize`` → ``ToTensor`` → ``Normalize``), bit for bit (tested), without torch.
+    """
+
+    def __init__(self, img_size: int, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.size = (int(img_size), int(img_size))
+        self.mean = np.asarray(mean, dtype=np.float32)[:, None, None]
+        self.std = np.asarray(std, dtype=np.float32)[:, None, None]
+
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        im = to_rgb(image).resize(self.size[::-1], Image.BILINEAR)
+        x = np.asarray(im, dtype=np.float32).transpose(2, 0, 1) / np.float32(255)
+        return np.ascontiguousarray((x - self.mean) / self.std)
+
+    def __repr__(self) -> str:
+        return (f"FaceTransform(img_size={self.size[0]}, mean={self.mean.ravel().tolist()}, "
+                f"std={self.std.ravel().tolist()})")
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float32) - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
 
 
 @dataclass
@@ -50,7 +72,7 @@ class _Entry:
 
     frame: Frame
     detections: list[Detection] = field(default_factory=list)
-    crops: list[torch.Tensor] = field(default_factory=list)
+    crops: list[np.ndarray] = field(default_factory=list)
     error: str | None = None
 
 
@@ -62,7 +84,8 @@ class Predictor:
     evaluation transform the engine evaluates with, so it cannot drift from training.
 
     Args:
-        model: a pyg-fer model (e.g. from :func:`pyg_fer.engine.load_model`); put in eval mode.
+        model: a pyg-fer model (e.g. from :func:`pyg_fer.engine.load_model`; put in eval
+            mode), or an :class:`OnnxModel` (see :meth:`from_onnx`).
         detector: ``'haar'`` (default), ``'yunet'``, ``'none'`` (inputs are face crops) or an
             object with ``detect(rgb_uint8_hwc) -> list[Detection]``.
         detector_model: the YuNet ONNX file (``'yunet'``), or another Haar cascade XML.
@@ -79,12 +102,12 @@ class Predictor:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: Any,
         *,
         detector: str | FaceDetector = "haar",
         detector_model: str | Path | None = None,
         detector_options: dict[str, Any] | None = None,
-        device: str | torch.device | None = None,
+        device: Any = None,
         batch_size: int = 32,
         margin: float = 0.15,
         img_size: int | None = None,
@@ -98,20 +121,34 @@ class Predictor:
             raise ValueError(f"margin must lie in [0, 2], got {margin}")
         spec = self._spec(model, img_size, mean, std, class_names)
         self.img_size, self.mean, self.std, self.class_names = spec
-        self.transform = build_transform(False, img_size=self.img_size, mean=self.mean,
-                                         std=self.std)
-        if device is not None:
-            model = model.to(resolve_device(str(device)))
-        self.model = model.eval()
-        self.device = next(model.parameters(), torch.empty(0)).device
+        self.transform = FaceTransform(self.img_size, self.mean, self.std)
+        if isinstance(model, OnnxModel):
+            if device is not None:
+                raise ValueError("device= is for torch models; an ONNX model runs where its "
+                                 "onnxruntime providers= say")
+            self.model, self.device = model, None
+        else:
+            import torch
+
+            from pyg_fer.engine.trainer import resolve_device
+
+            if device is not None:
+                model = model.to(resolve_device(str(device)))
+            self.model = model.eval()
+            self.device = next(model.parameters(), torch.empty(0)).device
         self.detector = build_detector(detector, detector_model, **(detector_options or {}))
         self.batch_size = int(batch_size)
         self.margin = float(margin)
 
     @staticmethod
-    def _spec(model: nn.Module, img_size, mean, std, class_names):
+    def _spec(model: Any, img_size, mean, std, class_names):
         try:
-            spec = input_spec(model)
+            if isinstance(model, OnnxModel):
+                spec = model
+            else:
+                from pyg_fer.engine.checkpoint import input_spec
+
+                spec = input_spec(model)
         except ValueError as err:
             if img_size is None or mean is None or std is None or class_names is None:
                 raise ValueError(
@@ -141,7 +178,7 @@ class Predictor:
         return h, list(spec.mean), list(spec.std), list(spec.class_names)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, *, device: str | torch.device = "auto",
+    def from_checkpoint(cls, path: str | Path, *, device: Any = "auto",
                         detector: str | FaceDetector = "haar", **kwargs: Any) -> Predictor:
         """A predictor for a checkpoint (``.json`` card, ``.safetensors``, stem or run folder).
 
@@ -149,6 +186,9 @@ class Predictor:
         ``batch_size``, ``margin``). Raises ``FileNotFoundError`` / ``ValueError`` naming the
         file for a missing, truncated or foreign checkpoint.
         """
+        from pyg_fer.engine.checkpoint import load_model
+        from pyg_fer.engine.trainer import resolve_device
+
         model = load_model(path, device=resolve_device(str(device)))
         return cls(model, detector=detector, **kwargs)
 
@@ -160,10 +200,10 @@ class Predictor:
 
         The class names, input size and mean/std come from the file's metadata (written by
         :func:`pyg_fer.export.to_onnx`). ``providers``/``threads`` configure onnxruntime;
-        ``kwargs`` go to :class:`Predictor`. Needs ``pip install 'pyg-fer[export]'``.
+        ``kwargs`` go to :class:`Predictor`. Needs onnxruntime (``pip install
+        'pyg-fer[export]'``), but not torch: this path imports NumPy, Pillow, onnxruntime
+        (and OpenCV for face detection) only.
         """
-        from pyg_fer.inference.onnx_model import OnnxModel
-
         return cls(OnnxModel(path, providers=providers, threads=threads), detector=detector,
                    **kwargs)
 
@@ -271,23 +311,31 @@ class Predictor:
             frame.image = None
         return entry
 
-    @torch.inference_mode()
-    def classify(self, crops: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Softmax probabilities ``[N, classes]`` of preprocessed crops, ``batch_size`` at a
-        time."""
+    def classify(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """Softmax probabilities ``[N, classes]`` (float32) of crops preprocessed by
+        :attr:`transform`, ``batch_size`` at a time."""
         out = []
         for start in range(0, len(crops), self.batch_size):
-            x = torch.stack(list(crops[start:start + self.batch_size])).to(self.device)
-            out.append(self.model(x).float().softmax(dim=1).cpu())
+            x = np.stack(list(crops[start:start + self.batch_size])).astype(np.float32)
+            out.append(self._forward(x))
         if not out:
-            return torch.empty(0, len(self.class_names))
-        probs = torch.cat(out)
+            return np.empty((0, len(self.class_names)), dtype=np.float32)
+        probs = np.concatenate(out)
         if probs.shape[1] != len(self.class_names):
             raise ValueError(f"the model gives {probs.shape[1]} outputs for "
                              f"{len(self.class_names)} class names {self.class_names}")
         return probs
 
-    def _records(self, entry: _Entry, probs: torch.Tensor) -> list[FaceRecord]:
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        if isinstance(self.model, OnnxModel):
+            return _softmax(self.model(x))
+        import torch
+
+        with torch.inference_mode():
+            logits = self.model(torch.from_numpy(x).to(self.device))
+            return logits.float().softmax(dim=1).cpu().numpy()
+
+    def _records(self, entry: _Entry, probs: np.ndarray) -> list[FaceRecord]:
         f = entry.frame
         base = {"source": f.source, "frame": f.frame, "time": f.time}
         error = entry.error or f.error

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pyg_fer.engine.checkpoint import atomic_write_text
+from pyg_fer._files import atomic_write_text
 
 FORMATS = (".jsonl", ".csv")
 

@@ -13,16 +13,16 @@ once, before any work, since it is a programming error rather than a bad file.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
-from pyg_fer.data.base import IMG_EXTENSIONS, load_rgb, to_rgb
+from pyg_fer._images import IMG_EXTENSIONS, load_rgb, to_rgb
 from pyg_fer.inference.detectors import import_cv2
 
 IMAGE_EXTENSIONS = tuple(sorted(set(IMG_EXTENSIONS) | {".gif"}))
@@ -104,7 +104,14 @@ def _array_to_pil(arr: np.ndarray, channel_order: str | None, where: str) -> Ima
     return Image.fromarray(np.ascontiguousarray(arr), mode=mode).convert("RGB")
 
 
-def _tensor_images(t: torch.Tensor, channel_order: str | None, where: str) -> list[Image.Image]:
+def _is_tensor(item: Any) -> bool:
+    # torch is imported only if the caller already has it: a tensor cannot exist without it,
+    # and an ONNX deployment runs without torch installed.
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(item, torch.Tensor)
+
+
+def _tensor_images(t: Any, channel_order: str | None, where: str) -> list[Image.Image]:
     if t.ndim == 3:
         t = t.unsqueeze(0)
     if t.ndim != 4 or t.shape[1] not in (1, 3):
@@ -193,7 +200,7 @@ def expand_inputs(inputs: Any, boxes: Any = None,
                           for j, a in enumerate(item)]
             else:
                 images = [_array_to_pil(item, channel_order, where)]
-        elif isinstance(item, torch.Tensor):
+        elif _is_tensor(item):
             images = _tensor_images(item, channel_order, where)
         else:
             raise ValueError(f"{where}: cannot predict on a {type(item).__name__}; give a path, "

@@ -43,3 +43,54 @@ def test_from_onnx_errors(tmp_path):
               str(tmp_path / "foreign.onnx"))
     with pytest.raises(ValueError, match="carries no pyg-fer metadata"):
         Predictor.from_onnx(tmp_path / "foreign.onnx", detector="none")
+
+
+_NO_TORCH = """
+import json, sys
+
+class Block:  # any torch import fails, as on a machine without torch
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchvision", "torch_geometric", "torch_cluster",
+                                  "torch_scatter"):
+            raise ImportError(f"{name} is blocked in this test")
+
+sys.meta_path.insert(0, Block())
+from pyg_fer.inference import Predictor, to_dicts
+
+predictor = Predictor.from_onnx(sys.argv[1], detector="haar", threads=1)
+records = predictor.predict([sys.argv[2], sys.argv[3]])
+assert not any(m.split(".")[0] == "torch" for m in sys.modules), "torch was imported"
+print(json.dumps(to_dicts(records)))
+"""
+
+
+def test_from_onnx_predicts_without_torch(tmp_path):
+    """A deployment with onnxruntime, NumPy, Pillow and OpenCV but no torch: detection,
+    preprocessing and records match the torch predictor on a real photograph."""
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("cv2")
+    skimage_data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    torch.manual_seed(0)
+    model = pyg_fer.create_model("resnet18_fer", img_size=32).eval()
+    onnx_path = to_onnx(model, tmp_path / "m.onnx")
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(skimage_data.astronaut()).save(photo)
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    script = tmp_path / "run.py"
+    script.write_text(_NO_TORCH)
+    out = subprocess.run([sys.executable, str(script), str(onnx_path), str(photo),
+                          str(tmp_path / "broken.jpg")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    ref = Predictor(model, detector="haar").predict([photo, tmp_path / "broken.jpg"])
+    assert len(got) == len(ref) == 2
+    face, broken = got
+    assert face["box"] == list(ref[0].box) and face["label"] == ref[0].label
+    assert np.allclose(list(face["probs"].values()), list(ref[0].probs.values()), atol=1e-4)
+    assert broken["error"] == ref[1].error and "broken.jpg" in broken["error"]

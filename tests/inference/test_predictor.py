@@ -9,7 +9,14 @@ from PIL import Image
 
 from pyg_fer.data import build_transform
 from pyg_fer.engine import load_model
-from pyg_fer.inference import FaceRecord, Predictor, RecordWriter, to_dicts, write_records
+from pyg_fer.inference import (
+    FaceRecord,
+    FaceTransform,
+    Predictor,
+    RecordWriter,
+    to_dicts,
+    write_records,
+)
 
 from .conftest import ASTRONAUT_FACE, CLASSES, centre_in, iou, tiny_model
 
@@ -116,7 +123,7 @@ def test_crop_is_square_with_margin(checkpoint, astronaut):
     pred = Predictor(model, margin=0.25)
     (rec,) = pred.predict(astronaut, boxes=[(200, 100, 40, 20)], channel_order="rgb")
     crop = Image.fromarray(astronaut).crop((190, 80, 250, 140))  # side 40 * 1.5, centred
-    expected = _probs(model, pred.transform(crop))
+    expected = _probs(model, torch.from_numpy(pred.transform(crop)))
     assert list(rec.probs.values()) == pytest.approx(expected.tolist(), abs=1e-6)
 
 
@@ -245,3 +252,13 @@ def test_yunet_detector_records_carry_scores_and_landmarks(checkpoint):
     assert [r.box for r in recs] == [(32, 32, 32, 32), (96, 64, 32, 32)]  # reading order
     assert recs[0].landmarks == ((48.0, 48.0),) * 5 and recs[0].detector_score == 1.0
     assert to_dicts(recs)[0]["landmarks"] == [[48.0, 48.0]] * 5
+
+
+@pytest.mark.parametrize("size, mode", [(224, "RGB"), (48, "L"), (37, "RGBA")])
+def test_face_transform_is_the_evaluation_transform_bit_for_bit(astronaut, size, mode):
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    img = Image.fromarray(astronaut).crop((150, 40, 330, 220)).convert(mode)
+    got = FaceTransform(size, mean, std)(img)
+    want = build_transform(False, img_size=size, mean=mean, std=std)(img).numpy()
+    assert got.dtype == np.float32 and got.shape == (3, size, size)
+    assert np.array_equal(got, want)
