@@ -104,6 +104,7 @@ def explain_block_edges(
     epochs: int = 100,
     lr: float = 0.01,
     seed: int = 0,
+    x: Tensor | None = None,
 ) -> BlockExplanation:
     """Edge importances of RDGCN block ``block`` for one image, by a PyG explainer.
 
@@ -122,6 +123,9 @@ def explain_block_edges(
             ``"integrated_gradients"`` / ``"saliency"`` (needs ``pip install
             'pyg-fer[explain]'``; their attributions are scaled to ``[0, 1]`` by the largest
             absolute value).
+        x: node features ``[N, D]`` to explain instead of the image's :math:`X^l` (a what-if:
+            the graph stays the one the block built for ``image``, the rest of the model runs
+            on ``image``).
     """
     from torch_geometric.explain import Explainer
     from torch_geometric.explain.algorithm import GNNExplainer
@@ -134,9 +138,18 @@ def explain_block_edges(
     was_training = model.training
     model.eval()
     try:
-        x, logits = _block_input(model, image, block)
-        cls = int(_resolve_class(target, logits, class_names)[0])
+        x_image, logits = _block_input(model, image, block)
         edge_index = neighbours_to_edge_index(layer.last_neighbours[0])
+        wrapped = BlockGraphModel(model, image, block)
+        if x is None:
+            x = x_image
+        elif x.shape != x_image.shape:
+            raise ValueError(f"x must have the block's input shape {tuple(x_image.shape)}, got "
+                             f"{tuple(x.shape)}")
+        else:
+            with torch.no_grad():
+                logits = wrapped(x, edge_index)
+        cls = int(_resolve_class(target, logits, class_names)[0])
         if algorithm == "gnnexplainer":
             algo = GNNExplainer(epochs=epochs, lr=lr)
         else:
@@ -150,7 +163,7 @@ def explain_block_edges(
             name = "IntegratedGradients" if algorithm == "integrated_gradients" else "Saliency"
             algo = CaptumExplainer(name)
         explainer = Explainer(
-            BlockGraphModel(model, image, block), algorithm=algo,
+            wrapped, algorithm=algo,
             explanation_type="phenomenon", node_mask_type=None, edge_mask_type="object",
             model_config=dict(mode="multiclass_classification", task_level="graph",
                               return_type="raw"),
