@@ -92,3 +92,25 @@ def test_explain_block_edges_on_the_image_and_bad_inputs():
         explain_block_edges(model, image, algorithm="lime")
     with pytest.raises(ValueError, match="x must have the block's input shape"):
         explain_block_edges(model, image, x=torch.zeros(3, 16))
+
+
+GRAPH_MODELS = [n for n in __import__("pyg_fer").list_models()
+                if n.startswith("face2nodes") or n.startswith("vig")]
+
+
+@pytest.mark.parametrize("name", GRAPH_MODELS)
+def test_every_registered_graph_model(name):
+    from pyg_fer import create_model
+    from pyg_fer.explain import block_graphs
+
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=3, img_size=32).eval()
+    image = torch.randn(1, 3, 32, 32)
+    graphs = block_graphs(model, image)
+    assert graphs[0].kind == ("distance" if name in ("face2nodes_mr", "vig_ti_fer") else "gate")
+    x, logits = _block_input(model, image, 2)
+    wrapped = BlockGraphModel(model, image, 2)
+    assert torch.allclose(wrapped(x, graphs[1].edge_index), logits, atol=1e-4)
+    expl = explain_block_edges(model, image, block=2, epochs=2)
+    assert expl.edge_mask.shape == (graphs[1].edge_index.size(1),)
+    assert torch.equal(expl.edge_index, graphs[1].edge_index)
