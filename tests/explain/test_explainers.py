@@ -114,3 +114,12 @@ def test_every_registered_graph_model(name):
     expl = explain_block_edges(model, image, block=2, epochs=2)
     assert expl.edge_mask.shape == (graphs[1].edge_index.size(1),)
     assert torch.equal(expl.edge_index, graphs[1].edge_index)
+
+
+def test_captum_missing_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "captum", None)  # import captum -> ImportError
+    model = tiny_graph_model()
+    with pytest.raises(ImportError, match=r"pip install 'pyg-fer\[explain\]'"):
+        explain_block_edges(model, torch.randn(1, 3, 32, 32), algorithm="saliency")
