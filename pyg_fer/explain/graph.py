@@ -166,14 +166,19 @@ def _draw_edges(ax: Any, centres: Tensor, edges: Tensor, values: Tensor | None,
 
 
 def _colourbar(fig: Any, ax: Any, norm: Any, cmap: str, label: str) -> None:
+    """A small colour bar in the lower-left corner, its labels white on a black outline."""
     from matplotlib import colormaps
+    from matplotlib import patheffects as pe
     from matplotlib.cm import ScalarMappable
 
-    cax = ax.inset_axes((0.05, 0.03, 0.4, 0.03))
+    outline = [pe.withStroke(linewidth=1.5, foreground="black")]
+    cax = ax.inset_axes((0.05, 0.1, 0.42, 0.03))
     bar = fig.colorbar(ScalarMappable(norm, colormaps[cmap]), cax=cax, orientation="horizontal")
-    bar.set_ticks([norm.vmin, norm.vmax])
+    bar.set_ticks([norm.vmin, norm.vmax], labels=[f"{norm.vmin:.2g}", f"{norm.vmax:.2g}"])
     bar.ax.tick_params(labelsize=6, colors="white", length=2, pad=1)
-    bar.set_label(label, fontsize=6, color="white", labelpad=1)
+    for text in bar.ax.get_xticklabels():
+        text.set_path_effects(outline)
+    bar.ax.set_title(label, fontsize=6, color="white", pad=2, path_effects=outline)
 
 
 def draw_face_graph(
