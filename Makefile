@@ -25,8 +25,9 @@ $(VENV)/.cluster: $(VENV)/.base
 # [predict]: OpenCV for face detection and video; [test]: pytest and scikit-image (photos);
 # [docs]: the tests build the documentation site (tests/test_docs.py).
 # [export]: onnx, onnxscript, onnxruntime for the ONNX parity tests (tests/export/).
+# [explain]: captum for PyG's CaptumExplainer on an RDGCN block (tests/explain/).
 $(VENV)/.test: $(VENV)/.cluster
-	$(PIP) install -e ".[test,predict,docs,export,hub]"
+	$(PIP) install -e ".[test,predict,docs,export,hub,explain]"
 	touch $@
 
 $(VENV)/.docs: $(VENV)/.base

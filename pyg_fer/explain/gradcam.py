@@ -14,7 +14,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["grad_cam", "target_layer"]
+__all__ = ["grad_cam", "num_blocks", "target_layer"]
+
+
+def _layers(model: nn.Module) -> tuple[list[nn.Module], tuple[int, int] | None, str]:
+    trunk = model
+    if hasattr(model, "graph_norm") and hasattr(model, "trunk"):  # AGFN: explain the extractor
+        trunk = model.trunk
+    if hasattr(trunk, "blocks"):
+        return list(trunk.blocks), tuple(trunk.embed.grid_size), "RDGCN block"
+    if hasattr(trunk, "stages") or hasattr(trunk, "trunk"):
+        trunk = trunk if hasattr(trunk, "stages") else trunk.trunk
+        return list(trunk.stages), None, "ResNet stage"
+    raise TypeError(f"grad_cam: no blocks or ResNet stages found in {type(model).__name__}")
+
+
+def num_blocks(model: nn.Module) -> int:
+    """How many RDGCN blocks (graph models) or ResNet stages (CNNs) ``block`` may name."""
+    return len(_layers(model)[0])
 
 
 def target_layer(
@@ -26,17 +43,7 @@ def target_layer(
     default is the last one. Returns ``(module, grid)`` where ``grid`` is ``(H, W)`` of the
     patch grid when the module outputs nodes ``[B, N, D]`` and ``None`` for feature maps.
     """
-    trunk = model
-    if hasattr(model, "graph_norm") and hasattr(model, "trunk"):  # AGFN: explain the extractor
-        trunk = model.trunk
-    if hasattr(trunk, "blocks"):
-        layers, grid = list(trunk.blocks), tuple(trunk.embed.grid_size)
-        what = "RDGCN block"
-    elif hasattr(trunk, "stages") or hasattr(trunk, "trunk"):
-        trunk = trunk if hasattr(trunk, "stages") else trunk.trunk
-        layers, grid, what = list(trunk.stages), None, "ResNet stage"
-    else:
-        raise TypeError(f"grad_cam: no blocks or ResNet stages found in {type(model).__name__}")
+    layers, grid, what = _layers(model)
     n = len(layers)
     if block is None:
         block = n
@@ -72,6 +79,7 @@ def grad_cam(
     block: int | None = None,
     method: str = "gradcam",
     class_names: Sequence[str] | None = None,
+    upsample: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Class-activation maps ``[B, H, W]`` in ``[0, 1]`` at image resolution, and the target
     classes ``[B]``.
@@ -83,6 +91,9 @@ def grad_cam(
             class of each image.
         block: 1-based RDGCN block (graph models) or ResNet stage (CNNs); default the last.
         method: ``"gradcam"`` or ``"gradcam++"``.
+        upsample: ``False`` returns the map at the layer's own resolution instead: the patch
+            grid ``[B, h, w]`` of a graph model (node ``n`` at ``divmod(n, w)``, so
+            ``cam.flatten(1)`` is one importance per node) or the stage's feature map.
     """
     if method not in ("gradcam", "gradcam++"):
         raise ValueError(f"method must be 'gradcam' or 'gradcam++', got {method!r}")
@@ -122,7 +133,9 @@ def grad_cam(
         alpha = g2 / torch.where(denom != 0, denom, torch.ones_like(denom))
         weights = (alpha * F.relu(grad)).sum(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * act).sum(dim=1, keepdim=True))
-    cam = F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    if upsample:
+        cam = F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)
+    cam = cam[:, 0]
     flat = cam.flatten(1)
     lo, hi = flat.min(1).values, flat.max(1).values
     cam = (cam - lo[:, None, None]) / (hi - lo).clamp_min(1e-12)[:, None, None]

@@ -1,15 +1,24 @@
+import pytest
 import torch
 from PIL import Image
 
-from pyg_fer import create_model
-from pyg_fer.explain.graph import draw_face_graph, face_graph_edges
+from pyg_fer.explain import (
+    block_graphs,
+    draw_face_graph,
+    draw_neighbourhoods,
+    face_graph_edges,
+    grad_cam,
+    rg_edge_gates,
+)
+from pyg_fer.nn import RGConv
 from pyg_fer.nn.knn import neighbours_to_edge_index
+
+from .conftest import tiny_graph_model
 
 
 def test_drawn_edges_are_the_blocks_knn_edges(tmp_path):
     torch.manual_seed(0)
-    model = create_model("face2nodes_stem", num_classes=3, img_size=32, embed_dim=16, depth=2,
-                         grid_size=4, k=3).eval()
+    model = tiny_graph_model()
     x = torch.randn(1, 3, 32, 32)
     edges, centres, grid = face_graph_edges(model, x, block=2)
     assert torch.equal(edges, neighbours_to_edge_index(model.blocks[1].last_neighbours))
@@ -19,4 +28,73 @@ def test_drawn_edges_are_the_blocks_knn_edges(tmp_path):
                                   nodes=[0, 5])
     assert torch.equal(drawn, edges[:, (edges[1] == 0) | (edges[1] == 5)])
     with Image.open(path) as im:
-        assert im.size == (80, 64)
+        assert im.format == "PNG" and im.size == (80, 64)
+    assert [p.name for p in tmp_path.iterdir()] == ["g.png"]  # no temporary file left
+
+
+@pytest.mark.parametrize("gate", ["scalar", "channel"])
+def test_rg_edge_gates_are_the_convs_own_weights(gate):
+    # The conv's aggregate sum_j h_ij (x_j - x_i), rebuilt from the recomputed gates, must give
+    # the conv's output on both its propagate and its fused neighbour-table path.
+    torch.manual_seed(0)
+    conv = RGConv(4, 3, gate=gate).eval()
+    x = torch.randn(6, 4)
+    nbr = torch.tensor([[1, 2], [0, 5], [4, 3], [2, 1], [5, 0], [3, 4]])
+    edge_index = neighbours_to_edge_index(nbr)
+    g = rg_edge_gates(conv, x, edge_index)
+    assert g.shape == ((12,) if gate == "scalar" else (12, 4))
+    assert g.min() > 0 and g.max() < 1
+    src, dst = edge_index
+    msg = (g if g.dim() == 2 else g[:, None]) * (x[src] - x[dst])
+    aggr = torch.zeros(6, 4).index_add_(0, dst, msg)
+    expected = conv._update(x, aggr)
+    assert torch.allclose(conv(x, edge_index), expected, atol=1e-6)
+    assert torch.allclose(conv(x, neighbours=nbr), expected, atol=1e-5)
+    # and by hand for one edge: sigma(W (x_j - x_i) + b)
+    w, b = conv.gate_lin.weight, conv.gate_lin.bias
+    manual = torch.sigmoid(w @ (x[1] - x[0]) + b)
+    assert torch.allclose(g[0], manual if gate == "channel" else manual[0], atol=1e-6)
+    with pytest.raises(TypeError, match="RGConv"):
+        rg_edge_gates(torch.nn.Linear(4, 4), x, edge_index)
+
+
+def test_block_graphs_gate_and_distance():
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 32, 32)
+    model = tiny_graph_model()
+    graphs = block_graphs(model, x)
+    assert [g.block for g in graphs] == [1, 2] and all(g.kind == "gate" for g in graphs)
+    for g, block in zip(graphs, model.blocks, strict=True):
+        assert torch.equal(g.edge_index, neighbours_to_edge_index(block.last_neighbours[0]))
+        y = block.fc_in(model.embed(x) if g.block == 1 else model.blocks[0](model.embed(x)))
+        assert torch.allclose(g.features, y[0], atol=1e-5)
+        assert torch.allclose(g.strength, rg_edge_gates(block.conv, y[0], g.edge_index))
+    mr = block_graphs(tiny_graph_model(conv="mr"), x)
+    src, dst = mr[0].edge_index
+    assert mr[0].kind == "distance"
+    assert torch.allclose(mr[0].strength, (mr[0].features[src] - mr[0].features[dst]).norm(dim=1))
+
+
+def test_top_nodes_and_small_multiples(tmp_path):
+    torch.manual_seed(0)
+    model = tiny_graph_model(depth=3)
+    x = torch.randn(1, 3, 32, 32)
+    cam, _ = grad_cam(model, x, block=3, upsample=False)
+    assert cam.shape == (1, 4, 4)
+    top = set(cam[0].flatten().topk(2).indices.tolist())
+    edges, _ = draw_face_graph(model, x, torch.rand(48, 48, 3), tmp_path / "t.png", block=3,
+                               top=2)
+    assert set(edges[1].tolist()) == top and edges.size(1) == 2 * 3
+    with pytest.raises(ValueError, match="top=17"):
+        draw_face_graph(model, x, torch.rand(48, 48, 3), tmp_path / "t.png", top=17)
+    node, found, path = draw_neighbourhoods(model, x, torch.rand(40, 40, 3), tmp_path / "n.png",
+                                            node=5, panel=64)
+    assert node == 5 and len(found) == 3
+    for nbrs, block in zip(found, model.blocks, strict=True):
+        assert torch.equal(nbrs, block.last_neighbours[0, 5])
+    with Image.open(path) as im:
+        assert im.size == (3 * 64, 64 + 20)
+    default, _, _ = draw_neighbourhoods(model, x, torch.rand(40, 40, 3), tmp_path / "d.png")
+    assert default == int(grad_cam(model, x, block=3, upsample=False)[0].flatten().argmax())
+    with pytest.raises(ValueError, match="node=16 is out of range"):
+        draw_neighbourhoods(model, x, torch.rand(40, 40, 3), tmp_path / "n.png", node=16)
