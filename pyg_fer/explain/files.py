@@ -153,7 +153,7 @@ def _run(predictor, inputs, out, methods, blk, cls, size, top, node, epochs
             for i, det in enumerate(dets):
                 crop = image if det is None else image.crop(square_crop_box(det.box,
                                                                             predictor.margin))
-                x = predictor.transform(crop)[None]
+                x = torch.from_numpy(predictor.transform(crop))[None]
                 base = stem if det is None else f"{stem}_face{i}"
                 while base in used:
                     base += "_"

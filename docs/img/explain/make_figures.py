@@ -59,7 +59,7 @@ def block_sheet(ckpt: str, path: Path, rows: int = 5, side: int = 64) -> None:
     data = SyntheticFER(split="test", num_samples=200, img_size=48, min_intensity=0.4)
     sheet = []
     for i in range(rows):
-        x = predictor.transform(data[i][0])[None]
+        x = torch.from_numpy(predictor.transform(data[i][0]))[None]
         face = denormalise(x, predictor.mean, predictor.std, side)
         maps = [grad_cam(predictor.model, x, block=b)[0][0] for b in range(1, 5)]
         sheet.append(np.concatenate([face] + [overlay_heatmap(face, m) for m in maps], 1))
@@ -100,7 +100,8 @@ def main() -> None:
         size = model.cfg["input_size"][1]
         data = SyntheticFER(split="test", num_samples=32, img_size=size)
         predictor = Predictor(model, detector="none")
-        images = torch.stack([predictor.transform(data[i][0]) for i in range(len(data))])
+        images = torch.stack([torch.from_numpy(predictor.transform(data[i][0]))
+                              for i in range(len(data))])
         labels = [data[i][1] for i in range(len(data))]
         edges, prob = batch_graph(model, images, seed=0)
         path = draw_batch_graph(edges, labels, Path(out) / "agfn_batch_graph.png",
