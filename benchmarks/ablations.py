@@ -182,6 +182,30 @@ def render_cache(args: argparse.Namespace) -> None:
         build_dataset(cfg.data.name, cfg.data.root, split, **dict(cfg.data.options, **extra))
 
 
+# Settings that must match for a run recorded in a --json file to be reused.
+SAME_RUN = ("img_size", "samples", "test_samples", "epochs", "batch_size", "train_fraction",
+            "threads", "device", "f2n_base")
+
+
+def load_reused(args: argparse.Namespace, keys: list[tuple[str, int]]) -> dict:
+    """Runs of ``keys`` recorded in ``args.reuse`` (an earlier ``--json``) with the same
+    settings; CPU runs are bit-reproducible for a given thread count, so rerunning them would
+    give the same figures."""
+    path = Path(args.reuse)
+    try:
+        earlier = json.loads(path.read_text())
+        old_args, runs = earlier["args"], earlier["runs"]
+    except (OSError, ValueError, KeyError) as err:
+        raise ValueError(f"--reuse {path}: not a results file of this script ({err})") from None
+    diff = {k: (old_args.get(k), getattr(args, k)) for k in SAME_RUN
+            if old_args.get(k) != getattr(args, k)}
+    if diff:
+        raise ValueError(f"--reuse {path}: recorded with other settings (recorded, now): {diff}")
+    wanted = set(keys)
+    return {(r["arm"], r["seed"]): {k: v for k, v in r.items() if k not in ("arm", "seed")}
+            for r in runs if (r["arm"], r["seed"]) in wanted}
+
+
 def summarise(results: dict, arms: list[str], seeds: int,
               params: dict[str, float]) -> tuple[list[str], list[list[str]]]:
     """The table: one row per arm; Δ against the arm's reference when it ran."""
@@ -229,6 +253,9 @@ def main(argv: list[str] | None = None) -> dict:
                     help="rendered SyntheticFER images (memory-mapped by every run)")
     ap.add_argument("--out", default=None, help="keep the run folders here (default: temp)")
     ap.add_argument("--json", default=None, help="also write every run's results here")
+    ap.add_argument("--reuse", default=None,
+                    help="a --json file of an earlier invocation with the same settings: its "
+                         "runs of the requested arms and seeds are taken, not rerun")
     args = ap.parse_args(argv)
     args.f2n_base = dict(F2N_BASE)
     if args.quick:
@@ -255,9 +282,14 @@ def main(argv: list[str] | None = None) -> dict:
           f"{time.perf_counter() - t_all:.0f} s", flush=True)
 
     keys = [(arm, seed) for seed in range(args.seeds) for arm in arms]
+    reused = load_reused(args, keys) if args.reuse else {}
+    if reused:
+        print(f"reusing {len(reused)} runs of {args.reuse}: "
+              + ", ".join(f"{a} seed {s}" for a, s in sorted(reused)), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        results = run_keys(keys, _run_key, args.jobs, _init_worker,
-                           (args, args.out or tmp), _report)
+        results = run_keys([k for k in keys if k not in reused], _run_key, args.jobs,
+                           _init_worker, (args, args.out or tmp), _report)
+    results.update(reused)
     total = time.perf_counter() - t_all
 
     header, rows = summarise(results, arms, args.seeds, params)
