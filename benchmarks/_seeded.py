@@ -2,9 +2,10 @@
 
 Every run of a driver is a key (a tuple: arm, seed, ...) handed to a module-level function that
 trains and returns a dict of results. :func:`run_keys` runs the keys one after another or in a
-pool of spawned processes (each with its own torch thread count), :func:`mean_std` and
-:func:`paired_delta` summarise accuracies over seeds (the delta pairs runs with the same seed:
-same initialisation, data order and noise), :func:`markdown_table` formats the tables.
+pool of spawned processes (each with its own torch thread count); :func:`mean_std`,
+:func:`paired_delta` and :func:`paired_ci` summarise accuracies over seeds (the delta pairs runs
+with the same seed: same initialisation, data order and noise); :func:`markdown_table` formats
+the tables.
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from typing import Any
 
 import torch.multiprocessing as mp
 
-__all__ = ["mean_std", "paired_delta", "markdown_table", "run_keys"]
+__all__ = ["mean_std", "paired_delta", "paired_ci", "markdown_table", "run_keys"]
+
+# Two-sided 95 % quantiles of Student's t for 1..30 degrees of freedom.
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 
 
 def _stats(values: Sequence[float]) -> tuple[float, float]:
@@ -39,6 +45,19 @@ def paired_delta(values: Sequence[float], base: Sequence[float], scale: float = 
         raise ValueError(f"{len(values)} values but {len(base)} baseline values to pair")
     m, s = _stats([v - b for v, b in zip(values, base, strict=True)])
     return f"{scale * m:+.1f} ± {scale * s:.1f}"
+
+
+def paired_ci(values: Sequence[float], base: Sequence[float], scale: float = 100.0) -> str:
+    """``"[lo, hi]"``: the 95 % confidence interval of the mean per-seed difference (Student's
+    t with n − 1 degrees of freedom; beyond 30 the 30-dof quantile, slightly conservative);
+    ``"-"`` for a single pair."""
+    if len(values) != len(base):
+        raise ValueError(f"{len(values)} values but {len(base)} baseline values to pair")
+    if len(values) < 2:
+        return "-"
+    m, s = _stats([v - b for v, b in zip(values, base, strict=True)])
+    half = _T975[min(len(values) - 1, len(_T975)) - 1] * s / math.sqrt(len(values))
+    return f"[{scale * (m - half):+.1f}, {scale * (m + half):+.1f}]"
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

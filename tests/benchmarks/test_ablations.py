@@ -11,7 +11,7 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import ablations  # noqa: E402
-from _seeded import markdown_table, mean_std, paired_delta, run_keys  # noqa: E402
+from _seeded import markdown_table, mean_std, paired_ci, paired_delta, run_keys  # noqa: E402
 
 
 def test_mean_std_and_paired_delta_exact():
@@ -80,6 +80,7 @@ def test_quick_run_table(tmp_path, capsys, one_thread):
     assert rows[0][delta_col] == "0 (reference)"
     expected = 100 * (runs["stem"]["acc"] - runs["full"]["acc"])
     assert rows[1][delta_col] == f"{expected:+.1f} ± nan"
+    assert rows[1][header.index("95 % CI of Δ")] == "-"  # one seed: no interval
     # The run folders are kept with --out, and the JSON holds the same table.
     assert (tmp_path / "runs" / "stem_s0" / "last.json").is_file()
     assert json.loads(out_json.read_text())["rows"] == rows
@@ -94,3 +95,11 @@ def test_quick_run_table(tmp_path, capsys, one_thread):
         ablations.main(["--quick", "--train-fraction", "0.5", "--seeds", "1", "--jobs", "1",
                         "--arms", "full", "--cache-dir", str(tmp_path / "cache"), "--reuse",
                         str(out_json)])
+
+
+def test_paired_ci_exact():
+    # Differences 0.1, 0.2, 0.3: mean 0.2, std 0.1, t(0.975, 2) = 4.303 -> 0.2 ± 0.2484.
+    assert paired_ci([0.3, 0.5, 0.7], [0.2, 0.3, 0.4]) == "[-4.8, +44.8]"
+    assert paired_ci([0.3], [0.2]) == "-"
+    with pytest.raises(ValueError, match="3 values but 2"):
+        paired_ci([0.1, 0.2, 0.3], [0.1, 0.2])
