@@ -307,8 +307,8 @@ def main(argv: list[str] | None = None) -> dict:
           f"ref, paired by seed (points)")
     print(markdown_table(header, rows))
     times = [r["time_s"] for r in results.values()]
-    print(f"\n{len(times)} runs, median {statistics.median(times):.0f} s per run; total wall "
-          f"time {total:.0f} s")
+    print(f"\n{len(times)} runs ({len(reused)} reused), median {statistics.median(times):.0f} s "
+          f"per run; total wall time of this invocation {total:.0f} s")
     summary = {"args": vars(args), "header": header, "rows": rows,
                "runs": _runs(results), "total_s": total}
     if args.json:
