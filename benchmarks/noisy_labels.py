@@ -41,19 +41,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
-import torch.multiprocessing as mp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fer_tensors import TensorFER, render  # noqa: E402
+from _seeded import markdown_table, mean_std, paired_delta, run_keys  # noqa: E402
 
 from pyg_fer.engine import evaluate, train  # noqa: E402
 
@@ -135,15 +133,15 @@ def one_run(arm: str, args, noise: float, seed: int, train_ds: TensorFER, test_d
 _DATA: dict = {}
 
 
-def _init_worker(train_ds: TensorFER, test_ds: TensorFER, threads: int | None) -> None:
-    _DATA["train"], _DATA["test"] = train_ds, test_ds
-    if threads:
-        torch.set_num_threads(threads)
+def _init_worker(train_ds: TensorFER, test_ds: TensorFER, args, out: str) -> None:
+    _DATA.update(train=train_ds, test=test_ds, args=args, out=out)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
 
-def _pool_run(arm: str, args, noise: float, seed: int, out: str) -> tuple:
-    return (arm, noise, seed), one_run(arm, args, noise, seed, _DATA["train"], _DATA["test"],
-                                       out)
+def _run_key(key: tuple) -> dict:
+    arm, noise, seed = key
+    return one_run(arm, _DATA["args"], noise, seed, _DATA["train"], _DATA["test"], _DATA["out"])
 
 
 def _report(key: tuple, r: dict) -> None:
@@ -154,12 +152,6 @@ def _report(key: tuple, r: dict) -> None:
                   f"{r['p_same']:.3f}/{r['p_diff']:.3f} degree {r['degree']:.1f}")
     print(f"  noise {100 * noise:.0f}% seed {seed} {arm}: "
           f"acc {100 * r['acc']:.1f}%{extra} ({r['time_s']:.0f} s)", flush=True)
-
-
-def mean_std(values: list[float]) -> str:
-    m = statistics.fmean(values)
-    s = statistics.stdev(values) if len(values) > 1 else float("nan")
-    return f"{100 * m:.1f} ± {100 * s:.1f}"
 
 
 def main(argv=None) -> None:
@@ -208,49 +200,30 @@ def main(argv=None) -> None:
           f"{args.threads or torch.get_num_threads()}; {len(args.arms)} arms × "
           f"{len(args.noise)} noise levels × {args.seeds} seeds, {args.epochs} epochs each")
 
-    results: dict = {}
     keys = [(arm, noise, seed) for noise in args.noise for seed in range(args.seeds)
             for arm in args.arms]
     with tempfile.TemporaryDirectory() as tmp:
-        out = args.out or tmp
-        if args.jobs <= 1:
-            for key in keys:
-                results[key] = one_run(*key[:1], args, *key[1:], train_ds, test_ds, out)
-                _report(key, results[key])
-        else:
-            # Separate single-thread processes rather than more threads per run: at these
-            # small sizes intra-op threading leaves cores idle.
-            with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn"),
-                                     initializer=_init_worker,
-                                     initargs=(train_ds, test_ds, args.threads)) as pool:
-                futures = [pool.submit(_pool_run, *key[:1], args, *key[1:], out)
-                           for key in keys]
-                for fut in as_completed(futures):
-                    key, r = fut.result()
-                    results[key] = r
-                    _report(key, r)
+        results = run_keys(keys, _run_key, args.jobs, _init_worker,
+                           (train_ds, test_ds, args, args.out or tmp), _report)
 
     base = args.arms[0]
     seeds = range(args.seeds)
     print(f"\nTest accuracy (%) on clean labels, last epoch, mean ± std over {args.seeds} seeds; "
           f"Δ = arm − {base}, paired by seed")
-    cols = [base] + [f"{a} | Δ" for a in args.arms[1:]]
     agfn_cols = [g for g in EVAL_GRAPHS] if "agfn_resnet18" in args.arms else []
-    header = ["noise"] + cols + [f"agfn eval={g}" for g in agfn_cols]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * (len(header) + len(args.arms) - 1))
+    header = ["noise", base] + [c for a in args.arms[1:] for c in (a, "Δ")] + [
+        f"agfn eval={g}" for g in agfn_cols]
+    rows = []
     for noise in args.noise:
-        row = [f"{100 * noise:.0f}%", mean_std([results[(base, noise, s)]["acc"] for s in seeds])]
+        base_accs = [results[(base, noise, s)]["acc"] for s in seeds]
+        row = [f"{100 * noise:.0f}%", mean_std(base_accs)]
         for arm in args.arms[1:]:
             accs = [results[(arm, noise, s)]["acc"] for s in seeds]
-            diffs = [results[(arm, noise, s)]["acc"] - results[(base, noise, s)]["acc"]
-                     for s in seeds]
-            d_m = statistics.fmean(diffs)
-            d_s = statistics.stdev(diffs) if len(diffs) > 1 else math.nan
-            row += [mean_std(accs), f"{100 * d_m:+.1f} ± {100 * d_s:.1f}"]
+            row += [mean_std(accs), paired_delta(accs, base_accs)]
         for g in agfn_cols:
             row.append(mean_std([results[("agfn_resnet18", noise, s)][g] for s in seeds]))
-        print("| " + " | ".join(row) + " |")
+        rows.append(row)
+    print(markdown_table(header, rows))
     if "agfn_resnet18" in args.arms:
         print("\nagfn_resnet18 sampler after training (mean over seeds): α, β, and mean P over "
               "same-/different-class pairs of 256 test images")

@@ -1,0 +1,105 @@
+"""benchmarks/ablations.py at its --quick size, and the shared helpers of benchmarks/_seeded.py."""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import ablations  # noqa: E402
+from _seeded import markdown_table, mean_std, paired_ci, paired_delta, run_keys  # noqa: E402
+
+
+def test_mean_std_and_paired_delta_exact():
+    assert mean_std([0.5, 0.7]) == f"60.0 ± {100 * math.sqrt(0.02):.1f}"  # stdev of 0.5, 0.7
+    assert mean_std([0.25]) == "25.0 ± nan"
+    # Paired: the differences are (+0.1, +0.1), so the std is 0 although the arms vary a lot.
+    assert paired_delta([0.3, 0.9], [0.2, 0.8]) == "+10.0 ± 0.0"
+    assert paired_delta([0.1, 0.2], [0.3, 0.3]) == "-15.0 ± 7.1"
+    with pytest.raises(ValueError, match="2 values but 1 baseline"):
+        paired_delta([0.1, 0.2], [0.3])
+    with pytest.raises(ValueError, match="no values"):
+        mean_std([])
+
+
+def test_markdown_table_checks_row_width():
+    assert markdown_table(["a", "b"], [[1, 2]]) == "| a | b |\n|---|---|\n| 1 | 2 |"
+    with pytest.raises(ValueError, match="3 cells, header 2"):
+        markdown_table(["a", "b"], [[1, 2, 3]])
+
+
+def _square(key):
+    return {"sq": key * key}
+
+
+def test_run_keys_in_process_calls_back_every_key():
+    seen = []
+    out = run_keys([1, 2, 3], _square, jobs=1, on_result=lambda k, r: seen.append(k))
+    assert out == {1: {"sq": 1}, 2: {"sq": 4}, 3: {"sq": 9}}
+    assert seen == [1, 2, 3]
+
+
+def test_model_spec_resolves_arms_at_the_demo_size():
+    args = ablations.argparse.Namespace(img_size=48, f2n_base=dict(ablations.F2N_BASE))
+    assert ablations.model_spec("full", args) == (
+        "face2nodes", {"img_size": 48, "grid_size": 4, "embed_dim": 128, "depth": 4})
+    assert ablations.model_spec("mr", args)[0] == "face2nodes_mr"
+    assert ablations.model_spec("edge", args)[1]["conv"] == "edge"
+    assert ablations.model_spec("no_dilation", args)[1]["dilations"] == [1, 1, 1, 1]
+    assert ablations.model_spec("k4_dilated", args)[1]["dilations"] == [1, 1, 2, 2]
+    assert ablations.model_spec("resnet18_fer", args) == ("resnet18_fer", {"img_size": 48})
+    with pytest.raises(ValueError, match="unknown arm 'nope'"):
+        ablations.model_spec("nope", args)
+
+
+def test_quick_run_table(tmp_path, capsys, one_thread):
+    """Two arms, one seed, toy size: the table has one row per arm, accuracies in [0, 100],
+    the reference's Δ is 0 and the other's Δ is exactly its accuracy minus the reference's."""
+    out_json = tmp_path / "abl.json"
+    summary = ablations.main(["--quick", "--seeds", "1", "--jobs", "1", "--arms", "full",
+                              "stem", "--cache-dir", str(tmp_path / "cache"), "--json",
+                              str(out_json), "--out", str(tmp_path / "runs")])
+    printed = capsys.readouterr().out
+    header, rows = summary["header"], summary["rows"]
+    table = [line for line in printed.splitlines() if line.startswith("|")]
+    assert len(table) == 2 + 2 and table[0] == "| " + " | ".join(header) + " |"
+    assert [r[0] for r in rows] == ["full", "stem"]
+    assert [r[1] for r in rows] == ["face2nodes", "face2nodes_stem"]
+    runs = {r["arm"]: r for r in summary["runs"]}
+    assert set(runs) == {"full", "stem"}
+    for arm, row in zip(["full", "stem"], rows, strict=True):
+        acc = runs[arm]["acc"]
+        assert 0.0 <= acc <= 1.0 and runs[arm]["time_s"] > 0
+        assert row[header.index("test acc % (mean ± std)")] == f"{100 * acc:.1f} ± nan"
+        assert float(row[header.index("params (M)")]) > 0
+    delta_col = header.index("Δ vs ref (points)")
+    assert rows[0][delta_col] == "0 (reference)"
+    expected = 100 * (runs["stem"]["acc"] - runs["full"]["acc"])
+    assert rows[1][delta_col] == f"{expected:+.1f} ± nan"
+    assert rows[1][header.index("95 % CI of Δ")] == "-"  # one seed: no interval
+    # The run folders are kept with --out, and the JSON holds the same table.
+    assert (tmp_path / "runs" / "stem_s0" / "last.json").is_file()
+    assert json.loads(out_json.read_text())["rows"] == rows
+    # --reuse takes the recorded runs instead of training again (same figures, no run line) ...
+    again = ablations.main(["--quick", "--seeds", "1", "--jobs", "1", "--arms", "stem", "full",
+                            "--cache-dir", str(tmp_path / "cache"), "--reuse", str(out_json)])
+    assert "reusing 2 runs" in capsys.readouterr().out
+    assert [r[0] for r in again["rows"]] == ["stem", "full"]
+    assert {r["arm"]: r["acc"] for r in again["runs"]} == {a: r["acc"] for a, r in runs.items()}
+    # ... and refuses a file recorded with other settings.
+    with pytest.raises(ValueError, match="recorded with other settings.*train_fraction"):
+        ablations.main(["--quick", "--train-fraction", "0.5", "--seeds", "1", "--jobs", "1",
+                        "--arms", "full", "--cache-dir", str(tmp_path / "cache"), "--reuse",
+                        str(out_json)])
+
+
+def test_paired_ci_exact():
+    # Differences 0.1, 0.2, 0.3: mean 0.2, std 0.1, t(0.975, 2) = 4.303 -> 0.2 ± 0.2484.
+    assert paired_ci([0.3, 0.5, 0.7], [0.2, 0.3, 0.4]) == "[-4.8, +44.8]"
+    assert paired_ci([0.3], [0.2]) == "-"
+    with pytest.raises(ValueError, match="3 values but 2"):
+        paired_ci([0.1, 0.2, 0.3], [0.1, 0.2])
