@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from pyg_fer._files import atomic_path
 from pyg_fer.data.base import FERDataset
 from pyg_fer.data.classes import class_order as _class_order
 
@@ -226,9 +227,8 @@ class SyntheticFER(FERDataset):
         arr = np.empty((len(self), self.img_size, self.img_size, 3), dtype=np.uint8)
         for i in range(len(self)):
             arr[i] = np.asarray(self.render(i))
-        tmp = f"{path}.tmp{os.getpid()}.npy"
-        np.save(tmp, arr, allow_pickle=False)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".npy") as tmp:
+            np.save(tmp, arr, allow_pickle=False)
         return np.load(path, mmap_mode="r", allow_pickle=False)
 
     def load_image(self, i: int) -> Image.Image:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from pyg_fer._files import atomic_path, temp_path_beside
 from pyg_fer.inference.detectors import import_cv2
 from pyg_fer.inference.records import FaceRecord
 
@@ -60,16 +60,9 @@ class AnnotationSink:
     def image(self, source: str, image: Image.Image, records: Sequence[FaceRecord]) -> Path:
         path = self._name(source, ".png" if source.startswith("<")
                           or Path(source).suffix.lower() == ".png" else ".jpg")
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=self.folder)
-        os.close(fd)
-        try:
+        with atomic_path(path, suffix=path.suffix) as tmp:
             drawn = draw_records(image, records)
             drawn.save(tmp, **({"quality": 92} if path.suffix == ".jpg" else {}))
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
         return path
 
     def video_frame(self, source: str, fps: float, image: Image.Image,
@@ -100,9 +93,7 @@ class _VideoWriter:
     def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
         cv2 = import_cv2("writing annotated videos")
         self.path, self.size, self._cv2 = path, size, cv2
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix,
-                                         dir=path.parent)
-        os.close(fd)
+        self._tmp = str(temp_path_beside(path, suffix=path.suffix))
         fourcc = cv2.VideoWriter_fourcc(*("MJPG" if path.suffix == ".avi" else "mp4v"))
         self._writer = cv2.VideoWriter(self._tmp, fourcc, float(fps), size)
         if not self._writer.isOpened():

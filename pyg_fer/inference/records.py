@@ -6,13 +6,12 @@ import csv
 import io
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pyg_fer._files import atomic_write_text
+from pyg_fer._files import atomic_write_text, temp_path_beside
 
 FORMATS = (".jsonl", ".csv")
 
@@ -98,10 +97,8 @@ class RecordWriter:
         if self.format not in FORMATS:
             raise ValueError(f"output '{self.path}' must end in .jsonl or .csv")
         self.class_names = list(class_names)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
-                                         dir=self.path.parent)
-        self._file = os.fdopen(fd, "w", encoding="utf-8", newline="")
+        self._tmp = temp_path_beside(self.path)
+        self._file = open(self._tmp, "w", encoding="utf-8", newline="")  # closed by close/discard
         self._csv = None
         if self.format == ".csv":
             self._csv = csv.writer(self._file)

@@ -34,7 +34,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -45,7 +44,7 @@ from typing import IO, Any
 
 from torch import nn
 
-from pyg_fer._files import atomic_write_text, sha256_file
+from pyg_fer._files import atomic_path, atomic_write_text, sha256_file
 from pyg_fer.models.card import card_model_kwargs, check_card, load_safetensors_bytes
 
 __all__ = [
@@ -414,11 +413,9 @@ def _store_verified(stream: IO[bytes], total: int | None, entry: PretrainedWeigh
     place only when complete and matching the entry's SHA-256."""
     from tqdm import tqdm
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
+    with atomic_path(target, suffix=".part") as tmp:
         digest, received = hashlib.sha256(), 0
-        with os.fdopen(fd, "wb") as out, tqdm(
+        with open(tmp, "wb") as out, tqdm(
             total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=entry.name,
             disable=None if progress else True, leave=False,  # None: only on a terminal
         ) as bar:
@@ -437,10 +434,6 @@ def _store_verified(stream: IO[bytes], total: int | None, entry: PretrainedWeigh
             raise ValueError(
                 f"weights '{entry.name}' downloaded from {source} have SHA-256 {actual}, "
                 f"expected {entry.sha256}; the file was not kept in the cache")
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_pretrained(model: nn.Module, entry: PretrainedWeights | str, *,
