@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,9 @@ import torch
 from torch import nn
 
 import pyg_fer
+from pyg_fer._files import atomic_path
 from pyg_fer.engine.checkpoint import input_spec, model_card, unwrap
-from pyg_fer.inference.onnx_model import decode_onnx_metadata
+from pyg_fer.inference.onnx_model import decode_onnx_metadata, encode_onnx_metadata
 
 DEFAULT_OPSET = 18
 INSTALL_HINT = "pip install 'pyg-fer[export]'"
@@ -36,15 +36,11 @@ def export_metadata(model: nn.Module) -> dict[str, str]:
     """The checkpoint card fields embedded in an exported file, as strings (JSON values)."""
     spec = input_spec(model)
     card = model_card(model)
-    return {
-        "pyg_fer.model": str(card["name"]),
-        "pyg_fer.version": pyg_fer.__version__,
-        "pyg_fer.class_names": json.dumps(list(spec.class_names)),
-        "pyg_fer.input_size": json.dumps(list(spec.input_size)),
-        "pyg_fer.mean": json.dumps(list(spec.mean)),
-        "pyg_fer.std": json.dumps(list(spec.std)),
-        "pyg_fer.card": json.dumps(card),
-    }
+    return encode_onnx_metadata({
+        "model": card["name"], "version": pyg_fer.__version__,
+        "class_names": list(spec.class_names), "input_size": list(spec.input_size),
+        "mean": list(spec.mean), "std": list(spec.std), "card": card,
+    })
 
 
 def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -55,18 +51,20 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return decode_onnx_metadata({p.key: p.value for p in proto.metadata_props}, path)
 
 
-def _example(model: nn.Module, batch: int) -> torch.Tensor:
+def _trace_inputs(model: nn.Module, batch: str | int) -> tuple[torch.Tensor, tuple | None]:
+    """An example input and the ``dynamic_shapes`` for exporting ``model`` at ``batch``.
+
+    A dynamic batch is traced at batch 2: a batch of 1 would let the exporter specialise the
+    batch dimension to 1.
+    """
+    if not (batch == "dynamic" or (isinstance(batch, int) and batch >= 1)):
+        raise ValueError(f"batch must be 'dynamic' or a positive int, got {batch!r}")
     c, h, w = input_spec(model).input_size
     param = next(model.parameters(), None)
     device = param.device if param is not None else "cpu"
-    return torch.randn(batch, c, h, w, device=device)
-
-
-def _atomic_target(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
+    x = torch.randn(2 if batch == "dynamic" else int(batch), c, h, w, device=device)
+    dynamic = ({0: torch.export.Dim("batch", min=1)},) if batch == "dynamic" else None
+    return x, dynamic
 
 
 # RDGCN blocks keep their last neighbour table for inspection (a plain attribute, not state);
@@ -106,23 +104,18 @@ def to_onnx(
     """
     onnx = _require("onnx")
     _require("onnxscript")
-    if not (batch == "dynamic" or (isinstance(batch, int) and batch >= 1)):
-        raise ValueError(f"batch must be 'dynamic' or a positive int, got {batch!r}")
     model = _prepare(model)
     name = model_card(model)["name"]
     meta = export_metadata(model)
-    # Trace with batch 2 when dynamic: a batch of 1 would specialise the batch dimension.
-    x = _example(model, 2 if batch == "dynamic" else int(batch))
-    dynamic = {0: torch.export.Dim("batch", min=1)} if batch == "dynamic" else None
+    x, dynamic = _trace_inputs(model, batch)
     path = Path(path)
-    tmp = _atomic_target(path)
-    try:
+    with atomic_path(path) as tmp:
         try:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", _LAST_NEIGHBOURS, UserWarning)
                 program = torch.onnx.export(
                     model, (x,), input_names=["images"], output_names=["logits"],
-                    dynamic_shapes=(dynamic,) if dynamic else None, opset_version=opset,
+                    dynamic_shapes=dynamic, opset_version=opset,
                     dynamo=True, external_data=False, optimize=True, verbose=False,
                 )
         except Exception as err:  # the exporter raises many types; name the model
@@ -132,9 +125,6 @@ def to_onnx(
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.save(proto, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -148,21 +138,15 @@ def to_torch_export(
     """
     model = _prepare(model)
     name = model_card(model)["name"]
-    x = _example(model, 2 if batch == "dynamic" else int(batch))
-    dynamic = {0: torch.export.Dim("batch", min=1)} if batch == "dynamic" else None
+    x, dynamic = _trace_inputs(model, batch)
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", _LAST_NEIGHBOURS, UserWarning)
-            program = torch.export.export(model, (x,), dynamic_shapes=(
-                (dynamic,) if dynamic else None))
+            program = torch.export.export(model, (x,), dynamic_shapes=dynamic)
     except Exception as err:
         raise RuntimeError(f"torch.export of model '{name}' failed: {err}") from err
     path = Path(path)
-    tmp = _atomic_target(path)
-    try:
+    with atomic_path(path) as tmp:
         torch.export.save(program, str(tmp),
                           extra_files={"pyg_fer.json": json.dumps(export_metadata(model))})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

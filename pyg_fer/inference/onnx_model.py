@@ -13,10 +13,21 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["OnnxModel", "decode_onnx_metadata"]
+__all__ = ["OnnxModel", "decode_onnx_metadata", "encode_onnx_metadata"]
 
 METADATA_PREFIX = "pyg_fer."
+_TEXT_KEYS = ("model", "version")
 _JSON_KEYS = ("class_names", "input_size", "mean", "std", "card")
+
+
+def encode_onnx_metadata(fields: Mapping[str, Any]) -> dict[str, str]:
+    """``metadata_props`` entries (strings) for the fields :func:`decode_onnx_metadata` reads:
+    ``model`` and ``version`` as text, the others as JSON, each under ``pyg_fer.<field>``."""
+    missing = [k for k in (*_TEXT_KEYS, *_JSON_KEYS) if k not in fields]
+    if missing:
+        raise ValueError(f"ONNX metadata needs the fields {missing}")
+    return {f"{METADATA_PREFIX}{k}": str(fields[k]) if k in _TEXT_KEYS else json.dumps(fields[k])
+            for k in (*_TEXT_KEYS, *_JSON_KEYS)}
 
 
 def decode_onnx_metadata(props: Mapping[str, str], source: str | Path) -> dict[str, Any]:
@@ -32,12 +43,12 @@ def decode_onnx_metadata(props: Mapping[str, str], source: str | Path) -> dict[s
         raise ValueError(f"'{source}' carries no pyg-fer metadata (export it with "
                          "pyg_fer.export.to_onnx or `pyg-fer export`)")
     out: dict[str, Any] = {}
-    for key in ("model", "version", *_JSON_KEYS):
+    for key in (*_TEXT_KEYS, *_JSON_KEYS):
         name = f"{METADATA_PREFIX}{key}"
         if name not in props:
             raise ValueError(f"'{source}': metadata key '{name}' is missing")
         try:
-            out[key] = props[name] if key in ("model", "version") else json.loads(props[name])
+            out[key] = props[name] if key in _TEXT_KEYS else json.loads(props[name])
         except json.JSONDecodeError as err:
             raise ValueError(f"'{source}': metadata key '{name}' is not valid JSON: {err}"
                              ) from None
