@@ -12,7 +12,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -119,7 +118,7 @@ def explain_images(
 
 def _run(predictor, inputs, out, methods, blk, cls, size, top, node, epochs
          ) -> Iterator[ExplainResult]:
-    from pyg_fer.inference import WholeImage, reading_order, square_crop_box
+    from pyg_fer.inference import FaceError, WholeImage
     from pyg_fer.inference.sources import iter_frames
 
     model = predictor.model
@@ -135,30 +134,23 @@ def _run(predictor, inputs, out, methods, blk, cls, size, top, node, epochs
             if frame.error is not None:
                 yield ExplainResult(frame.source, error=frame.error)
                 continue
-            image = frame.image
+            try:
+                faces = predictor.faces(frame.image, source=frame.source)
+            except FaceError as err:
+                yield ExplainResult(frame.source, error=str(err))
+                continue
+            if not faces:
+                yield ExplainResult(frame.source, error=f"{frame.source}: no face found")
+                continue
             whole = isinstance(predictor.detector, WholeImage)
-            if whole:
-                dets = [None]
-            else:
-                try:
-                    dets = reading_order(predictor.detector.detect(np.asarray(image)))
-                except Exception as err:  # noqa: BLE001 -- one image failing must not end the run
-                    yield ExplainResult(frame.source, error=f"{frame.source}: face detection "
-                                        f"failed: {type(err).__name__}: {err}")
-                    continue
-                if not dets:
-                    yield ExplainResult(frame.source, error=f"{frame.source}: no face found")
-                    continue
             stem = Path(frame.source).stem
-            for i, det in enumerate(dets):
-                crop = image if det is None else image.crop(square_crop_box(det.box,
-                                                                            predictor.margin))
+            for i, (_, crop) in enumerate(faces):
                 x = torch.from_numpy(predictor.transform(crop))[None]
-                base = stem if det is None else f"{stem}_face{i}"
+                base = stem if whole else f"{stem}_face{i}"
                 while base in used:
                     base += "_"
                 used.add(base)
-                yield _explain_face(model, x, frame.source, None if det is None else i, base,
+                yield _explain_face(model, x, frame.source, None if whole else i, base,
                                     out, names, predictor, methods, blk, cls, size, top, node,
                                     epochs)
 

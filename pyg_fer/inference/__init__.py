@@ -18,7 +18,13 @@ from pyg_fer.inference.detectors import (
     square_crop_box,
 )
 from pyg_fer.inference.onnx_model import OnnxModel
-from pyg_fer.inference.predictor import FaceTransform, Predictor, RunSummary, summary_line
+from pyg_fer.inference.predictor import (
+    FaceError,
+    FaceTransform,
+    Predictor,
+    RunSummary,
+    summary_line,
+)
 from pyg_fer.inference.records import (
     FaceRecord,
     RecordWriter,
@@ -35,6 +41,7 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "Detection",
     "FaceDetector",
+    "FaceError",
     "FaceTransform",
     "FaceRecord",
     "HaarDetector",

@@ -66,6 +66,11 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+class FaceError(ValueError):
+    """One image's faces cannot be had: a given box lies outside it, or the detector failed.
+    A batch run records it for that image and goes on."""
+
+
 @dataclass
 class _Entry:
     """A frame after detection and cropping, waiting for the model."""
@@ -285,31 +290,43 @@ class Predictor:
         entry = _Entry(frame)
         if frame.error is not None or not frame.predict:
             return entry
-        image = frame.image
+        try:
+            faces = self.faces(frame.image, frame.boxes, source=frame.source)
+        except FaceError as err:
+            entry.error = str(err)
+            return entry
+        entry.detections = [det for det, _ in faces]
+        entry.crops = [self.transform(crop) for _, crop in faces]
+        if not keep_image:
+            frame.image = None
+        return entry
+
+    def faces(self, image: Image.Image, boxes: Sequence[Sequence[float]] | None = None, *,
+              source: str = "<image>") -> list[tuple[Detection, Image.Image]]:
+        """The faces of one RGB image, in reading order, each with the crop the model sees
+        (before :attr:`transform`): the square around the face with :attr:`margin`, or the
+        whole image for ``detector="none"``.
+
+        ``boxes`` ``(x, y, w, h)`` are taken instead of detecting. Raises :class:`FaceError`
+        naming ``source`` when a box lies outside the image or the detector fails.
+        """
         width, height = image.size
-        if frame.boxes is not None:
-            inside = [b for b in frame.boxes
+        if boxes is not None:
+            inside = [b for b in boxes
                       if b[0] < width and b[1] < height and b[0] + b[2] > 0 and b[1] + b[3] > 0]
-            if len(inside) != len(frame.boxes):
-                bad = next(b for b in frame.boxes if b not in inside)
-                entry.error = f"{frame.source}: box {bad} lies outside the {width}×{height} image"
-                return entry
-            dets = [Detection(tuple(b), None) for b in frame.boxes]
+            if len(inside) != len(boxes):
+                bad = next(b for b in boxes if b not in inside)
+                raise FaceError(f"{source}: box {bad} lies outside the {width}×{height} image")
+            dets = [Detection(tuple(b), None) for b in boxes]
         else:
             try:
                 dets = reading_order(self.detector.detect(np.asarray(image)))
             except Exception as err:  # noqa: BLE001 -- one image failing must not end the run
-                entry.error = (f"{frame.source}: face detection failed: "
-                               f"{type(err).__name__}: {err}")
-                return entry
-        whole = frame.boxes is None and isinstance(self.detector, WholeImage)
-        for det in dets:
-            crop = image if whole else image.crop(square_crop_box(det.box, self.margin))
-            entry.crops.append(self.transform(crop))
-        entry.detections = dets
-        if not keep_image:
-            frame.image = None
-        return entry
+                raise FaceError(f"{source}: face detection failed: "
+                                f"{type(err).__name__}: {err}") from err
+        whole = boxes is None and isinstance(self.detector, WholeImage)
+        return [(det, image if whole else image.crop(square_crop_box(det.box, self.margin)))
+                for det in dets]
 
     def classify(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """Softmax probabilities ``[N, classes]`` (float32) of crops preprocessed by
