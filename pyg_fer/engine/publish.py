@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pyg_fer._files import atomic_write_bytes, atomic_write_text
-from pyg_fer.models.card import load_safetensors_bytes, read_card
+from pyg_fer.models.card import load_safetensors_bytes, read_card, weights_file
 from pyg_fer.models.pretrained import PretrainedWeights
 
 __all__ = ["publish"]
@@ -65,10 +65,7 @@ def publish(
     """
     meta = read_card(checkpoint)
     card_path = Path(meta["_card_path"])
-    weights = card_path.parent / meta["weights"]
-    if not weights.is_file():
-        raise FileNotFoundError(f"checkpoint weights '{weights}' (named by '{card_path}') "
-                                "do not exist")
+    weights = weights_file(meta)
     blob = weights.read_bytes()
     load_safetensors_bytes(blob, meta["weights_sha256"], f"checkpoint weights '{weights}'")
     model = meta["model"]["name"]

@@ -33,6 +33,7 @@ __all__ = [
     "load_safetensors_bytes",
     "read_card",
     "read_weights",
+    "weights_file",
 ]
 
 #: The ``format`` field of every card (and the safetensors metadata of every weights file).
@@ -110,13 +111,24 @@ def load_safetensors_bytes(blob: bytes, sha256: str, where: str) -> dict[str, to
         raise ValueError(f"{where} is not a safetensors file: {err}") from None
 
 
-def read_weights(meta: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """Load the state dict a card (from :func:`read_card`) points to, checking its SHA-256."""
+def weights_file(meta: Mapping[str, Any]) -> Path:
+    """The weights file a card (from :func:`read_card`) names, beside the card.
+
+    Raises:
+        FileNotFoundError: naming the file and the card, when it does not exist.
+    """
     card_path = Path(meta["_card_path"])
     weights = card_path.parent / meta["weights"]
     if not weights.is_file():
         raise FileNotFoundError(f"checkpoint weights '{weights}' (named by '{card_path}') "
                                 "do not exist")
+    return weights
+
+
+def read_weights(meta: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Load the state dict a card (from :func:`read_card`) points to, checking its SHA-256."""
+    card_path = Path(meta["_card_path"])
+    weights = weights_file(meta)
     return load_safetensors_bytes(
         weights.read_bytes(), meta["weights_sha256"],
         f"checkpoint weights '{weights}' (card '{card_path}')")
