@@ -1,0 +1,440 @@
+"""AGFN in the paper's regime: a converged baseline first, then the graph inserted (AGFN §4.1).
+
+The paper trains the ResNet-18 baseline for about ten epochs before it inserts AGFN. Here,
+for every noise level and seed, one **warm-up** run trains ``agfn_resnet18`` with its batch
+graph switched off (the baseline: each sample alone through the GCN weight) for ``--warmup``
+epochs — choose it where the baseline's learning curve has flattened (``--warmup W --extra 0``
+prints that curve) — and its run folder is copied at epoch ``W``. From that copy three
+**branches** train ``--extra`` more epochs each, through ``pyg_fer.engine.train(resume=...)``
+(same weights, optimiser state, learning rate, data order and noisy labels):
+
+- ``off``: the same network, graph still off — the warm-up run itself, continued;
+- ``agfn``: AGFN switched on (coordinate descent on α, β with lr ``--graph-lr``);
+- ``gcn``: AGFN's Baseline-GCN (``baseline_gcn_resnet18``: the fixed cosine > 0.5 graph),
+  its GCN and classifier weights taken from the warm-up.
+
+The learning rate is constant (``--lr``, Adam) so that "converged" means the curve is flat at
+the rate the branches go on with. Test labels are clean; the engine injects the training label
+noise (exactly round(r·n) labels moved to another class, seeded by the run's seed, the same in
+the warm-up and every branch). Every epoch is evaluated; the figure of a branch is the mean
+test accuracy over its last three epochs (``--average-last``; at a constant learning rate the
+last epoch alone jitters), Δ is paired by seed. The AGFN branch also records, every epoch, α,
+β and the mean edge probability P over same-class and different-class pairs of 256 test
+images, and is evaluated at the end with each evaluation graph (``bank``, ``expected``,
+``identity``).
+
+The **frozen-feature probe** isolates the graph from representation learning: at epoch ``W``
+the warm-up's 512-d features of the training images (noisy labels) and test images are
+extracted once, and only the head (GCN weight + classifier, from the warm-up) trains on them
+for ``--probe-epochs`` epochs, without a graph, with AGFN (coordinate descent) and with the
+cosine-threshold graph.
+
+Default size (2 CPU cores): 32 px, 1 000 training / 500 test images of expression intensity
+≥ 0.6, batch 32 (AGFN's Fig. 3: accuracy barely changes above a batch of 16), noise 0/10/20/
+30/40 %, 3 seeds. ``--quick`` is a toy size for CI (its figures mean nothing). Run from the
+repository root::
+
+    PYTHONPATH=. python benchmarks/agfn_regime.py --warmup 12 --extra 6 --jobs 2 \\
+        --json benchmarks/results/agfn_regime.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _fer_tensors import TensorFER, render  # noqa: E402
+from _seeded import markdown_table, mean_std, paired_ci, paired_delta, run_keys  # noqa: E402
+from noisy_labels import EVAL_GRAPHS, graph_stats  # noqa: E402
+
+from pyg_fer.engine import evaluate, train  # noqa: E402
+from pyg_fer.engine.agfn import coordinate_descent_step  # noqa: E402
+from pyg_fer.engine.checkpoint import read_card, save_checkpoint  # noqa: E402
+from pyg_fer.models import create_model  # noqa: E402
+from pyg_fer.models.card import card_model_kwargs, read_weights  # noqa: E402
+from pyg_fer.nn import AGFN, CosineThresholdGCN  # noqa: E402
+
+BRANCHES = ("off", "agfn", "gcn")
+PROBES = ("off", "agfn", "gcn")
+
+
+# ----------------------------------------------------------------------------- recipes
+
+
+def run_config(args: argparse.Namespace, noise: float, seed: int, run_dir: Path,
+               branch: str) -> dict[str, Any]:
+    """The recipe of the warm-up (``branch='off'``) or of a branch resumed from it."""
+    total = args.warmup + args.extra
+    kwargs = {"bank_size": args.batch_size - 1}
+    model = "agfn_resnet18" if branch in ("off", "agfn") else "baseline_gcn_resnet18"
+    return {
+        "model": {"name": model, "kwargs": kwargs if branch != "gcn" else {}},
+        "data": {"name": "synthetic", "img_size": args.img_size, "label_noise": noise,
+                 "label_noise_seed": seed},
+        "optim": {"name": "adam", "lr": args.lr, "weight_decay": 1e-4},
+        "schedule": {"name": "constant"},
+        "train": {"epochs": total, "batch_size": args.batch_size,
+                  "eval_batch_size": args.eval_batch_size, "seed": seed,
+                  "label_smoothing": 0.0, "device": "cpu", "progress": False,
+                  "num_threads": args.threads, "eval_every": 1},
+        # The Baseline-GCN branch trains with plain cross-entropy (no graph parameters); the
+        # warm-up and AGFN branch in AGFN mode with loss 'ce', the graph off until `warmup`.
+        "agfn": {"enabled": branch != "gcn", "graph_lr": args.graph_lr, "loss": "ce",
+                 "pretrain_epochs": total if branch == "off" else args.warmup},
+        "output": {"dir": str(run_dir.parent), "name": run_dir.name, "overwrite": True},
+    }
+
+
+def _to_baseline_gcn(src: Path, dst: Path) -> None:
+    """Rewrite the copied warm-up checkpoint ``dst/last`` as a ``baseline_gcn_resnet18``
+    checkpoint: the same trunk, projection, GCN weight and classifier; no sampler or bank."""
+    meta = read_card(src / "last.json")
+    state = read_weights(meta)
+    kwargs = card_model_kwargs(meta)
+    kwargs = {k: v for k, v in kwargs.items() if k in ("num_classes", "class_names", "mean", "std",
+                                                        "img_size", "in_chans", "feature_dim")}
+    model = create_model("baseline_gcn_resnet18", **kwargs)
+    own = model.state_dict()
+    model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=True)
+    for stem in ("last", "best"):
+        for suffix in (".json", ".safetensors"):
+            (dst / f"{stem}{suffix}").unlink(missing_ok=True)
+    extra = {"epoch": meta["epoch"], "config": meta.get("config")}
+    for stem in ("last", "best"):  # the best so far is the warm-up's, which this converts
+        save_checkpoint(model, dst / stem, metrics={}, extra=extra)
+
+
+# ----------------------------------------------------------------------------- probe
+
+
+class _ProbeHead(nn.Module):
+    """The head of a batch-graph model (graph normalisation + classifier) on frozen features,
+    with the engine's AGFN protocol (``graph_parameters`` / ``network_parameters``)."""
+
+    def __init__(self, graph_norm: nn.Module, fc: nn.Linear) -> None:
+        super().__init__()
+        self.graph_norm, self.fc = graph_norm, fc
+
+    def forward(self, x: Tensor, return_samples: bool = False) -> Tensor:
+        if isinstance(self.graph_norm, AGFN):
+            return self.fc(self.graph_norm(x, return_samples=return_samples))
+        out = self.fc(self.graph_norm(x))
+        return out.unsqueeze(0) if return_samples else out
+
+    def graph_parameters(self):
+        return self.graph_norm.graph_parameters() if isinstance(self.graph_norm, AGFN) else iter(())
+
+    def network_parameters(self):
+        ids = {id(p) for p in self.graph_parameters()}
+        return (p for p in self.parameters() if id(p) not in ids)
+
+
+@torch.no_grad()
+def _features(model: nn.Module, ds: TensorFER, batch: int = 256) -> Tensor:
+    was = model.training
+    model.eval()
+    feats = [model.extract(torch.stack([ds[i][0] for i in range(s, min(s + batch, len(ds)))]))
+             for s in range(0, len(ds), batch)]
+    model.train(was)
+    return torch.cat(feats)
+
+
+@torch.no_grad()
+def _probe_acc(head: _ProbeHead, x: Tensor, y: Tensor, batch: int) -> float:
+    head.eval()
+    correct = sum((head(x[s:s + batch]).argmax(1) == y[s:s + batch]).sum().item()
+                  for s in range(0, len(x), batch))
+    head.train()
+    return correct / len(x)
+
+
+def frozen_probe(model: nn.Module, train_ds: TensorFER, test_ds: TensorFER,
+                 args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    """Train only the head on the frozen warm-up features, without a graph, with AGFN and with
+    the cosine-threshold graph; test accuracy (AGFN: per evaluation graph)."""
+    xtr, xte = _features(model, train_ds.copy(flip=False)), _features(model, test_ds)
+    ytr, yte = torch.as_tensor(train_ds.targets), torch.as_tensor(test_ds.targets)
+    out: dict[str, Any] = {}
+    for probe in PROBES:
+        torch.manual_seed(seed)
+        norm = copy.deepcopy(model.graph_norm)
+        if probe == "gcn":
+            gcn = CosineThresholdGCN(norm.gcn.in_channels, norm.gcn.out_channels)
+            gcn.gcn.load_state_dict(norm.gcn.state_dict())
+            norm = gcn
+        elif probe == "agfn":
+            norm.use_graph = True
+            norm.reset_bank()
+        head = _ProbeHead(norm, copy.deepcopy(model.fc)).train()
+        opt = torch.optim.Adam(list(head.network_parameters()), lr=args.lr, weight_decay=1e-4)
+        opt_graph = torch.optim.SGD(list(head.graph_parameters()) or [nn.Parameter(
+            torch.zeros(()))], lr=args.graph_lr)
+        for _ in range(args.probe_epochs):
+            order = torch.randperm(len(xtr))
+            for s in range(0, len(order) - args.batch_size + 1, args.batch_size):
+                idx = order[s:s + args.batch_size]
+                if probe == "agfn":
+                    coordinate_descent_step(head, xtr[idx], ytr[idx], opt, opt_graph,
+                                            F.cross_entropy)
+                else:
+                    opt.zero_grad(set_to_none=True)
+                    F.cross_entropy(head(xtr[idx]), ytr[idx]).backward()
+                    opt.step()
+        if probe == "agfn":
+            for g in EVAL_GRAPHS:
+                norm.eval_graph = g
+                out[f"probe_agfn_{g}"] = _probe_acc(head, xte, yte, args.eval_batch_size)
+            out["probe_agfn_alpha"] = norm.graph.alpha.item()
+            out["probe_agfn_beta"] = norm.graph.beta.item()
+        else:
+            out[f"probe_{probe}"] = _probe_acc(head, xte, yte, args.eval_batch_size)
+    return out
+
+
+# ----------------------------------------------------------------------------- one pair
+
+
+def one_pair(noise: float, seed: int, args: argparse.Namespace, train_ds: TensorFER,
+             test_ds: TensorFER, out: Path) -> dict[str, Any]:
+    """Warm-up, snapshot, probe and branches for one noise level and seed."""
+    tag = f"n{round(100 * noise)}_s{seed}"
+    warm_dir, snap = out / f"off_{tag}", out / f"snap_{tag}"
+    total = args.warmup + args.extra
+    res: dict[str, Any] = {"noise": noise, "seed": seed}
+    curves: dict[str, list] = {b: [] for b in BRANCHES}
+    stats: list[dict[str, float]] = []
+    train_copy = train_ds.copy()  # the engine writes the noisy labels into it
+
+    def off_epoch(epoch: int, model, record: dict) -> None:
+        curves["off"].append([epoch, record["eval_acc"], record["train_acc"]])
+        if epoch == args.warmup:
+            shutil.copytree(warm_dir, snap, dirs_exist_ok=True)
+            t = time.perf_counter()
+            res.update(frozen_probe(model, train_copy, test_ds, args, seed))
+            res["probe_time_s"] = time.perf_counter() - t
+
+    def agfn_epoch(epoch: int, model, record: dict) -> None:
+        curves["agfn"].append([epoch, record["eval_acc"], record["train_acc"]])
+        norm = model.graph_norm
+        stats.append(dict(epoch=epoch, alpha=norm.graph.alpha.item(),
+                          beta=norm.graph.beta.item(), **graph_stats(model, norm, test_ds)))
+        if epoch == total:
+            default = norm.eval_graph
+            for g in EVAL_GRAPHS:
+                norm.eval_graph = g
+                res[f"agfn_{g}"] = evaluate(model, test_ds,
+                                            batch_size=args.eval_batch_size)["overall_acc"]
+            norm.eval_graph = default
+
+    def gcn_epoch(epoch: int, model, record: dict) -> None:
+        curves["gcn"].append([epoch, record["eval_acc"], record["train_acc"]])
+
+    t0 = time.perf_counter()
+    train(run_config(args, noise, seed, warm_dir, "off"), train_dataset=train_copy,
+          eval_dataset=test_ds.copy(), on_epoch_end=off_epoch)
+    res["time_off_s"] = time.perf_counter() - t0
+    for branch, callback in (("agfn", agfn_epoch), ("gcn", gcn_epoch)):
+        if branch not in args.branches or args.extra == 0:
+            continue
+        bdir = out / f"{branch}_{tag}"
+        shutil.copytree(snap, bdir, dirs_exist_ok=True)
+        if branch == "gcn":
+            _to_baseline_gcn(snap, bdir)
+        t = time.perf_counter()
+        train(run_config(args, noise, seed, bdir, branch), train_dataset=train_ds.copy(),
+              eval_dataset=test_ds.copy(), resume=bdir, on_epoch_end=callback)
+        res[f"time_{branch}_s"] = time.perf_counter() - t
+    res["curves"] = curves
+    res["agfn_stats"] = stats
+    res["at_insertion"] = curves["off"][args.warmup - 1][1]
+    for branch in BRANCHES:
+        tail = [acc for epoch, acc, _ in curves[branch] if epoch > total - args.average_last]
+        if tail:
+            res[branch] = statistics.fmean(tail)
+            res[f"{branch}_last"] = curves[branch][-1][1]
+    if not args.keep_runs:
+        for d in out.glob(f"*_{tag}"):
+            shutil.rmtree(d, ignore_errors=True)
+    return res
+
+
+_DATA: dict[str, Any] = {}
+
+
+def _init_worker(train_ds: TensorFER, test_ds: TensorFER, args, out: str) -> None:
+    _DATA.update(train=train_ds, test=test_ds, args=args, out=Path(out))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+
+def _run_key(key: tuple[float, int]) -> dict[str, Any]:
+    return one_pair(*key, _DATA["args"], _DATA["train"], _DATA["test"], _DATA["out"])
+
+
+def _report(key: tuple[float, int], r: dict[str, Any]) -> None:
+    noise, seed = key
+    accs = " ".join(f"{b} {100 * r[b]:.1f}" for b in BRANCHES if b in r)
+    probe = " ".join(f"{k[6:]} {100 * v:.1f}" for k, v in r.items()
+                     if k.startswith("probe_") and not k.endswith(("_s", "alpha", "beta")))
+    print(f"  noise {100 * noise:.0f}% seed {seed}: at insertion {100 * r['at_insertion']:.1f} "
+          f"| {accs} | probe {probe} ({sum(v for k, v in r.items() if k.startswith('time_')):.0f}"
+          " s)", flush=True)
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def tables(results: dict, args: argparse.Namespace) -> str:
+    seeds = range(args.seeds)
+    out = []
+    if args.extra == 0:
+        header = ["epoch"] + [f"noise {100 * n:.0f}%" for n in args.noise]
+        rows = []
+        for e in range(args.warmup):
+            rows.append([e + 1] + [mean_std([results[(n, s)]["curves"]["off"][e][1]
+                                             for s in seeds]) for n in args.noise])
+        return ("Warm-up learning curve (test accuracy %, graph off, mean ± std over seeds)\n"
+                + markdown_table(header, rows))
+    branches = [b for b in BRANCHES if b == "off" or b in args.branches]
+    header = ["noise", "at insertion"]
+    for b in branches:
+        header += [b] if b == "off" else [b, f"Δ {b}", "95 % CI"]
+    header += [f"agfn eval={g}" for g in EVAL_GRAPHS if "agfn" in branches]
+    rows = []
+    for n in args.noise:
+        rs = [results[(n, s)] for s in seeds]
+        off = [r["off"] for r in rs]
+        row = [f"{100 * n:.0f}%", mean_std([r["at_insertion"] for r in rs]), mean_std(off)]
+        for b in branches[1:]:
+            accs = [r[b] for r in rs]
+            row += [mean_std(accs), paired_delta(accs, off), paired_ci(accs, off)]
+        if "agfn" in branches:
+            row += [mean_std([r[f"agfn_{g}"] for r in rs]) for g in EVAL_GRAPHS]
+        rows.append(row)
+    text = [f"Test accuracy % (mean of the last {args.average_last} epochs; mean ± std over "
+            f"{args.seeds} seeds), {args.extra} epochs after insertion at epoch {args.warmup}; "
+            "Δ paired by seed against 'off'", markdown_table(header, rows)]
+    if "agfn" in branches:
+        header = ["noise", "epoch", "α", "β", "P same class", "P different class", "degree"]
+        rows = []
+        for n in args.noise:
+            for i in sorted({0, args.extra // 2, args.extra - 1}):
+                st = [results[(n, s)]["agfn_stats"][i] for s in seeds]
+                rows.append([f"{100 * n:.0f}%", st[0]["epoch"]] + [
+                    f"{statistics.fmean(x[k] for x in st):.3f}"
+                    for k in ("alpha", "beta", "p_same", "p_diff")] + [
+                    f"{statistics.fmean(x['degree'] for x in st):.1f}"])
+        text += ["\nAGFN sampler over training (mean over seeds; P over 256 test images)",
+                 markdown_table(header, rows)]
+    header = ["noise", "probe off", "probe agfn (bank)", "Δ", "95 % CI", "probe agfn (expected)",
+              "probe agfn (identity)", "probe gcn", "Δ gcn", "95 % CI"]
+    rows = []
+    for n in args.noise:
+        rs = [results[(n, s)] for s in seeds]
+        off = [r["probe_off"] for r in rs]
+        ag = [r["probe_agfn_bank"] for r in rs]
+        gc = [r["probe_gcn"] for r in rs]
+        rows.append([f"{100 * n:.0f}%", mean_std(off), mean_std(ag), paired_delta(ag, off),
+                     paired_ci(ag, off), mean_std([r["probe_agfn_expected"] for r in rs]),
+                     mean_std([r["probe_agfn_identity"] for r in rs]), mean_std(gc),
+                     paired_delta(gc, off), paired_ci(gc, off)])
+    text += [f"\nFrozen-feature probe: the head alone trained {args.probe_epochs} epochs on the "
+             f"epoch-{args.warmup} features (test accuracy %)", markdown_table(header, rows)]
+    return "\n".join(text)
+
+
+# ----------------------------------------------------------------------------- main
+
+
+SAME_RUN = ("img_size", "samples", "test_samples", "min_intensity", "batch_size", "lr",
+            "graph_lr", "warmup", "extra", "threads", "probe_epochs", "average_last")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--warmup", type=int, default=12, help="graph-off epochs before insertion")
+    ap.add_argument("--extra", type=int, default=6, help="epochs of every branch after it")
+    ap.add_argument("--branches", nargs="+", default=["agfn", "gcn"], choices=["agfn", "gcn"])
+    ap.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3, 0.4])
+    ap.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
+    ap.add_argument("--img-size", type=int, default=32)
+    ap.add_argument("--samples", type=int, default=1000, help="training images")
+    ap.add_argument("--test-samples", type=int, default=500)
+    ap.add_argument("--min-intensity", type=float, default=0.6)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--eval-batch-size", type=int, default=256)
+    ap.add_argument("--lr", type=float, default=1e-3, help="network learning rate γ1 (Adam)")
+    ap.add_argument("--graph-lr", type=float, default=1e-3, help="α, β learning rate γ2 (SGD)")
+    ap.add_argument("--probe-epochs", type=int, default=20)
+    ap.add_argument("--average-last", type=int, default=3,
+                    help="a branch's figure: mean test accuracy of its last N epochs")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="toy size for CI")
+    ap.add_argument("--out", default=None, help="run folders here (default: a temp dir)")
+    ap.add_argument("--keep-runs", action="store_true", help="keep the run folders")
+    ap.add_argument("--json", default=None, help="write every pair's results here")
+    ap.add_argument("--reuse", default=None, help="take recorded pairs from an earlier --json")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.img_size, args.samples, args.test_samples = 32, 64, 32
+        args.warmup, args.extra, args.probe_epochs, args.batch_size = 1, 1, 1, 16
+        args.average_last = 1
+    if args.extra:
+        args.average_last = min(args.average_last, args.extra)
+    if args.warmup < 1:
+        ap.error("--warmup must be >= 1")
+
+    t_all = time.perf_counter()
+    keys = [(n, s) for n in args.noise for s in range(args.seeds)]
+    results: dict = {}
+    if args.reuse:
+        earlier = json.loads(Path(args.reuse).read_text())
+        diff = {k: (earlier["args"].get(k), getattr(args, k)) for k in SAME_RUN
+                if earlier["args"].get(k) != getattr(args, k)}
+        if diff:
+            raise SystemExit(f"--reuse {args.reuse}: other settings (recorded, now): {diff}")
+        results = {(r["noise"], r["seed"]): r for r in earlier["runs"]
+                   if (r["noise"], r["seed"]) in set(keys)}
+    todo = [k for k in keys if k not in results]
+    train_ds = render("train", args.samples, args.img_size, flip=True,
+                      min_intensity=args.min_intensity)
+    test_ds = render("test", args.test_samples, args.img_size, min_intensity=args.min_intensity)
+    print(f"{len(todo)} noise/seed pairs to run ({len(results)} reused): warm-up {args.warmup} "
+          f"+ {args.extra} epochs, {args.samples}/{args.test_samples} images at "
+          f"{args.img_size}px, batch {args.batch_size}; {args.jobs} jobs × {args.threads} "
+          "threads", flush=True)
+
+    def record(key, r) -> None:
+        results[key] = r
+        _report(key, r)
+        if args.json:
+            Path(args.json).write_text(json.dumps(
+                {"args": vars(args), "runs": list(results.values())}, indent=1))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(args.out or tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        run_keys(todo, _run_key, args.jobs, _init_worker, (train_ds, test_ds, args, str(out)),
+                 record)
+    print()
+    print(tables(results, args))
+    print(f"\n{len(todo)} pairs run in {time.perf_counter() - t_all:.0f} s")
+    return results
+
+
+if __name__ == "__main__":
+    main()
