@@ -62,7 +62,12 @@ from noisy_labels import EVAL_GRAPHS, graph_stats  # noqa: E402
 
 from pyg_fer.engine import evaluate, train  # noqa: E402
 from pyg_fer.engine.agfn import coordinate_descent_step  # noqa: E402
-from pyg_fer.engine.checkpoint import read_card, save_checkpoint  # noqa: E402
+from pyg_fer.engine.checkpoint import (  # noqa: E402
+    read_card,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from pyg_fer.models import create_model  # noqa: E402
 from pyg_fer.models.card import card_model_kwargs, read_weights  # noqa: E402
 from pyg_fer.nn import AGFN, CosineThresholdGCN  # noqa: E402
@@ -223,7 +228,9 @@ def one_pair(noise: float, seed: int, args: argparse.Namespace, train_ds: Tensor
         if epoch == args.warmup:
             shutil.copytree(warm_dir, snap, dirs_exist_ok=True)
             t = time.perf_counter()
+            rng = rng_state()  # the probe draws; the warm-up must go on as the branches do
             res.update(frozen_probe(model, train_copy, test_ds, args, seed))
+            set_rng_state(rng)
             res["probe_time_s"] = time.perf_counter() - t
 
     def agfn_epoch(epoch: int, model, record: dict) -> None:
@@ -299,7 +306,6 @@ def _report(key: tuple[float, int], r: dict[str, Any]) -> None:
 
 def tables(results: dict, args: argparse.Namespace) -> str:
     seeds = range(args.seeds)
-    out = []
     if args.extra == 0:
         header = ["epoch"] + [f"noise {100 * n:.0f}%" for n in args.noise]
         rows = []

@@ -1,0 +1,158 @@
+"""The figures of ``docs/experiments.md``, drawn from the results files the drivers record.
+
+Nothing is trained here: every point comes from a ``--json`` file of ``ablations.py`` or
+``agfn_regime.py`` (the ones behind the tables are in ``benchmarks/results/``). Error bars are
+the standard deviation over seeds. Run from the repository root::
+
+    python benchmarks/plots.py --out docs/img/experiments \\
+        --efficiency benchmarks/results/ablations_frac10.json \\
+                     benchmarks/results/ablations_frac30.json \\
+                     benchmarks/results/ablations_demo.json \\
+        --agfn benchmarks/results/agfn_regime.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+COLOURS = {"full": "C0", "resnet18_fer": "C1", "off": "C1", "agfn": "C0", "gcn": "C2"}
+LABELS = {"full": "Face2Nodes (demo size)", "resnet18_fer": "ResNet-18",
+          "off": "graph off (baseline)", "agfn": "AGFN", "gcn": "Baseline-GCN (cos > 0.5)"}
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return (100 * statistics.fmean(values),
+            100 * statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _save(fig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+def efficiency(files: list[Path], arms: list[str], out: Path) -> None:
+    """Test accuracy against the fraction of the training set, one line per arm."""
+    points: dict[str, list[tuple[float, float, float]]] = {a: [] for a in arms}
+    for f in files:
+        data = json.loads(f.read_text())
+        frac = data["args"]["train_fraction"]
+        for arm in arms:
+            accs = [r["acc"] for r in data["runs"] if r["arm"] == arm]
+            if accs:
+                points[arm].append((100 * frac, *_mean_std(accs)))
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for arm, pts in points.items():
+        pts.sort()
+        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
+                    marker="o", capsize=3, color=COLOURS.get(arm), label=LABELS.get(arm, arm))
+    ax.set_xscale("log")
+    ax.set_xticks([10, 30, 100], ["10 %", "30 %", "100 %"])
+    ax.set_xlabel("training images used (of 3 000), equal optimiser steps")
+    ax.set_ylabel("test accuracy % (mean ± std, 3 seeds)")
+    ax.axhline(100 / 7, color="grey", lw=0.8, ls=":", label="chance")
+    ax.legend(fontsize=8)
+    _save(fig, out / "data_efficiency.png")
+
+
+def agfn_noise(data: dict, out: Path) -> None:
+    """Accuracy after the extra epochs against the noise rate, per branch."""
+    runs = data["runs"]
+    noises = sorted({r["noise"] for r in runs})
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for i, branch in enumerate(("off", "agfn", "gcn")):
+        pts = [_mean_std([r[branch] for r in runs if r["noise"] == n and branch in r])
+               for n in noises if any(branch in r for r in runs if r["noise"] == n)]
+        if len(pts) != len(noises):
+            continue
+        ax.errorbar([100 * n + (i - 1) * 0.6 for n in noises], [p[0] for p in pts],
+                    yerr=[p[1] for p in pts], marker="o", capsize=3, color=COLOURS[branch],
+                    label=LABELS[branch])
+    ax.set_xlabel("training labels flipped to another class (%)")
+    ax.set_ylabel("clean test accuracy % (mean ± std)")
+    ax.legend(fontsize=8)
+    _save(fig, out / "agfn_noise.png")
+
+
+def agfn_curves(data: dict, out: Path) -> None:
+    """Mean learning curves per branch at the lowest and highest noise rate."""
+    runs = data["runs"]
+    noises = sorted({r["noise"] for r in runs})
+    shown = [noises[0], noises[-1]] if len(noises) > 1 else noises
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.6 * len(shown), 3.6), squeeze=False)
+    warmup = data["args"]["warmup"]
+    for ax, n in zip(axes[0], shown, strict=True):
+        rs = [r for r in runs if r["noise"] == n]
+        for branch in ("off", "agfn", "gcn"):
+            curves = [r["curves"][branch] for r in rs if r["curves"].get(branch)]
+            if not curves:
+                continue
+            if branch != "off":  # start the branch at the warm-up point it was copied from
+                curves = [[r["curves"]["off"][warmup - 1]] + c for r, c in zip(rs, curves,
+                                                                                strict=True)]
+            epochs = [e for e, _, _ in curves[0]]
+            mean = [100 * statistics.fmean(c[i][1] for c in curves) for i in range(len(epochs))]
+            ax.plot(epochs, mean, marker=".", color=COLOURS[branch], label=LABELS[branch])
+        ax.axvline(warmup + 0.5, color="grey", lw=0.8, ls="--")
+        ax.set_title(f"{100 * n:.0f} % noisy labels")
+        ax.set_xlabel("epoch (graph inserted after the dashed line)")
+        ax.set_ylabel("clean test accuracy % (mean of seeds)")
+    axes[0][0].legend(fontsize=8)
+    _save(fig, out / "agfn_curves.png")
+
+
+def agfn_sampler(data: dict, out: Path) -> None:
+    """α, β and the mean edge probability for same-/different-class pairs over training."""
+    runs = data["runs"]
+    noises = sorted({r["noise"] for r in runs})
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9.2, 3.6))
+    for j, n in enumerate(noises):
+        rs = [r["agfn_stats"] for r in runs if r["noise"] == n and r.get("agfn_stats")]
+        if not rs:
+            continue
+        epochs = [s["epoch"] for s in rs[0]]
+        mean = {k: [statistics.fmean(x[i][k] for x in rs) for i in range(len(epochs))]
+                for k in ("alpha", "beta", "p_same", "p_diff")}
+        colour = plt.cm.viridis(j / max(1, len(noises) - 1))
+        a1.plot(epochs, mean["alpha"], color=colour, label=f"α, {100 * n:.0f} %")
+        a1.plot(epochs, mean["beta"], color=colour, ls="--")
+        a2.plot(epochs, mean["p_same"], color=colour, label=f"{100 * n:.0f} % noise")
+        a2.plot(epochs, mean["p_diff"], color=colour, ls="--")
+    a1.set_title("sampler parameters (solid α, dashed β)")
+    a2.set_title("mean P(edge): solid same class, dashed other class")
+    for ax in (a1, a2):
+        ax.set_xlabel("epoch")
+    a2.legend(fontsize=7)
+    _save(fig, out / "agfn_sampler.png")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("docs/img/experiments"))
+    ap.add_argument("--efficiency", type=Path, nargs="*", default=[],
+                    help="ablations.py --json files, one per --train-fraction")
+    ap.add_argument("--efficiency-arms", nargs="+", default=["full", "resnet18_fer"])
+    ap.add_argument("--agfn", type=Path, default=None, help="an agfn_regime.py --json file")
+    args = ap.parse_args(argv)
+    if args.efficiency:
+        efficiency(args.efficiency, args.efficiency_arms, args.out)
+    if args.agfn is not None:
+        data = json.loads(args.agfn.read_text())
+        if data["args"]["extra"] > 0:
+            agfn_noise(data, args.out)
+            agfn_sampler(data, args.out)
+        agfn_curves(data, args.out)
+
+
+if __name__ == "__main__":
+    main()
