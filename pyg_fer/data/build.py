@@ -21,7 +21,7 @@ DATASETS: dict[str, type[FERDataset]] = {
 }
 
 SPLITS: dict[str, tuple[str, ...]] = {
-    "synthetic": ("train", "test"),
+    "synthetic": ("train", "test", "pretrain"),
     "rafdb": ("train", "test"),
     "ferplus": ("train", "val", "test"),
     "affectnet": ("train", "test"),
@@ -44,11 +44,13 @@ def build_dataset(name: str, root: str | None = None, split: str = "train",
         root (str, optional): the folder the dataset's archive unpacks to (ignored by
             ``'synthetic'``; required by the others).
         split (str): ``'train'`` or ``'test'``, plus ``'val'`` for FERPlus (PublicTest) and
-            ImageFolder. AffectNet's official validation set is its ``'test'``.
+            ImageFolder and ``'pretrain'`` (a third, disjoint pool of identities) for
+            synthetic. AffectNet's official validation set is its ``'test'``.
         transform (callable, optional): applied to each RGB PIL image.
         **options: passed to the dataset class (e.g. ``label_mode='probability'`` for FERPlus,
             ``num_classes=8`` for AffectNet, ``subset='occlusion_list.txt'``,
-            ``skip_corrupt=True``, ``num_samples=2000`` for synthetic).
+            ``skip_corrupt=True``, ``num_samples=2000``, ``start=10000`` or ``target='identity'``
+            for synthetic).
 
     Returns:
         A :class:`~pyg_fer.data.base.FERDataset`: ``ds[i] = (image, target)``, with ``classes``

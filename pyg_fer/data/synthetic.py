@@ -42,11 +42,16 @@ PROTOTYPES: dict[str, tuple[str, ...]] = {
     "contempt": ("12", "14"),  # unilateral: one side, chosen per sample
 }
 
-_SPLITS = {"train": 0, "test": 1}
-# Identity ids come from disjoint ranges per split, so no face is in both splits.
-_IDENTITY_BASE = {"train": 0, "test": 1_000_000}
-_DEFAULT_SIZES = {"train": 10_000, "test": 2_000}
-_DEFAULT_IDENTITIES = {"train": 4_000, "test": 1_000}
+#: The splits and their id in the random streams. ``'pretrain'`` is a third pool of people for
+#: identity pre-training (the stand-in for MS-Celeb-1M), disjoint from ``'train'`` and ``'test'``.
+_SPLITS = {"train": 0, "test": 1, "pretrain": 2}
+# Identity ids come from disjoint ranges per split, so no face is in two splits.
+_IDENTITY_BASE = {"train": 0, "test": 1_000_000, "pretrain": 2_000_000}
+_MAX_IDENTITIES = 1_000_000  # the distance between two splits' identity ranges
+_DEFAULT_SIZES = {"train": 10_000, "test": 2_000, "pretrain": 20_000}
+_DEFAULT_IDENTITIES = {"train": 4_000, "test": 1_000, "pretrain": 1_000}
+#: What ``targets`` holds: the expression class, or the identity's index in the split's pool.
+TARGETS: tuple[str, ...] = ("expression", "identity")
 
 _HAIR_COLOURS = np.array(
     [[20, 16, 14], [45, 30, 20], [80, 50, 28], [120, 80, 45], [170, 130, 80],
@@ -113,9 +118,15 @@ class SyntheticFER(FERDataset):
     (AU12, 14, 15, 20), lip thickness (AU23) and the jaw (AU26). Horizontal flips keep the label
     (contempt's side is random), so flip augmentation is safe.
 
+    With ``target='identity'`` the same images are labelled by who they show instead (classes
+    ``identity_0000`` ...), for pre-training a trunk on face recognition as the papers do on
+    MS-Celeb-1M; the ``'pretrain'`` split holds people that ``'train'`` and ``'test'`` do not.
+
     Args:
-        split (str): ``'train'`` or ``'test'``; identities are disjoint between them.
-        num_samples (int, optional): images in the split (default: 10 000 train, 2 000 test).
+        split (str): ``'train'``, ``'test'`` or ``'pretrain'``; the three splits draw their
+            identities from disjoint pools.
+        num_samples (int, optional): images in the split (default: 10 000 train, 2 000 test,
+            20 000 pretrain).
         img_size (int): output side in pixels (default: ``112``).
         class_order (str): ``'rafdb'`` (7 classes) or ``'ferplus'`` (8, with contempt)
             (default: ``'rafdb'``).
@@ -125,13 +136,21 @@ class SyntheticFER(FERDataset):
         occlusion_prob (float): probability of a hand, glasses, a mask or an object over the
             face (default: ``0``).
         min_intensity (float): lower bound of the expression intensity (default: ``0.15``).
-        num_identities (int, optional): identities in the split's pool (default: 4 000 train,
-            1 000 test).
+        num_identities (int, optional): identities in the split's pool, at most 1 000 000
+            (default: 4 000 train, 1 000 test, 1 000 pretrain).
         class_weights (sequence of float, optional): class sampling probabilities
             (default: uniform).
         cache_dir (str, optional): if given, all images are rendered once into
             ``<cache_dir>/synthetic_fer_<hash>.npy`` and memory-mapped afterwards.
         subset (str, optional): a list file; keeps only the names it lists (``synthetic_000042``).
+        target (str): ``'expression'`` (the expression class, ``classes`` from
+            ``class_order``) or ``'identity'`` (the index of the person in the split's pool,
+            ``classes = ['identity_0000', ...]``, one per identity; the face still wears the
+            same expression). (default: ``'expression'``)
+        start (int): index of the first sample: the dataset holds samples
+            ``start .. start + num_samples - 1`` of the split's stream (named by their index),
+            so ``start=10_000, num_samples=1_000`` is a held-out set of the same people as
+            ``start=0, num_samples=10_000``. (default: ``0``)
 
     Example:
         >>> ds = SyntheticFER('train', num_samples=100)
@@ -155,14 +174,21 @@ class SyntheticFER(FERDataset):
         class_weights: Sequence[float] | None = None,
         cache_dir: str | None = None,
         subset: str | None = None,
+        target: str = "expression",
+        start: int = 0,
     ) -> None:
         if split not in _SPLITS:
-            raise ValueError(f"SyntheticFER split must be 'train' or 'test', got {split!r}")
+            raise ValueError(f"SyntheticFER split must be one of {list(_SPLITS)}, got {split!r}")
         if class_order not in ("rafdb", "ferplus"):
             raise ValueError(f"class_order must be 'rafdb' or 'ferplus', got {class_order!r}")
+        if target not in TARGETS:
+            raise ValueError(f"SyntheticFER target must be one of {list(TARGETS)}, got {target!r}")
         num_samples = _DEFAULT_SIZES[split] if num_samples is None else int(num_samples)
         if num_samples < 0:
             raise ValueError(f"num_samples must be >= 0, got {num_samples}")
+        start = int(start)
+        if start < 0:
+            raise ValueError(f"start must be >= 0, got {start}")
         if img_size < 16:
             raise ValueError(f"img_size must be >= 16, got {img_size}")
         for name, p in (("grayscale_prob", grayscale_prob), ("occlusion_prob", occlusion_prob)):
@@ -178,9 +204,16 @@ class SyntheticFER(FERDataset):
         self.occlusion_prob = float(occlusion_prob)
         self.min_intensity = float(min_intensity)
         self.num_identities = int(num_identities or _DEFAULT_IDENTITIES[split])
-        if self.num_identities < 1:
-            raise ValueError(f"num_identities must be >= 1, got {self.num_identities}")
+        if not 1 <= self.num_identities <= _MAX_IDENTITIES:
+            raise ValueError(f"num_identities must be in [1, {_MAX_IDENTITIES}] (the splits' "
+                             f"identity ranges are that far apart), got {self.num_identities}")
+        self.target = target
+        self.start = start
+        #: Global id of the pool's first identity: ``sample_params(i)['identity']`` is
+        #: ``identity_base`` plus the identity index (the target when ``target='identity'``).
+        self.identity_base = _IDENTITY_BASE[split]
         classes = _class_order(class_order)
+        self.expression_classes = list(classes)
         num_classes = len(classes)
         if class_weights is None:
             p = np.full(num_classes, 1.0 / num_classes)
@@ -192,14 +225,24 @@ class SyntheticFER(FERDataset):
                     f"got {class_weights}")
             p = p / p.sum()
         # One uniform per index from a (seed, split) stream: a prefix property, so label i does
-        # not depend on num_samples.
-        u = np.random.default_rng([self.seed, _SPLITS[split], 7]).random(num_samples)
-        targets = np.minimum(np.searchsorted(np.cumsum(p), u, side="right"), num_classes - 1)
-        names = [f"synthetic_{i:06d}" for i in range(num_samples)]
-        self._indices = np.arange(num_samples)
-        super().__init__(
-            classes=classes, targets=targets.tolist(), names=names, transform=transform,
-            source=f"SyntheticFER(split={split!r}, seed={seed})")
+        # not depend on num_samples (nor on start: the first `start` draws are skipped).
+        u = np.random.default_rng([self.seed, _SPLITS[split], 7]).random(start + num_samples)
+        u = u[start:]
+        # The expression each face wears, whatever the dataset's target.
+        self._expressions = np.minimum(np.searchsorted(np.cumsum(p), u, side="right"),
+                                       num_classes - 1)
+        self._indices = np.arange(start, start + num_samples)
+        names = [f"synthetic_{i:06d}" for i in self._indices]
+        if target == "identity":
+            width = max(4, len(str(self.num_identities - 1)))
+            classes = [f"identity_{k:0{width}d}" for k in range(self.num_identities)]
+            targets = [self._identity_index(int(i)) for i in self._indices]
+            source = f"SyntheticFER(split={split!r}, seed={seed}, target='identity')"
+        else:
+            targets = self._expressions.tolist()
+            source = f"SyntheticFER(split={split!r}, seed={seed})"
+        super().__init__(classes=classes, targets=targets, names=names, transform=transform,
+                         source=source)
         self._cache: np.ndarray | None = None
         if subset is not None:
             self.apply_subset(subset)
@@ -209,12 +252,17 @@ class SyntheticFER(FERDataset):
     # ----------------------------------------------------------------------------------------
     def _restrict(self, keep: Sequence[int]) -> None:
         super()._restrict(keep)
-        self._indices = self._indices[np.asarray(keep, dtype=np.int64)]
+        keep = np.asarray(keep, dtype=np.int64)
+        self._indices = self._indices[keep]
+        self._expressions = self._expressions[keep]
 
     def _cache_key(self) -> str:
+        # Everything the pixels depend on: the stream indices (so `start`) and the expressions.
+        # The target does not change a pixel, so an identity-labelled dataset shares the cache
+        # file of the expression-labelled one over the same samples.
         key = repr((self.split, self.img_size, self.class_order, self.seed, self.grayscale_prob,
                     self.occlusion_prob, self.min_intensity, self.num_identities,
-                    self._indices.tolist(), self.targets_original))
+                    self._indices.tolist(), self._expressions.tolist()))
         return hashlib.sha1(key.encode()).hexdigest()[:16]
 
     def _load_or_build_cache(self, cache_dir: str) -> np.ndarray:
@@ -237,17 +285,27 @@ class SyntheticFER(FERDataset):
         return self.render(i)
 
     # ----------------------------------------------------------------------------------------
+    def _sample_rng(self, index: int) -> np.random.Generator:
+        """The random stream of the sample at stream index ``index``; its first draw is the
+        identity's index in the split's pool."""
+        return np.random.default_rng([self.seed, _SPLITS[self.split], 1, index])
+
+    def _identity_index(self, index: int) -> int:
+        return int(self._sample_rng(index).integers(self.num_identities))
+
     def sample_params(self, i: int) -> dict[str, Any]:
         """The random parameters of sample ``i``: identity id, intensity and AU activations.
 
-        Uses the *original* label of the sample (label noise set through ``targets`` changes
-        the training target, not the face).
+        ``label`` and ``class`` are the expression the face wears (an index into
+        ``expression_classes``), whatever ``target`` is; ``identity`` is the global identity
+        id (the split's base plus the identity target). Label noise set through ``targets``
+        changes the training target, not the face.
         """
         index = int(self._indices[i])
-        label = self.targets_original[i]
-        rng = np.random.default_rng([self.seed, _SPLITS[self.split], 1, index])
-        identity = _IDENTITY_BASE[self.split] + int(rng.integers(self.num_identities))
-        cls = self.classes[label]
+        label = int(self._expressions[i])
+        rng = self._sample_rng(index)
+        identity = self.identity_base + int(rng.integers(self.num_identities))
+        cls = self.expression_classes[label]
         aus = {u: abs(rng.normal(0.0, 0.06)) for u in ACTION_UNITS}
         intensity = float(rng.uniform(self.min_intensity, 1.0)) if cls != "neutral" else 0.0
         proto = PROTOTYPES[cls]

@@ -4,7 +4,9 @@ FER repositories share the MS-Celeb-1M ResNet-18 as a torch checkpoint whose sta
 under ``'state_dict'`` with ``'module.'`` prefixes (from ``DataParallel``) and a face-identity
 ``fc`` head. :func:`load_backbone_weights` reads such a file with ``weights_only=True`` (or a
 ``.safetensors`` file), maps the keys onto a module and reports every missing, unexpected or
-mis-shaped key by name.
+mis-shaped key by name. The ``best.safetensors`` of a pyg-fer ``resnet18_fer`` run (keys
+``trunk.conv1.weight`` ..., ``fc.*``) loads the same way, so a trunk pre-trained with pyg-fer
+(e.g. on SyntheticFER identities) initialises any model's trunk.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ __all__ = [
 ]
 
 _NESTED_KEYS = ("state_dict", "model", "model_state_dict", "net")
-_PREFIXES = ("module.", "model.", "backbone.", "base.")
+_PREFIXES = ("module.", "model.", "backbone.", "base.", "trunk.")
 
 
 @dataclass
@@ -94,6 +96,9 @@ def map_state_dict_keys(
     state_dict: Mapping[str, Tensor], prefixes: Iterable[str] = _PREFIXES
 ) -> dict[str, Tensor]:
     """Strip wrapper prefixes such as ``'module.'`` (``DataParallel``) from every key.
+
+    The default prefixes are ``'module.'``, ``'model.'``, ``'backbone.'``, ``'base.'`` and
+    ``'trunk.'`` (the trunk of pyg-fer's ``resnet18_fer`` and AGFN checkpoints).
 
     Prefixes are stripped repeatedly, so ``'module.backbone.conv1.weight'`` becomes
     ``'conv1.weight'``. Two keys that map to the same name raise :class:`ValueError`.

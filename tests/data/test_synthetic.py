@@ -122,6 +122,8 @@ def test_subset_and_summary(tmp_path):
     ({"grayscale_prob": 2.0}, "grayscale_prob"), ({"min_intensity": -1}, "min_intensity"),
     ({"img_size": 8}, "img_size"), ({"class_weights": [1, 2]}, "class_weights"),
     ({"num_samples": -1}, "num_samples"),
+    ({"target": "age"}, r"target must be one of \['expression', 'identity'\], got 'age'"),
+    ({"start": -1}, "start must be >= 0"), ({"num_identities": 1_000_001}, "num_identities"),
 ])
 def test_bad_arguments(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -134,3 +136,100 @@ def test_picklable_for_dataloader_workers():
     ds = SyntheticFER("test", num_samples=5, img_size=32)
     clone = pickle.loads(pickle.dumps(ds))
     assert clone.targets == ds.targets and np.array_equal(_arr(clone, 4), _arr(ds, 4))
+
+
+# ---------------------------------------------------------------------------------------------
+# The 'pretrain' split, target='identity' and start (identity pre-training, issue 16)
+# ---------------------------------------------------------------------------------------------
+def test_expression_target_is_unchanged():
+    """Labels, identities and pixels pinned from the code before 'target'/'start' existed."""
+    ds = SyntheticFER("train", num_samples=40, img_size=24)
+    assert ds.target == "expression" and ds.start == 0
+    assert ds.targets[:12] == [0, 4, 5, 1, 5, 4, 3, 2, 5, 6, 0, 0]
+    assert ds.targets[33:40] == [3, 0, 0, 4, 2, 5, 2]
+    pinned = {0: (3559, [185, 138, 120], 263363), 7: (2501, [112, 75, 65], 222152),
+              33: (2218, [187, 154, 154], 185588)}
+    for i, (identity, pixel, total) in pinned.items():
+        a = np.asarray(ds.render(i))
+        assert ds.sample_params(i)["identity"] == identity
+        assert a[12, 12].tolist() == pixel and int(a.sum()) == total
+    te = SyntheticFER("test", num_samples=40, img_size=24)
+    assert te.targets[:8] == [3, 3, 6, 0, 5, 0, 5, 2]
+    assert te.sample_params(7)["identity"] == 1000307
+    a = np.asarray(te.render(7))
+    assert a[12, 12].tolist() == [174, 149, 144] and int(a.sum()) == 224892
+    fp = SyntheticFER("train", num_samples=20, img_size=24, class_order="ferplus")
+    assert fp.targets[:10] == [1, 5, 6, 1, 5, 4, 4, 2, 6, 7]
+    # the cache key of existing caches is kept (value computed before the change)
+    assert SyntheticFER("train", num_samples=30, img_size=24)._cache_key() == "22e6b9d0aed8ce87"
+
+
+def test_identity_targets_are_the_rendered_identity():
+    for split in ("train", "pretrain"):
+        ds = SyntheticFER(split, num_samples=60, img_size=24, target="identity",
+                          num_identities=25)
+        assert ds.classes == [f"identity_{k:04d}" for k in range(25)]
+        assert len(set(ds.targets)) > 10 and all(0 <= t < 25 for t in ds.targets)
+        for i in range(len(ds)):
+            assert ds.targets[i] == ds.sample_params(i)["identity"] - ds.identity_base
+        assert ds[3][1] == ds.targets[3]
+    # the faces and their expressions are those of the expression-labelled dataset
+    expr = SyntheticFER("pretrain", num_samples=60, img_size=24, num_identities=25)
+    ident = SyntheticFER("pretrain", num_samples=60, img_size=24, num_identities=25,
+                         target="identity")
+    for i in (0, 17, 59):
+        assert ident.sample_params(i)["label"] == expr.targets[i]
+        assert ident.sample_params(i)["class"] == expr.classes[expr.targets[i]]
+        assert np.array_equal(_arr(ident, i), _arr(expr, i))
+    wide = SyntheticFER("pretrain", num_samples=2, img_size=24, target="identity",
+                        num_identities=12_345)
+    assert wide.classes[0] == "identity_00000" and wide.classes[-1] == "identity_12344"
+
+
+def test_pretrain_identities_are_disjoint_from_train_and_test():
+    ids = {}
+    for split in ("train", "test", "pretrain"):
+        ds = SyntheticFER(split, num_samples=300, img_size=24)
+        ids[split] = {ds.sample_params(i)["identity"] for i in range(len(ds))}
+    assert ids["pretrain"].isdisjoint(ids["train"]) and ids["pretrain"].isdisjoint(ids["test"])
+    assert min(ids["pretrain"]) >= 2_000_000
+    assert build_dataset("synthetic", split="pretrain", num_samples=3).split == "pretrain"
+    assert len(SyntheticFER("pretrain", img_size=24, target="identity").classes) == 1000
+    assert len(SyntheticFER("pretrain", img_size=24)) == 20_000
+
+
+def test_start_is_the_tail_of_a_longer_dataset(tmp_path):
+    full = SyntheticFER("pretrain", num_samples=30, img_size=24, target="identity",
+                        num_identities=40)
+    tail = SyntheticFER("pretrain", num_samples=10, img_size=24, target="identity",
+                        num_identities=40, start=20)
+    assert tail.names == [f"synthetic_{i:06d}" for i in range(20, 30)] == full.names[20:]
+    assert tail.targets == full.targets[20:]
+    for i in (0, 4, 9):
+        assert np.array_equal(_arr(tail, i), _arr(full, 20 + i))
+        assert tail.sample_params(i)["aus"] == full.sample_params(20 + i)["aus"]
+    expr_full = SyntheticFER("train", num_samples=30, img_size=24)
+    expr_tail = SyntheticFER("train", num_samples=10, img_size=24, start=20)
+    assert expr_tail.targets == expr_full.targets[20:]
+    # the cache tells start apart; the target changes no pixel, so both targets share a file
+    a = SyntheticFER("test", num_samples=4, img_size=24, cache_dir=str(tmp_path))
+    b = SyntheticFER("test", num_samples=4, img_size=24, start=4, cache_dir=str(tmp_path))
+    assert len(list(tmp_path.glob("synthetic_fer_*.npy"))) == 2
+    assert not np.array_equal(_arr(a, 0), _arr(b, 0))
+    assert np.array_equal(_arr(b, 0), _arr(SyntheticFER("test", num_samples=5, img_size=24), 4))
+    c = SyntheticFER("test", num_samples=4, img_size=24, start=4, target="identity",
+                     cache_dir=str(tmp_path))
+    assert len(list(tmp_path.glob("synthetic_fer_*.npy"))) == 2
+    assert c._cache_key() == b._cache_key() and np.array_equal(_arr(c, 3), _arr(b, 3))
+
+
+def test_identity_subset_keeps_faces(tmp_path):
+    lst = tmp_path / "sub.txt"
+    lst.write_text("synthetic_000012\nsynthetic_000015\n")
+    full = SyntheticFER("pretrain", num_samples=10, img_size=24, start=8, target="identity")
+    ds = SyntheticFER("pretrain", num_samples=10, img_size=24, start=8, target="identity",
+                      subset=str(lst))
+    assert ds.names == ["synthetic_000012", "synthetic_000015"]
+    assert ds.targets == [full.targets[4], full.targets[7]]
+    assert ds.sample_params(1)["label"] == full.sample_params(7)["label"]
+    assert np.array_equal(_arr(ds, 1), _arr(full, 7))

@@ -122,6 +122,7 @@ EXPECTED_RECIPES = {
     "synthetic_face2nodes", "synthetic_resnet18", "face2nodes_rafdb", "face2nodes_rafdb_pretrained",
     "face2nodes_ferplus", "face2nodes_ferplus_pretrained", "face2nodes_affectnet",
     "face2nodes_affectnet_pretrained", "agfn_resnet18_rafdb", "agfn_synthetic",
+    "synthetic_identity_pretrain",
 }
 
 

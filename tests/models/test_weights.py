@@ -123,3 +123,44 @@ def test_face2nodes_checkpoints_with_the_old_embedder_keys_still_load():
     assert torch.equal(fresh.embed.trunk.conv1.weight, model.embed.trunk.conv1.weight + 1)
     new_bias = fresh.embed.trunk.layer4[1].bn2.bias
     assert torch.equal(new_bias, model.embed.trunk.layer4[1].bn2.bias + 1)
+
+
+def test_pyg_fer_resnet_checkpoint_initialises_trunks(tmp_path):
+    """A resnet18_fer run's best.safetensors (keys 'trunk.*', 'fc.*') as trunk weights, e.g.
+    after identity pre-training on SyntheticFER's 'pretrain' split."""
+    from pyg_fer.engine.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    source = pyg_fer.create_model("resnet18_fer", num_classes=11, img_size=32)
+    with torch.no_grad():  # far from any initialisation, buffers included
+        for name, t in source.trunk.state_dict().items():
+            if t.is_floating_point():
+                t.copy_(torch.rand_like(t) + 0.5 if "running_var" in name else torch.randn_like(t))
+            else:
+                t.fill_(7)
+    weights, _ = save_checkpoint(source, tmp_path / "best")
+    assert weights.name == "best.safetensors"
+    assert any(k.startswith("trunk.") for k in load_state_dict_file(weights))
+    expected = source.trunk.state_dict()
+
+    f2n = pyg_fer.create_model("face2nodes", img_size=32, grid_size=2, embed_dim=32, depth=1, k=2,
+                               weights=str(weights))
+    cnn = pyg_fer.create_model("resnet18_fer", img_size=32, weights=weights)
+    agfn = pyg_fer.create_model("agfn_resnet18", img_size=32, weights=str(weights))
+    for trunk in (f2n.embed.trunk, cnn.trunk, agfn.trunk):
+        got = trunk.state_dict()
+        assert list(got) == list(expected)
+        for key, value in expected.items():
+            assert torch.equal(got[key], value), key
+    assert cnn.fc.out_features == 7  # the 11-way identity head is ignored, not loaded
+    report = load_backbone_weights(ResNetTrunk(), weights)
+    assert report.ignored == ["fc.bias", "fc.weight"] and not report.missing
+
+
+def test_trunk_prefix_collides_with_no_model_keys():
+    """Stripping 'trunk.' (and the other wrapper prefixes) maps no two keys of a model's own
+    checkpoint onto one name."""
+    for name, kwargs in (("resnet18_fer", {}), ("agfn_resnet18", {}),
+                         ("face2nodes", dict(grid_size=2, embed_dim=32, depth=1, k=2))):
+        sd = pyg_fer.create_model(name, img_size=32, **kwargs).state_dict()
+        assert len(map_state_dict_keys(sd)) == len(sd)
