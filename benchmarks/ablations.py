@@ -39,6 +39,10 @@ freedom (with 3 seeds: mean ± 2.48 std). Seeds are 0..N-1; seed 0 is the demo's
 here has one torch thread and evaluates once, after the last epoch, so its figure is not the
 demo's printed one (CPU runs are bit-reproducible only for a given thread count).
 
+``--trunk-weights FILE`` initialises the ResNet-18 trunk of every arm (not ``stem`` or
+``vig_ti_fer``, which have none) from a checkpoint, e.g. the ``synthetic_identity_pretrain``
+recipe's ``best.safetensors`` (identity pre-training, the stand-in for MS-Celeb-1M).
+
 ``--train-fraction f`` trains on the first ``round(f · 3000)`` training images (nested subsets:
 a SyntheticFER sample depends only on its index) for a data-efficiency curve. ``--quick`` is a
 toy size for CI (32 px, 64 + 32 images, 1 epoch, narrow models); its accuracies mean nothing.
@@ -88,6 +92,8 @@ ARMS: dict[str, tuple[str, dict[str, Any] | None, str]] = {
     "resnet18_fer": ("resnet18_fer", None, "full"),
     "vig_ti_fer": ("vig_ti_fer", {"grid_size": 4}, "full"),
 }
+# Models without a ResNet-18 trunk (their own convolutional stem): no --trunk-weights.
+NO_TRUNK = ("face2nodes_stem", "vig_ti_fer")
 DEFAULT_ARMS = ["full", "mr", "stem", "edge", "resnet18_fer"]
 # --quick: toy sizes for CI (accuracies are meaningless at this size).
 QUICK = {"img_size": 32, "samples": 64, "test_samples": 32, "epochs": 1, "batch_size": 16,
@@ -111,6 +117,10 @@ def model_spec(arm: str, args: argparse.Namespace) -> tuple[str, dict[str, Any]]
         elif kwargs.get("dilations") == "late2":  # the paper's [1]*4 + [2]*4 shape at any depth
             half = kwargs["depth"] // 2
             kwargs["dilations"] = [1] * half + [2] * (kwargs["depth"] - half)
+    if getattr(args, "trunk_weights", None):
+        if name in NO_TRUNK:
+            raise ValueError(f"arm '{arm}' ({name}) has no ResNet-18 trunk for --trunk-weights")
+        kwargs["weights"] = args.trunk_weights
     return name, kwargs
 
 
@@ -185,7 +195,7 @@ def render_cache(args: argparse.Namespace) -> None:
 
 # Settings that must match for a run recorded in a --json file to be reused.
 SAME_RUN = ("img_size", "samples", "test_samples", "epochs", "batch_size", "train_fraction",
-            "threads", "device", "f2n_base")
+            "threads", "device", "f2n_base", "trunk_weights")
 
 
 def load_reused(args: argparse.Namespace, keys: list[tuple[str, int]]) -> dict:
@@ -255,6 +265,9 @@ def main(argv: list[str] | None = None) -> dict:
                     help="rendered SyntheticFER images (memory-mapped by every run)")
     ap.add_argument("--out", default=None, help="keep the run folders here (default: temp)")
     ap.add_argument("--json", default=None, help="also write every run's results here")
+    ap.add_argument("--trunk-weights", default=None,
+                    help="initialise the ResNet-18 trunk of every arm from this file (e.g. the "
+                         "synthetic_identity_pretrain recipe's best.safetensors)")
     ap.add_argument("--reuse", default=None,
                     help="a --json file of an earlier invocation with the same settings: its "
                          "runs of the requested arms and seeds are taken, not rerun")

@@ -29,6 +29,9 @@ extracted once, and only the head (GCN weight + classifier, from the warm-up) tr
 for ``--probe-epochs`` epochs, without a graph, with AGFN (coordinate descent) and with the
 cosine-threshold graph.
 
+``--trunk-weights FILE`` starts the warm-up's ResNet-18 trunk from a checkpoint (e.g. the
+``synthetic_identity_pretrain`` recipe's, the stand-in for MS-Celeb-1M pre-training).
+
 Default size (2 CPU cores): 32 px, 1 000 training / 500 test images of expression intensity
 ≥ 0.6, batch 32 (AGFN's Fig. 3: accuracy barely changes above a batch of 16), noise 0/10/20/
 30/40 %, 3 seeds. ``--quick`` is a toy size for CI (its figures mean nothing). Run from the
@@ -83,7 +86,9 @@ def run_config(args: argparse.Namespace, noise: float, seed: int, run_dir: Path,
                branch: str) -> dict[str, Any]:
     """The recipe of the warm-up (``branch='off'``) or of a branch resumed from it."""
     total = args.warmup + args.extra
-    kwargs = {"bank_size": args.batch_size - 1}
+    kwargs: dict[str, Any] = {"bank_size": args.batch_size - 1}
+    if branch == "off" and args.trunk_weights:  # the branches resume the warm-up's weights
+        kwargs["weights"] = args.trunk_weights
     model = "agfn_resnet18" if branch in ("off", "agfn") else "baseline_gcn_resnet18"
     return {
         "model": {"name": model, "kwargs": kwargs if branch != "gcn" else {}},
@@ -366,7 +371,8 @@ def tables(results: dict, args: argparse.Namespace) -> str:
 
 
 SAME_RUN = ("img_size", "samples", "test_samples", "min_intensity", "batch_size", "lr",
-            "graph_lr", "warmup", "extra", "threads", "probe_epochs", "average_last")
+            "graph_lr", "warmup", "extra", "threads", "probe_epochs", "average_last",
+            "trunk_weights")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -387,6 +393,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--probe-epochs", type=int, default=20)
     ap.add_argument("--average-last", type=int, default=3,
                     help="a branch's figure: mean test accuracy of its last N epochs")
+    ap.add_argument("--trunk-weights", default=None,
+                    help="initialise the warm-up's ResNet-18 trunk from this file (e.g. the "
+                         "synthetic_identity_pretrain recipe's best.safetensors)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="toy size for CI")

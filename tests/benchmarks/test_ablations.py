@@ -54,6 +54,11 @@ def test_model_spec_resolves_arms_at_the_demo_size():
     assert ablations.model_spec("resnet18_fer", args) == ("resnet18_fer", {"img_size": 48})
     with pytest.raises(ValueError, match="unknown arm 'nope'"):
         ablations.model_spec("nope", args)
+    args.trunk_weights = "pre.safetensors"
+    assert ablations.model_spec("full", args)[1]["weights"] == "pre.safetensors"
+    assert ablations.model_spec("resnet18_fer", args)[1]["weights"] == "pre.safetensors"
+    with pytest.raises(ValueError, match="'stem' .* no ResNet-18 trunk"):
+        ablations.model_spec("stem", args)
 
 
 def test_quick_run_table(tmp_path, capsys, one_thread):
