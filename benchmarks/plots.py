@@ -66,7 +66,7 @@ def efficiency(files: list[Path], arms: list[str], out: Path) -> None:
 
 
 def agfn_noise(data: dict, out: Path) -> None:
-    """Accuracy after the extra epochs against the noise rate, per branch."""
+    """Accuracy after the extra epochs against the noise rate, per branch, into ``out``."""
     runs = data["runs"]
     noises = sorted({r["noise"] for r in runs})
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
@@ -81,7 +81,7 @@ def agfn_noise(data: dict, out: Path) -> None:
     ax.set_xlabel("training labels flipped to another class (%)")
     ax.set_ylabel("clean test accuracy % (mean ± std)")
     ax.legend(fontsize=8)
-    _save(fig, out / "agfn_noise.png")
+    _save(fig, out)
 
 
 def agfn_curves(data: dict, out: Path) -> None:
@@ -103,12 +103,15 @@ def agfn_curves(data: dict, out: Path) -> None:
             epochs = [e for e, _, _ in curves[0]]
             mean = [100 * statistics.fmean(c[i][1] for c in curves) for i in range(len(epochs))]
             ax.plot(epochs, mean, marker=".", color=COLOURS[branch], label=LABELS[branch])
-        ax.axvline(warmup + 0.5, color="grey", lw=0.8, ls="--")
+        if data["args"]["extra"] > 0:
+            ax.axvline(warmup + 0.5, color="grey", lw=0.8, ls="--")
+            ax.set_xlabel("epoch (graph inserted after the dashed line)")
+        else:
+            ax.set_xlabel("epoch (baseline only: where does it flatten?)")
         ax.set_title(f"{100 * n:.0f} % noisy labels")
-        ax.set_xlabel("epoch (graph inserted after the dashed line)")
         ax.set_ylabel("clean test accuracy % (mean of seeds)")
     axes[0][0].legend(fontsize=8)
-    _save(fig, out / "agfn_curves.png")
+    _save(fig, out)
 
 
 def agfn_sampler(data: dict, out: Path) -> None:
@@ -133,7 +136,7 @@ def agfn_sampler(data: dict, out: Path) -> None:
     for ax in (a1, a2):
         ax.set_xlabel("epoch")
     a2.legend(fontsize=7)
-    _save(fig, out / "agfn_sampler.png")
+    _save(fig, out)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -142,16 +145,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--efficiency", type=Path, nargs="*", default=[],
                     help="ablations.py --json files, one per --train-fraction")
     ap.add_argument("--efficiency-arms", nargs="+", default=["full", "resnet18_fer"])
-    ap.add_argument("--agfn", type=Path, default=None, help="an agfn_regime.py --json file")
+    ap.add_argument("--agfn", type=Path, default=None,
+                    help="an agfn_regime.py --json file; figures <its stem>_noise.png, "
+                         "_sampler.png, _curves.png")
     args = ap.parse_args(argv)
     if args.efficiency:
         efficiency(args.efficiency, args.efficiency_arms, args.out)
     if args.agfn is not None:
         data = json.loads(args.agfn.read_text())
+        stem = args.agfn.stem  # agfn_regime.json -> agfn_regime_noise.png, ...
         if data["args"]["extra"] > 0:
-            agfn_noise(data, args.out)
-            agfn_sampler(data, args.out)
-        agfn_curves(data, args.out)
+            agfn_noise(data, args.out / f"{stem}_noise.png")
+            agfn_sampler(data, args.out / f"{stem}_sampler.png")
+        agfn_curves(data, args.out / f"{stem}_curves.png")
 
 
 if __name__ == "__main__":

@@ -96,7 +96,7 @@ def test_tables_and_plots_from_the_results(quick, tmp_path):
     text = agfn_regime.tables(results, args)
     assert "| 40% |" in text and "Frozen-feature probe" in text and "P same class" in text
     plots.main(["--out", str(tmp_path), "--agfn", str(out_json)])
-    for name in ("agfn_noise.png", "agfn_curves.png", "agfn_sampler.png"):
+    for name in ("regime_noise.png", "regime_curves.png", "regime_sampler.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
