@@ -10,15 +10,17 @@ the tables.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
 from typing import Any
 
 import torch.multiprocessing as mp
 
-__all__ = ["mean_std", "paired_delta", "paired_ci", "markdown_table", "run_keys"]
+__all__ = ["mean_std", "paired_delta", "paired_ci", "markdown_table", "run_keys", "write_json"]
 
 # Two-sided 95 % quantiles of Student's t for 1..30 degrees of freedom.
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
@@ -101,3 +103,13 @@ def run_keys(keys: Sequence[Hashable], fn: Callable[[Hashable], dict], jobs: int
             if on_result is not None:
                 on_result(key, r)
     return results
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically (a sibling temporary file, then
+    ``os.replace``): an interrupted driver leaves the previous complete file, never half of
+    one, so it can be ``--reuse``-d."""
+    path = Path(path)
+    tmp_path = path.with_name(path.name + ".tmp")
+    tmp_path.write_text(json.dumps(data, indent=1))
+    tmp_path.replace(path)

@@ -43,6 +43,11 @@ demo's printed one (CPU runs are bit-reproducible only for a given thread count)
 ``vig_ti_fer``, which have none) from a checkpoint, e.g. the ``synthetic_identity_pretrain``
 recipe's ``best.safetensors`` (identity pre-training, the stand-in for MS-Celeb-1M).
 
+``ARM@E`` trains ``ARM`` for ``E`` epochs instead of ``--epochs`` (its own warm-up + cosine
+schedule over ``E`` epochs), compared with the same reference: e.g. ``resnet18_fer@12`` is
+ResNet-18 given Face2Nodes' wall time when a Face2Nodes training step costs 1.5× a ResNet-18
+one (measure that ratio with ``benchmarks/throughput.py --only train`` at the same size).
+
 ``--train-fraction f`` trains on the first ``round(f · 3000)`` training images (nested subsets:
 a SyntheticFER sample depends only on its index) for a data-efficiency curve. ``--quick`` is a
 toy size for CI (32 px, 64 + 32 images, 1 epoch, narrow models); its accuracies mean nothing.
@@ -67,7 +72,8 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _seeded import markdown_table, mean_std, paired_ci, paired_delta, run_keys  # noqa: E402
+from _seeded import markdown_table, mean_std, paired_ci, paired_delta  # noqa: E402
+from _seeded import run_keys, write_json  # noqa: E402
 
 from pyg_fer.data import build_dataset  # noqa: E402
 from pyg_fer.engine import train  # noqa: E402
@@ -100,10 +106,35 @@ QUICK = {"img_size": 32, "samples": 64, "test_samples": 32, "epochs": 1, "batch_
          "f2n": {"grid_size": 4, "embed_dim": 32, "depth": 2}}
 
 
+def split_arm(arm: str) -> tuple[str, int | None]:
+    """``"resnet18_fer@12"`` -> ``("resnet18_fer", 12)``; ``"full"`` -> ``("full", None)``."""
+    base, sep, epochs = arm.partition("@")
+    if base not in ARMS:
+        raise ValueError(f"unknown arm '{base}'; expected one of {sorted(ARMS)}, optionally "
+                         "followed by @EPOCHS")
+    if not sep:
+        return base, None
+    if not epochs.isdigit() or int(epochs) < 1:
+        raise ValueError(f"arm '{arm}': the epochs after '@' must be a positive integer")
+    return base, int(epochs)
+
+
+def arm_epochs(arm: str, args: argparse.Namespace) -> int:
+    """The epochs ``arm`` trains for: its ``@E``, else ``--epochs``."""
+    return split_arm(arm)[1] or args.epochs
+
+
+def _arm_type(arm: str) -> str:
+    try:
+        split_arm(arm)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return arm
+
+
 def model_spec(arm: str, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     """The registered model name and its kwargs for ``arm`` at ``args``' size."""
-    if arm not in ARMS:
-        raise ValueError(f"unknown arm '{arm}'; expected one of {sorted(ARMS)}")
+    arm = split_arm(arm)[0]
     name, extra, _ = ARMS[arm]
     kwargs: dict[str, Any] = {"img_size": args.img_size}
     if extra is not None:
@@ -129,15 +160,17 @@ def run_config(arm: str, args: argparse.Namespace, seed: int, out: str) -> dict[
     data = read_yaml(resolve_recipe(RECIPE))
     name, kwargs = model_spec(arm, args)
     data["model"] = {"name": name, "kwargs": kwargs}
+    epochs = arm_epochs(arm, args)
     return merge(data, {
         "data": {"img_size": args.img_size,
                  "options": {"img_size": args.img_size, "cache_dir": args.cache_dir},
                  "train_options": {"num_samples": num_train(args)},
                  "eval_options": {"num_samples": args.test_samples}},
-        "train": {"epochs": args.epochs, "batch_size": args.batch_size, "seed": seed,
+        "train": {"epochs": epochs, "batch_size": args.batch_size, "seed": seed,
                   "progress": False, "num_threads": args.threads, "device": args.device,
-                  "eval_every": args.epochs},
-        "output": {"dir": out, "name": f"{arm}_s{seed}", "overwrite": True},
+                  "eval_every": epochs},
+        "output": {"dir": out, "name": f"{arm.replace('@', '_ep')}_s{seed}",
+                   "overwrite": True},
     })
 
 
@@ -152,9 +185,10 @@ def num_train(args: argparse.Namespace) -> int:
 def one_run(arm: str, seed: int, args: argparse.Namespace, out: str) -> dict[str, Any]:
     """Train one arm with one seed; the last epoch's test accuracies and the wall time."""
     final: dict[str, Any] = {}
+    epochs = arm_epochs(arm, args)
 
     def on_epoch_end(epoch: int, model, record: dict) -> None:
-        if epoch == args.epochs:
+        if epoch == epochs:
             final["acc"] = record["eval_acc"]
             final["mean_class_acc"] = record["eval_mean_class_acc"]
             final["train_acc"] = record["train_acc"]
@@ -217,16 +251,18 @@ def load_reused(args: argparse.Namespace, keys: list[tuple[str, int]]) -> dict:
             for r in runs if (r["arm"], r["seed"]) in wanted}
 
 
-def summarise(results: dict, arms: list[str], seeds: int,
-              params: dict[str, float]) -> tuple[list[str], list[list[str]]]:
+def summarise(results: dict, arms: list[str], seeds: int, params: dict[str, float],
+              epochs: int) -> tuple[list[str], list[list[str]]]:
     """The table: one row per arm; Δ against the arm's reference when it ran."""
-    header = ["arm", "model", "changed kwargs", "params (M)", "test acc % (mean ± std)",
+    header = ["arm", "model", "changed kwargs", "epochs", "params (M)",
+              "test acc % (mean ± std)",
               "per seed", "Δ vs ref (points)", "95 % CI of Δ", "ref",
               "wall s per run (median)"]
     rows = []
     for arm in arms:
         accs = [results[(arm, s)]["acc"] for s in range(seeds)]
-        ref = ARMS[arm][2]
+        base, own_epochs = split_arm(arm)
+        ref = ARMS[base][2]
         if arm == ref:
             delta, ci, ref_name = "0 (reference)", "-", "-"
         elif ref in arms:
@@ -234,9 +270,10 @@ def summarise(results: dict, arms: list[str], seeds: int,
             delta, ci, ref_name = paired_delta(accs, ref_accs), paired_ci(accs, ref_accs), ref
         else:
             delta, ci, ref_name = "-", "-", f"{ref} (not run)"
-        name, extra, _ = ARMS[arm]
+        name, extra, _ = ARMS[base]
         rows.append([
-            arm, name, json.dumps(extra) if extra else "-", f"{params[arm]:.2f}",
+            arm, name, json.dumps(extra) if extra else "-", own_epochs or epochs,
+            f"{params[arm]:.2f}",
             mean_std(accs), " / ".join(f"{100 * a:.1f}" for a in accs), delta, ci, ref_name,
             f"{statistics.median(results[(arm, s)]['time_s'] for s in range(seeds)):.0f}"])
     return header, rows
@@ -244,7 +281,8 @@ def summarise(results: dict, arms: list[str], seeds: int,
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--arms", nargs="+", default=DEFAULT_ARMS, choices=sorted(ARMS))
+    ap.add_argument("--arms", nargs="+", default=DEFAULT_ARMS, type=_arm_type,
+                    help=f"of {', '.join(sorted(ARMS))}; ARM@E trains ARM for E epochs")
     ap.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
     ap.add_argument("--jobs", type=int, default=2,
                     help="runs in parallel processes, each with --threads threads")
@@ -307,7 +345,7 @@ def main(argv: list[str] | None = None) -> dict:
         _report(key, r)
         done[key] = r
         if args.json:  # every finished run at once: an interrupted invocation can be --reused
-            _write_json(args.json, {"args": vars(args), "partial": True, "runs": _runs(done)})
+            write_json(args.json, {"args": vars(args), "partial": True, "runs": _runs(done)})
 
     with tempfile.TemporaryDirectory() as tmp:
         results = run_keys([k for k in keys if k not in reused], _run_key, args.jobs,
@@ -315,7 +353,7 @@ def main(argv: list[str] | None = None) -> dict:
     results.update(reused)
     total = time.perf_counter() - t_all
 
-    header, rows = summarise(results, arms, args.seeds, params)
+    header, rows = summarise(results, arms, args.seeds, params, args.epochs)
     print(f"\nTest accuracy after the last epoch, mean ± std over {args.seeds} seeds; Δ = arm − "
           f"ref, paired by seed (points)")
     print(markdown_table(header, rows))
@@ -325,19 +363,12 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {"args": vars(args), "header": header, "rows": rows,
                "runs": _runs(results), "total_s": total}
     if args.json:
-        _write_json(args.json, summary)
+        write_json(args.json, summary)
     return summary
 
 
 def _runs(results: dict) -> list[dict[str, Any]]:
     return [{"arm": a, "seed": s, **r} for (a, s), r in sorted(results.items())]
-
-
-def _write_json(path: str | Path, data: dict) -> None:
-    path = Path(path)
-    tmp_path = path.with_name(path.name + ".tmp")
-    tmp_path.write_text(json.dumps(data, indent=1))
-    tmp_path.replace(path)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,8 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fer_tensors import TensorFER, render  # noqa: E402
-from _seeded import markdown_table, mean_std, paired_ci, paired_delta, run_keys  # noqa: E402
+from _seeded import markdown_table, mean_std, paired_ci, paired_delta  # noqa: E402
+from _seeded import run_keys, write_json  # noqa: E402
 from noisy_labels import EVAL_GRAPHS, graph_stats  # noqa: E402
 
 from pyg_fer.engine import evaluate, train  # noqa: E402
@@ -437,8 +438,7 @@ def main(argv: list[str] | None = None) -> dict:
         results[key] = r
         _report(key, r)
         if args.json:
-            Path(args.json).write_text(json.dumps(
-                {"args": vars(args), "runs": list(results.values())}, indent=1))
+            write_json(args.json, {"args": vars(args), "runs": list(results.values())})
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp)

@@ -11,7 +11,8 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import ablations  # noqa: E402
-from _seeded import markdown_table, mean_std, paired_ci, paired_delta, run_keys  # noqa: E402
+from _seeded import markdown_table, mean_std, paired_ci, paired_delta  # noqa: E402
+from _seeded import run_keys, write_json  # noqa: E402
 
 
 def test_mean_std_and_paired_delta_exact():
@@ -63,37 +64,42 @@ def test_model_spec_resolves_arms_at_the_demo_size():
 
 def test_quick_run_table(tmp_path, capsys, one_thread):
     """Two arms, one seed, toy size: the table has one row per arm, accuracies in [0, 100],
-    the reference's Δ is 0 and the other's Δ is exactly its accuracy minus the reference's."""
+    the reference's Δ is 0 and the other's Δ is exactly its accuracy minus the reference's;
+    ``ARM@E`` trains that arm for E epochs."""
     out_json = tmp_path / "abl.json"
     summary = ablations.main(["--quick", "--seeds", "1", "--jobs", "1", "--arms", "full",
-                              "stem", "--cache-dir", str(tmp_path / "cache"), "--json",
+                              "stem@2", "--cache-dir", str(tmp_path / "cache"), "--json",
                               str(out_json), "--out", str(tmp_path / "runs")])
     printed = capsys.readouterr().out
     header, rows = summary["header"], summary["rows"]
     table = [line for line in printed.splitlines() if line.startswith("|")]
     assert len(table) == 2 + 2 and table[0] == "| " + " | ".join(header) + " |"
-    assert [r[0] for r in rows] == ["full", "stem"]
+    assert [r[0] for r in rows] == ["full", "stem@2"]
     assert [r[1] for r in rows] == ["face2nodes", "face2nodes_stem"]
+    assert [r[header.index("epochs")] for r in rows] == [1, 2]  # --quick: 1 epoch
     runs = {r["arm"]: r for r in summary["runs"]}
-    assert set(runs) == {"full", "stem"}
-    for arm, row in zip(["full", "stem"], rows, strict=True):
+    assert set(runs) == {"full", "stem@2"}
+    for arm, row in zip(["full", "stem@2"], rows, strict=True):
         acc = runs[arm]["acc"]
         assert 0.0 <= acc <= 1.0 and runs[arm]["time_s"] > 0
         assert row[header.index("test acc % (mean ± std)")] == f"{100 * acc:.1f} ± nan"
         assert float(row[header.index("params (M)")]) > 0
     delta_col = header.index("Δ vs ref (points)")
     assert rows[0][delta_col] == "0 (reference)"
-    expected = 100 * (runs["stem"]["acc"] - runs["full"]["acc"])
+    expected = 100 * (runs["stem@2"]["acc"] - runs["full"]["acc"])
     assert rows[1][delta_col] == f"{expected:+.1f} ± nan"
+    assert rows[1][header.index("ref")] == "full"
     assert rows[1][header.index("95 % CI of Δ")] == "-"  # one seed: no interval
-    # The run folders are kept with --out, and the JSON holds the same table.
-    assert (tmp_path / "runs" / "stem_s0" / "last.json").is_file()
+    # The run folders are kept with --out (the stem run trained 2 epochs), and the JSON holds
+    # the same table.
+    card = json.loads((tmp_path / "runs" / "stem_ep2_s0" / "last.json").read_text())
+    assert card["epoch"] == 2
     assert json.loads(out_json.read_text())["rows"] == rows
     # --reuse takes the recorded runs instead of training again (same figures, no run line) ...
-    again = ablations.main(["--quick", "--seeds", "1", "--jobs", "1", "--arms", "stem", "full",
+    again = ablations.main(["--quick", "--seeds", "1", "--jobs", "1", "--arms", "stem@2", "full",
                             "--cache-dir", str(tmp_path / "cache"), "--reuse", str(out_json)])
     assert "reusing 2 runs" in capsys.readouterr().out
-    assert [r[0] for r in again["rows"]] == ["stem", "full"]
+    assert [r[0] for r in again["rows"]] == ["stem@2", "full"]
     assert {r["arm"]: r["acc"] for r in again["runs"]} == {a: r["acc"] for a, r in runs.items()}
     # ... and refuses a file recorded with other settings.
     with pytest.raises(ValueError, match="recorded with other settings.*train_fraction"):
@@ -102,9 +108,39 @@ def test_quick_run_table(tmp_path, capsys, one_thread):
                         str(out_json)])
 
 
+def test_arm_with_its_own_epochs():
+    args = ablations.argparse.Namespace(img_size=48, f2n_base=dict(ablations.F2N_BASE),
+                                        epochs=8, samples=3000, test_samples=1000,
+                                        batch_size=64, train_fraction=1.0, threads=1,
+                                        device="cpu", cache_dir="c")
+    assert ablations.split_arm("resnet18_fer@12") == ("resnet18_fer", 12)
+    assert ablations.split_arm("full") == ("full", None)
+    assert ablations.model_spec("resnet18_fer@12", args) == ablations.model_spec(
+        "resnet18_fer", args)
+    cfg = ablations.run_config("resnet18_fer@12", args, 1, "out")
+    assert cfg["train"]["epochs"] == 12 and cfg["train"]["eval_every"] == 12
+    assert cfg["output"]["name"] == "resnet18_fer_ep12_s1"
+    assert ablations.run_config("full", args, 1, "out")["train"]["epochs"] == 8
+    for bad, match in (("nope@3", "unknown arm 'nope'"), ("full@0", "positive integer"),
+                       ("full@x", "positive integer")):
+        with pytest.raises(ValueError, match=match):
+            ablations.split_arm(bad)
+    with pytest.raises(SystemExit):  # argparse refuses it before anything runs
+        ablations.main(["--arms", "full@-1"])
+
+
 def test_paired_ci_exact():
     # Differences 0.1, 0.2, 0.3: mean 0.2, std 0.1, t(0.975, 2) = 4.303 -> 0.2 ± 0.2484.
     assert paired_ci([0.3, 0.5, 0.7], [0.2, 0.3, 0.4]) == "[-4.8, +44.8]"
     assert paired_ci([0.3], [0.2]) == "-"
     with pytest.raises(ValueError, match="3 values but 2"):
         paired_ci([0.1, 0.2, 0.3], [0.1, 0.2])
+
+
+def test_write_json_keeps_the_previous_file_when_a_write_fails(tmp_path):
+    path = tmp_path / "results.json"
+    write_json(path, {"runs": [1]})
+    with pytest.raises(TypeError):
+        write_json(path, {"runs": [object()]})  # not serialisable: nothing replaces the file
+    assert json.loads(path.read_text()) == {"runs": [1]}
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
