@@ -48,6 +48,14 @@ schedule over ``E`` epochs), compared with the same reference: e.g. ``resnet18_f
 ResNet-18 given Face2Nodes' wall time when a Face2Nodes training step costs 1.5× a ResNet-18
 one (measure that ratio with ``benchmarks/throughput.py --only train`` at the same size).
 
+``--versus FILE`` adds a second table: every arm against the same arm and seed recorded in
+another ``--json`` file with other settings, e.g. pre-trained against from scratch::
+
+    PYTHONPATH=. python benchmarks/ablations.py --arms full resnet18_fer \
+        --trunk-weights runs/synthetic_identity_pretrain/best.safetensors \
+        --reuse benchmarks/results/ablations_idpretrained.json \
+        --versus benchmarks/results/ablations_demo.json
+
 ``--train-fraction f`` trains on the first ``round(f · 3000)`` training images (nested subsets:
 a SyntheticFER sample depends only on its index) for a data-efficiency curve. ``--quick`` is a
 toy size for CI (32 px, 64 + 32 images, 1 epoch, narrow models); its accuracies mean nothing.
@@ -232,16 +240,23 @@ SAME_RUN = ("img_size", "samples", "test_samples", "epochs", "batch_size", "trai
             "threads", "device", "f2n_base", "trunk_weights")
 
 
+def read_results(path: str | Path, flag: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The settings and runs of a ``--json`` file of this script (``flag`` names the option
+    that gave it, for the error)."""
+    path = Path(path)
+    try:
+        earlier = json.loads(path.read_text())
+        return earlier["args"], earlier["runs"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{flag} {path}: not a results file of this script ({err})") from None
+
+
 def load_reused(args: argparse.Namespace, keys: list[tuple[str, int]]) -> dict:
     """Runs of ``keys`` recorded in ``args.reuse`` (an earlier ``--json``) with the same
     settings; CPU runs are bit-reproducible for a given thread count, so rerunning them would
     give the same figures."""
     path = Path(args.reuse)
-    try:
-        earlier = json.loads(path.read_text())
-        old_args, runs = earlier["args"], earlier["runs"]
-    except (OSError, ValueError, KeyError) as err:
-        raise ValueError(f"--reuse {path}: not a results file of this script ({err})") from None
+    old_args, runs = read_results(path, "--reuse")
     diff = {k: (old_args.get(k), getattr(args, k)) for k in SAME_RUN
             if old_args.get(k) != getattr(args, k)}
     if diff:
@@ -249,6 +264,31 @@ def load_reused(args: argparse.Namespace, keys: list[tuple[str, int]]) -> dict:
     wanted = set(keys)
     return {(r["arm"], r["seed"]): {k: v for k, v in r.items() if k not in ("arm", "seed")}
             for r in runs if (r["arm"], r["seed"]) in wanted}
+
+
+VERSUS_SETTINGS = ("train_fraction", "epochs", "trunk_weights", "img_size", "samples")
+
+
+def versus(results: dict, arms: list[str], seeds: int,
+           path: str | Path) -> tuple[str, list[str], list[list[str]]]:
+    """Every arm against the **same arm and seed** recorded in ``path`` under other settings
+    (e.g. the same arms trained from scratch, or on all the training images): a title with
+    that file's settings, and one row per arm with the paired Δ (this run − that one)."""
+    other_args, runs = read_results(path, "--versus")
+    other = {(r["arm"], r["seed"]): r["acc"] for r in runs}
+    header = ["arm", "here: acc %", f"{Path(path).name}: acc %", "Δ (points)", "95 % CI of Δ"]
+    rows = []
+    for arm in arms:
+        here = [results[(arm, s)]["acc"] for s in range(seeds)]
+        there = [other.get((arm, s)) for s in range(seeds)]
+        if any(a is None for a in there):
+            missing = [s for s, a in enumerate(there) if a is None]
+            rows.append([arm, mean_std(here), f"seeds {missing} not recorded", "-", "-"])
+            continue
+        rows.append([arm, mean_std(here), mean_std(there), paired_delta(here, there),
+                     paired_ci(here, there)])
+    there = ", ".join(f"{k} {other_args[k]!r}" for k in VERSUS_SETTINGS if k in other_args)
+    return f"Against the same arm and seed in {path} (there: {there})", header, rows
 
 
 def summarise(results: dict, arms: list[str], seeds: int, params: dict[str, float],
@@ -306,6 +346,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--trunk-weights", default=None,
                     help="initialise the ResNet-18 trunk of every arm from this file (e.g. the "
                          "synthetic_identity_pretrain recipe's best.safetensors)")
+    ap.add_argument("--versus", default=None,
+                    help="a --json file with other settings (e.g. without --trunk-weights): "
+                         "also print each arm's Δ against the same arm and seed in it")
     ap.add_argument("--reuse", default=None,
                     help="a --json file of an earlier invocation with the same settings: its "
                          "runs of the requested arms and seeds are taken, not rerun")
@@ -362,6 +405,11 @@ def main(argv: list[str] | None = None) -> dict:
           f"per run; total wall time of this invocation {total:.0f} s")
     summary = {"args": vars(args), "header": header, "rows": rows,
                "runs": _runs(results), "total_s": total}
+    if args.versus:
+        title, vheader, vrows = versus(results, arms, args.seeds, args.versus)
+        print(f"\n{title}; Δ = here − there, paired by seed (points)")
+        print(markdown_table(vheader, vrows))
+        summary["versus"] = {"title": title, "header": vheader, "rows": vrows}
     if args.json:
         write_json(args.json, summary)
     return summary

@@ -101,7 +101,23 @@ def test_quick_run_table(tmp_path, capsys, one_thread):
     assert "reusing 2 runs" in capsys.readouterr().out
     assert [r[0] for r in again["rows"]] == ["stem@2", "full"]
     assert {r["arm"]: r["acc"] for r in again["runs"]} == {a: r["acc"] for a, r in runs.items()}
-    # ... and refuses a file recorded with other settings.
+    # --versus pairs every arm with the same arm and seed of another file (exact Δ) ...
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"args": {"train_fraction": 0.5}, "runs": [
+        {"arm": "full", "seed": 0, "acc": runs["full"]["acc"] - 0.125}]}))
+    vs = ablations.main(["--quick", "--seeds", "1", "--jobs", "1", "--arms", "full", "stem@2",
+                         "--cache-dir", str(tmp_path / "cache"), "--reuse", str(out_json),
+                         "--versus", str(other)])["versus"]
+    assert "train_fraction 0.5" in vs["title"] and "Against the same arm" in capsys.readouterr().out
+    assert vs["rows"][0][3] == "+12.5 ± nan"
+    assert vs["rows"][1][:3] == ["stem@2", f"{100 * runs['stem@2']['acc']:.1f} ± nan",
+                                 "seeds [0] not recorded"]
+    other.write_text("[]")
+    with pytest.raises(ValueError, match="--versus .*not a results file"):
+        ablations.main(["--quick", "--seeds", "1", "--jobs", "1", "--arms", "full",
+                        "--cache-dir", str(tmp_path / "cache"), "--reuse", str(out_json),
+                        "--versus", str(other)])
+    # ... and --reuse refuses a file recorded with other settings.
     with pytest.raises(ValueError, match="recorded with other settings.*train_fraction"):
         ablations.main(["--quick", "--train-fraction", "0.5", "--seeds", "1", "--jobs", "1",
                         "--arms", "full", "--cache-dir", str(tmp_path / "cache"), "--reuse",
