@@ -29,6 +29,13 @@ extracted once, and only the head (GCN weight + classifier, from the warm-up) tr
 for ``--probe-epochs`` epochs, without a graph, with AGFN (coordinate descent) and with the
 cosine-threshold graph.
 
+Two more probes, ``--probes ... agfn_fast oracle``, ask why the graph does not help where it
+does not: ``agfn_fast`` is AGFN with α, β learning ``--probe-fast-factor`` (100) times faster
+than the paper's γ2 — can the sampler, if it moves, find a better graph? — and ``oracle`` links
+exactly the pairs of the batch with the same **clean** label (a graph no method has: it is an
+upper bound on what a batch graph can do for the head) and is evaluated, like AGFN's default,
+with the identity graph. ``--extra 0`` runs the warm-up and the probes only.
+
 ``--trunk-weights FILE`` starts the warm-up's ResNet-18 trunk from a checkpoint (e.g. the
 ``synthetic_identity_pretrain`` recipe's, the stand-in for MS-Celeb-1M pre-training).
 
@@ -62,7 +69,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fer_tensors import TensorFER, render  # noqa: E402
 from _seeded import markdown_table, mean_std, paired_ci, paired_delta  # noqa: E402
 from _seeded import run_keys, write_json  # noqa: E402
-from noisy_labels import EVAL_GRAPHS, graph_stats  # noqa: E402
+from noisy_labels import EVAL_GRAPHS, edge_stats, graph_stats  # noqa: E402
 
 from pyg_fer.engine import evaluate, train  # noqa: E402
 from pyg_fer.engine.agfn import coordinate_descent_step  # noqa: E402
@@ -77,7 +84,11 @@ from pyg_fer.models.card import card_model_kwargs, read_weights  # noqa: E402
 from pyg_fer.nn import AGFN, CosineThresholdGCN  # noqa: E402
 
 BRANCHES = ("off", "agfn", "gcn")
-PROBES = ("off", "agfn", "gcn")
+# Heads trained on the frozen features: no graph; AGFN at the paper's γ2; AGFN whose α, β
+# learn --probe-fast-factor times faster; the cosine-threshold graph; the oracle graph.
+PROBES = ("off", "agfn", "agfn_fast", "gcn", "oracle")
+DEFAULT_PROBES = ("off", "agfn", "gcn")
+AGFN_PROBES = ("agfn", "agfn_fast")
 
 
 # ----------------------------------------------------------------------------- recipes
@@ -140,7 +151,7 @@ class _ProbeHead(nn.Module):
         self.graph_norm, self.fc = graph_norm, fc
 
     def forward(self, x: Tensor, return_samples: bool = False) -> Tensor:
-        if isinstance(self.graph_norm, AGFN):
+        if isinstance(self.graph_norm, (AGFN, _OracleGraphGCN)):
             return self.fc(self.graph_norm(x, return_samples=return_samples))
         out = self.fc(self.graph_norm(x))
         return out.unsqueeze(0) if return_samples else out
@@ -151,6 +162,29 @@ class _ProbeHead(nn.Module):
     def network_parameters(self):
         ids = {id(p) for p in self.graph_parameters()}
         return (p for p in self.parameters() if id(p) not in ids)
+
+
+class _OracleGraphGCN(nn.Module):
+    """A GCN over the batch graph linking every pair with the same clean label (training), and
+    over no edges (evaluation: AGFN's identity graph). ``labels`` holds the current batch's
+    clean labels; the probe's loop sets it before each step."""
+
+    def __init__(self, gcn: nn.Module) -> None:
+        super().__init__()
+        self.gcn = gcn
+        self.labels: Tensor | None = None
+
+    def forward(self, x: Tensor, return_samples: bool = False) -> Tensor:
+        if self.training:
+            if self.labels is None or self.labels.numel() != x.size(0):
+                raise RuntimeError("oracle probe: set .labels to the batch's clean labels")
+            same = self.labels[:, None] == self.labels[None, :]
+            same &= ~torch.eye(x.size(0), dtype=torch.bool, device=x.device)
+            edge_index = same.nonzero().t()
+        else:
+            edge_index = torch.empty(2, 0, dtype=torch.long, device=x.device)
+        out = self.gcn(x, edge_index)
+        return out.unsqueeze(0) if return_samples else out
 
 
 @torch.no_grad()
@@ -173,43 +207,54 @@ def _probe_acc(head: _ProbeHead, x: Tensor, y: Tensor, batch: int) -> float:
 
 
 def frozen_probe(model: nn.Module, train_ds: TensorFER, test_ds: TensorFER,
-                 args: argparse.Namespace, seed: int) -> dict[str, Any]:
-    """Train only the head on the frozen warm-up features, without a graph, with AGFN and with
-    the cosine-threshold graph; test accuracy (AGFN: per evaluation graph)."""
+                 clean_targets: list[int], args: argparse.Namespace,
+                 seed: int) -> dict[str, Any]:
+    """Train only the head on the frozen warm-up features (``train_ds`` carries the noisy
+    labels the head learns from; ``clean_targets`` only builds the oracle graph) with each of
+    ``args.probes``; test accuracy (AGFN probes: per evaluation graph, with α and β)."""
     xtr, xte = _features(model, train_ds.copy(flip=False)), _features(model, test_ds)
     ytr, yte = torch.as_tensor(train_ds.targets), torch.as_tensor(test_ds.targets)
+    yclean = torch.as_tensor(clean_targets)
     out: dict[str, Any] = {}
-    for probe in PROBES:
+    for probe in args.probes:
         torch.manual_seed(seed)
         norm = copy.deepcopy(model.graph_norm)
+        graph_lr = args.graph_lr * (args.probe_fast_factor if probe == "agfn_fast" else 1.0)
         if probe == "gcn":
             gcn = CosineThresholdGCN(norm.gcn.in_channels, norm.gcn.out_channels)
             gcn.gcn.load_state_dict(norm.gcn.state_dict())
             norm = gcn
-        elif probe == "agfn":
+        elif probe == "oracle":
+            norm = _OracleGraphGCN(norm.gcn)
+        elif probe in AGFN_PROBES:
             norm.use_graph = True
             norm.reset_bank()
         head = _ProbeHead(norm, copy.deepcopy(model.fc)).train()
         opt = torch.optim.Adam(list(head.network_parameters()), lr=args.lr, weight_decay=1e-4)
         opt_graph = torch.optim.SGD(list(head.graph_parameters()) or [nn.Parameter(
-            torch.zeros(()))], lr=args.graph_lr)
+            torch.zeros(()))], lr=graph_lr)
         for _ in range(args.probe_epochs):
             order = torch.randperm(len(xtr))
             for s in range(0, len(order) - args.batch_size + 1, args.batch_size):
                 idx = order[s:s + args.batch_size]
-                if probe == "agfn":
+                if probe in AGFN_PROBES:
                     coordinate_descent_step(head, xtr[idx], ytr[idx], opt, opt_graph,
                                             F.cross_entropy)
-                else:
-                    opt.zero_grad(set_to_none=True)
-                    F.cross_entropy(head(xtr[idx]), ytr[idx]).backward()
-                    opt.step()
-        if probe == "agfn":
+                    continue
+                if probe == "oracle":
+                    norm.labels = yclean[idx]
+                opt.zero_grad(set_to_none=True)
+                F.cross_entropy(head(xtr[idx]), ytr[idx]).backward()
+                opt.step()
+        if probe in AGFN_PROBES:
             for g in EVAL_GRAPHS:
                 norm.eval_graph = g
-                out[f"probe_agfn_{g}"] = _probe_acc(head, xte, yte, args.eval_batch_size)
-            out["probe_agfn_alpha"] = norm.graph.alpha.item()
-            out["probe_agfn_beta"] = norm.graph.beta.item()
+                out[f"probe_{probe}_{g}"] = _probe_acc(head, xte, yte, args.eval_batch_size)
+            out[f"probe_{probe}_alpha"] = norm.graph.alpha.item()
+            out[f"probe_{probe}_beta"] = norm.graph.beta.item()
+            with torch.no_grad():
+                stats = edge_stats(norm.graph, xte[:256], yte[:256])
+            out.update({f"probe_{probe}_{k}": v for k, v in stats.items()})
         else:
             out[f"probe_{probe}"] = _probe_acc(head, xte, yte, args.eval_batch_size)
     return out
@@ -235,7 +280,7 @@ def one_pair(noise: float, seed: int, args: argparse.Namespace, train_ds: Tensor
             shutil.copytree(warm_dir, snap, dirs_exist_ok=True)
             t = time.perf_counter()
             rng = rng_state()  # the probe draws; the warm-up must go on as the branches do
-            res.update(frozen_probe(model, train_copy, test_ds, args, seed))
+            res.update(frozen_probe(model, train_copy, test_ds, train_ds.targets, args, seed))
             set_rng_state(rng)
             res["probe_time_s"] = time.perf_counter() - t
 
@@ -312,14 +357,16 @@ def _report(key: tuple[float, int], r: dict[str, Any]) -> None:
 
 def tables(results: dict, args: argparse.Namespace) -> str:
     seeds = range(args.seeds)
+    probes = getattr(args, "probes", DEFAULT_PROBES)
     if args.extra == 0:
         header = ["epoch"] + [f"noise {100 * n:.0f}%" for n in args.noise]
         rows = []
         for e in range(args.warmup):
             rows.append([e + 1] + [mean_std([results[(n, s)]["curves"]["off"][e][1]
                                              for s in seeds]) for n in args.noise])
-        return ("Warm-up learning curve (test accuracy %, graph off, mean ± std over seeds)\n"
-                + markdown_table(header, rows))
+        return "\n".join([
+            "Warm-up learning curve (test accuracy %, graph off, mean ± std over seeds)",
+            markdown_table(header, rows), probe_tables(results, args, probes)])
     branches = [b for b in BRANCHES if b == "off" or b in args.branches]
     header = ["noise", "at insertion"]
     for b in branches:
@@ -351,20 +398,56 @@ def tables(results: dict, args: argparse.Namespace) -> str:
                     f"{statistics.fmean(x['degree'] for x in st):.1f}"])
         text += ["\nAGFN sampler over training (mean over seeds; P over 256 test images)",
                  markdown_table(header, rows)]
-    header = ["noise", "probe off", "probe agfn (bank)", "Δ", "95 % CI", "probe agfn (expected)",
-              "probe agfn (identity)", "probe gcn", "Δ gcn", "95 % CI"]
+    text.append(probe_tables(results, args, probes))
+    return "\n".join(text)
+
+
+def probe_tables(results: dict, args: argparse.Namespace, probes) -> str:
+    """The frozen-feature probe: accuracy of every probe, Δ against the graph-off head (AGFN
+    probes evaluated with the identity graph, the default; the other graphs beside), and the
+    AGFN probes' final sampler."""
+    seeds = range(args.seeds)
+    header, cells = ["noise", "probe off"], []
+    for probe in probes:
+        if probe == "off":
+            continue
+        key = f"probe_{probe}_identity" if probe in AGFN_PROBES else f"probe_{probe}"
+        name = f"{probe} (identity)" if probe in AGFN_PROBES else probe
+        header += [name, "Δ", "95 % CI"]
+        cells.append((key, probe in AGFN_PROBES, probe))
+        if probe in AGFN_PROBES:
+            header += [f"{probe} (bank)", f"{probe} (expected)"]
     rows = []
     for n in args.noise:
         rs = [results[(n, s)] for s in seeds]
         off = [r["probe_off"] for r in rs]
-        ag = [r["probe_agfn_bank"] for r in rs]
-        gc = [r["probe_gcn"] for r in rs]
-        rows.append([f"{100 * n:.0f}%", mean_std(off), mean_std(ag), paired_delta(ag, off),
-                     paired_ci(ag, off), mean_std([r["probe_agfn_expected"] for r in rs]),
-                     mean_std([r["probe_agfn_identity"] for r in rs]), mean_std(gc),
-                     paired_delta(gc, off), paired_ci(gc, off)])
-    text += [f"\nFrozen-feature probe: the head alone trained {args.probe_epochs} epochs on the "
-             f"epoch-{args.warmup} features (test accuracy %)", markdown_table(header, rows)]
+        row = [f"{100 * n:.0f}%", mean_std(off)]
+        for key, is_agfn, probe in cells:
+            accs = [r[key] for r in rs]
+            row += [mean_std(accs), paired_delta(accs, off), paired_ci(accs, off)]
+            if is_agfn:
+                row += [mean_std([r[f"probe_{probe}_{g}"] for r in rs]) for g in ("bank",
+                                                                                   "expected")]
+        rows.append(row)
+    text = [f"\nFrozen-feature probe: the head alone trained {args.probe_epochs} epochs on the "
+            f"epoch-{args.warmup} features (test accuracy %; Δ paired by seed against 'off')",
+            markdown_table(header, rows)]
+    sampler = [p for p in probes if p in AGFN_PROBES
+               and all(f"probe_{p}_p_same" in results[(n, s)] for n in args.noise for s in seeds)]
+    if sampler:
+        header = ["noise", "probe", "γ2", "α", "β", "P same class", "P different class",
+                  "degree"]
+        rows = []
+        for n in args.noise:
+            for p in sampler:
+                rs = [results[(n, s)] for s in seeds]
+                lr = args.graph_lr * (args.probe_fast_factor if p == "agfn_fast" else 1.0)
+                rows.append([f"{100 * n:.0f}%", p, f"{lr:g}"] + [
+                    f"{statistics.fmean(r[f'probe_{p}_{k}'] for r in rs):.3f}"
+                    for k in ("alpha", "beta", "p_same", "p_diff")] + [
+                    f"{statistics.fmean(r[f'probe_{p}_degree'] for r in rs):.1f}"])
+        text += ["\nProbe sampler after training (mean over seeds; P over 256 test features; "
+                 "initial α 1.4, β 0)", markdown_table(header, rows)]
     return "\n".join(text)
 
 
@@ -373,7 +456,9 @@ def tables(results: dict, args: argparse.Namespace) -> str:
 
 SAME_RUN = ("img_size", "samples", "test_samples", "min_intensity", "batch_size", "lr",
             "graph_lr", "warmup", "extra", "threads", "probe_epochs", "average_last",
-            "trunk_weights")
+            "trunk_weights", "probes", "probe_fast_factor")
+# What a results file written before an option existed ran with.
+RECORDED_DEFAULTS = {"probes": list(DEFAULT_PROBES), "probe_fast_factor": 100.0}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -392,6 +477,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--lr", type=float, default=1e-3, help="network learning rate γ1 (Adam)")
     ap.add_argument("--graph-lr", type=float, default=1e-3, help="α, β learning rate γ2 (SGD)")
     ap.add_argument("--probe-epochs", type=int, default=20)
+    ap.add_argument("--probes", nargs="+", default=list(DEFAULT_PROBES), choices=PROBES,
+                    help="heads trained on the frozen epoch-W features ('off' always runs)")
+    ap.add_argument("--probe-fast-factor", type=float, default=100.0,
+                    help="agfn_fast probe: α, β learning rate = this × --graph-lr")
     ap.add_argument("--average-last", type=int, default=3,
                     help="a branch's figure: mean test accuracy of its last N epochs")
     ap.add_argument("--trunk-weights", default=None,
@@ -413,14 +502,16 @@ def main(argv: list[str] | None = None) -> dict:
         args.average_last = min(args.average_last, args.extra)
     if args.warmup < 1:
         ap.error("--warmup must be >= 1")
+    args.probes = ["off"] + [p for p in dict.fromkeys(args.probes) if p != "off"]
 
     t_all = time.perf_counter()
     keys = [(n, s) for n in args.noise for s in range(args.seeds)]
     results: dict = {}
     if args.reuse:
         earlier = json.loads(Path(args.reuse).read_text())
-        diff = {k: (earlier["args"].get(k), getattr(args, k)) for k in SAME_RUN
-                if earlier["args"].get(k) != getattr(args, k)}
+        recorded = {**RECORDED_DEFAULTS, **earlier["args"]}
+        diff = {k: (recorded.get(k), getattr(args, k)) for k in SAME_RUN
+                if recorded.get(k) != getattr(args, k)}
         if diff:
             raise SystemExit(f"--reuse {args.reuse}: other settings (recorded, now): {diff}")
         results = {(r["noise"], r["seed"]): r for r in earlier["runs"]

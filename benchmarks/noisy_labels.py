@@ -93,10 +93,19 @@ def graph_stats(model, norm, test_ds: TensorFER, n: int = 256) -> dict:
     model.eval()
     x = torch.stack([test_ds[i][0] for i in range(min(n, len(test_ds)))])
     y = torch.tensor(test_ds.targets[:len(x)])
-    prob = norm.graph.probabilities(model.extract(x))
-    same = (y[:, None] == y[None, :]) & ~torch.eye(len(y), dtype=torch.bool)
-    diff = y[:, None] != y[None, :]
+    with torch.no_grad():
+        stats = edge_stats(norm.graph, model.extract(x), y)
     model.train(was_training)
+    return stats
+
+
+def edge_stats(graph, feats: torch.Tensor, y: torch.Tensor) -> dict:
+    """``p_same`` / ``p_diff``: mean edge probability of ``graph`` (a ``PoissonGraph``) over
+    the same-label and different-label pairs of ``feats`` (self-pairs excluded); ``degree``:
+    the mean expected degree."""
+    prob = graph.probabilities(feats)
+    same = (y[:, None] == y[None, :]) & ~torch.eye(len(y), dtype=torch.bool, device=y.device)
+    diff = y[:, None] != y[None, :]
     return {"p_same": prob[same].mean().item(), "p_diff": prob[diff].mean().item(),
             "degree": prob.sum(1).mean().item()}
 

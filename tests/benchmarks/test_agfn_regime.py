@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from torch_geometric.nn import GCNConv
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))
@@ -28,7 +29,7 @@ def quick(tmp_path_factory):
     try:
         results = agfn_regime.main(["--quick", "--noise", "0.4", "--seeds", "1", "--jobs", "1",
                                     "--keep-runs", "--out", str(tmp / "runs"),
-                                    "--json", str(out_json)])
+                                    "--json", str(out_json), "--probes", *agfn_regime.PROBES])
     finally:
         agfn_regime.torch.set_num_threads(torch_threads)
     return tmp, out_json, results
@@ -49,8 +50,12 @@ def test_quick_run_records_curves_stats_and_probe(quick):
     assert math.isfinite(stats["alpha"]) and math.isfinite(stats["beta"])
     assert 0.0 <= stats["p_same"] <= 1.0 and 0.0 <= stats["p_diff"] <= 1.0
     for key in ("probe_off", "probe_gcn", "probe_agfn_bank", "probe_agfn_expected",
-                "probe_agfn_identity", "agfn_bank", "agfn_expected", "agfn_identity"):
+                "probe_agfn_identity", "agfn_bank", "agfn_expected", "agfn_identity",
+                "probe_oracle", "probe_agfn_fast_identity", "probe_agfn_p_same",
+                "probe_agfn_fast_p_diff"):
         assert 0.0 <= r[key] <= 1.0, key
+    # The fast sampler takes 100× the paper's step on the same gradients: α moves further.
+    assert abs(r["probe_agfn_fast_alpha"] - 1.4) > abs(r["probe_agfn_alpha"] - 1.4)
     recorded = json.loads(out_json.read_text())
     assert recorded["args"]["warmup"] == 1 and len(recorded["runs"]) == 1
 
@@ -95,6 +100,7 @@ def test_tables_and_plots_from_the_results(quick, tmp_path):
     args = agfn_regime.argparse.Namespace(**json.loads(out_json.read_text())["args"])
     text = agfn_regime.tables(results, args)
     assert "| 40% |" in text and "Frozen-feature probe" in text and "P same class" in text
+    assert "oracle" in text and "Probe sampler after training" in text and "| 0.1 |" in text
     plots.main(["--out", str(tmp_path), "--agfn", str(out_json)])
     for name in ("regime_noise.png", "regime_curves.png", "regime_sampler.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -117,3 +123,19 @@ def test_refuses_reuse_with_other_settings(quick, tmp_path):
     with pytest.raises(SystemExit, match="other settings"):
         agfn_regime.main(["--quick", "--noise", "0.4", "--seeds", "1", "--jobs", "1",
                           "--lr", "0.5", "--reuse", str(out_json), "--out", str(tmp_path)])
+
+
+def test_oracle_graph_links_the_same_clean_label_in_training_only():
+    """Training: a GCN over same-label pairs (self loops added, symmetric normalisation);
+    evaluation: no edges. Exact values for labels (0, 0, 1)."""
+    torch = agfn_regime.torch
+    gcn = GCNConv(2, 2)
+    oracle = agfn_regime._OracleGraphGCN(gcn).train()
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]])
+    xw = x @ gcn.lin.weight.t()
+    with pytest.raises(RuntimeError, match="clean labels"):
+        oracle(x)
+    oracle.labels = torch.tensor([0, 0, 1])
+    expected = torch.stack([(xw[0] + xw[1]) / 2, (xw[0] + xw[1]) / 2, xw[2]]) + gcn.bias
+    assert torch.allclose(oracle(x), expected, atol=1e-6)
+    assert torch.allclose(oracle.eval()(x), xw + gcn.bias, atol=1e-6)
