@@ -84,6 +84,29 @@ def agfn_noise(data: dict, out: Path) -> None:
     _save(fig, out)
 
 
+PROBE_LABELS = {"off": "no graph", "agfn_identity": "AGFN, paper's γ2",
+                "agfn_fast_identity": "AGFN, 100× γ2", "gcn": "Baseline-GCN (cos > 0.5)",
+                "oracle": "oracle graph (clean same-label pairs)"}
+
+
+def agfn_probes(data: dict, out: Path) -> None:
+    """Frozen-feature probe accuracy against the noise rate, one line per probe head (AGFN
+    probes evaluated with the identity graph), into ``out``."""
+    runs = data["runs"]
+    noises = sorted({r["noise"] for r in runs})
+    keys = [k for k in PROBE_LABELS if all(f"probe_{k}" in r for r in runs)]
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    for i, key in enumerate(keys):
+        pts = [_mean_std([r[f"probe_{key}"] for r in runs if r["noise"] == n]) for n in noises]
+        ax.errorbar([100 * n + (i - len(keys) / 2) * 0.4 for n in noises], [p[0] for p in pts],
+                    yerr=[p[1] for p in pts], marker="o", capsize=3, label=PROBE_LABELS[key])
+    ax.set_xlabel("training labels flipped to another class (%)")
+    ax.set_ylabel("clean test accuracy % (mean ± std)")
+    ax.set_title(f"head trained on frozen epoch-{data['args']['warmup']} features", fontsize=9)
+    ax.legend(fontsize=7)
+    _save(fig, out)
+
+
 def agfn_curves(data: dict, out: Path) -> None:
     """Mean learning curves per branch at the lowest and highest noise rate."""
     runs = data["runs"]
@@ -147,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--efficiency-arms", nargs="+", default=["full", "resnet18_fer"])
     ap.add_argument("--agfn", type=Path, default=None,
                     help="an agfn_regime.py --json file; figures <its stem>_noise.png, "
-                         "_sampler.png, _curves.png")
+                         "_sampler.png, _curves.png, _probes.png")
     args = ap.parse_args(argv)
     if args.efficiency:
         efficiency(args.efficiency, args.efficiency_arms, args.out)
@@ -158,6 +181,7 @@ def main(argv: list[str] | None = None) -> None:
             agfn_noise(data, args.out / f"{stem}_noise.png")
             agfn_sampler(data, args.out / f"{stem}_sampler.png")
         agfn_curves(data, args.out / f"{stem}_curves.png")
+        agfn_probes(data, args.out / f"{stem}_probes.png")
 
 
 if __name__ == "__main__":

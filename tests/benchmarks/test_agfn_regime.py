@@ -102,7 +102,8 @@ def test_tables_and_plots_from_the_results(quick, tmp_path):
     assert "| 40% |" in text and "Frozen-feature probe" in text and "P same class" in text
     assert "oracle" in text and "Probe sampler after training" in text and "| 0.1 |" in text
     plots.main(["--out", str(tmp_path), "--agfn", str(out_json)])
-    for name in ("regime_noise.png", "regime_curves.png", "regime_sampler.png"):
+    for name in ("regime_noise.png", "regime_curves.png", "regime_sampler.png",
+                 "regime_probes.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
