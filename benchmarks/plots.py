@@ -84,8 +84,11 @@ def agfn_noise(data: dict, out: Path) -> None:
     _save(fig, out)
 
 
+# AGFN's initial sampler (PoissonGraph's defaults, the public code's), which the runs keep.
+ALPHA0, BETA0 = 1.4, 0.0
+
 PROBE_LABELS = {"off": "no graph", "agfn_identity": "AGFN, paper's γ2",
-                "agfn_fast_identity": "AGFN, 100× γ2", "gcn": "Baseline-GCN (cos > 0.5)",
+                "agfn_fast_identity": "AGFN, {fast:g}× γ2", "gcn": "Baseline-GCN (cos > 0.5)",
                 "oracle": "oracle graph (clean same-label pairs)"}
 
 
@@ -95,11 +98,13 @@ def agfn_probes(data: dict, out: Path) -> None:
     runs = data["runs"]
     noises = sorted({r["noise"] for r in runs})
     keys = [k for k in PROBE_LABELS if all(f"probe_{k}" in r for r in runs)]
+    fast = data["args"].get("probe_fast_factor", 1000.0)
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
     for i, key in enumerate(keys):
         pts = [_mean_std([r[f"probe_{key}"] for r in runs if r["noise"] == n]) for n in noises]
         ax.errorbar([100 * n + (i - len(keys) / 2) * 0.4 for n in noises], [p[0] for p in pts],
-                    yerr=[p[1] for p in pts], marker="o", capsize=3, label=PROBE_LABELS[key])
+                    yerr=[p[1] for p in pts], marker="o", capsize=3,
+                    label=PROBE_LABELS[key].format(fast=fast))
     ax.set_xlabel("training labels flipped to another class (%)")
     ax.set_ylabel("clean test accuracy % (mean ± std)")
     ax.set_title(f"head trained on frozen epoch-{data['args']['warmup']} features", fontsize=9)
@@ -150,11 +155,14 @@ def agfn_sampler(data: dict, out: Path) -> None:
         mean = {k: [statistics.fmean(x[i][k] for x in rs) for i in range(len(epochs))]
                 for k in ("alpha", "beta", "p_same", "p_diff")}
         colour = plt.cm.viridis(j / max(1, len(noises) - 1))
-        a1.plot(epochs, mean["alpha"], color=colour, label=f"α, {100 * n:.0f} %")
-        a1.plot(epochs, mean["beta"], color=colour, ls="--")
+        a1.plot(epochs, [a - ALPHA0 for a in mean["alpha"]], color=colour,
+                label=f"{100 * n:.0f} % noise")
+        a1.plot(epochs, [b - BETA0 for b in mean["beta"]], color=colour, ls="--")
         a2.plot(epochs, mean["p_same"], color=colour, label=f"{100 * n:.0f} % noise")
         a2.plot(epochs, mean["p_diff"], color=colour, ls="--")
-    a1.set_title("sampler parameters (solid α, dashed β)")
+    a1.set_title(f"change from the initial α = {ALPHA0}, β = {BETA0} (solid α, dashed β)",
+                 fontsize=9)
+    a1.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
     a2.set_title("mean P(edge): solid same class, dashed other class")
     for ax in (a1, a2):
         ax.set_xlabel("epoch")
