@@ -287,7 +287,7 @@ def versus(results: dict, arms: list[str], seeds: int,
             continue
         rows.append([arm, mean_std(here), mean_std(there), paired_delta(here, there),
                      paired_ci(here, there)])
-    there = ", ".join(f"{k} {other_args[k]!r}" for k in VERSUS_SETTINGS if k in other_args)
+    there = ", ".join(f"{k} {other_args.get(k)!r}" for k in VERSUS_SETTINGS)  # absent: None
     return f"Against the same arm and seed in {path} (there: {there})", header, rows
 
 
