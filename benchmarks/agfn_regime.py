@@ -452,6 +452,32 @@ def probe_tables(results: dict, args: argparse.Namespace, probes) -> str:
     return "\n".join(text)
 
 
+def versus(results: dict, args: argparse.Namespace, path: str | Path) -> str:
+    """Every branch and the graph-off probe against the same noise rate, seed and branch in
+    another results file (e.g. the same runs without ``--trunk-weights``): Δ = here − there,
+    paired by seed."""
+    other = {(r["noise"], r["seed"]): r for r in json.loads(Path(path).read_text())["runs"]}
+    seeds = range(args.seeds)
+    keys = [b for b in BRANCHES if b == "off" or (args.extra and b in args.branches)]
+    keys = keys if args.extra else []
+    keys.append("probe_off")
+    header = ["noise"] + [c for k in keys for c in (f"{k} here", "there", "Δ", "95 % CI")]
+    rows = []
+    for n in args.noise:
+        if any((n, s) not in other for s in seeds):
+            rows.append([f"{100 * n:.0f}%"] + ["not recorded there"] + ["-"] * (len(header) - 2))
+            continue
+        row = [f"{100 * n:.0f}%"]
+        for k in keys:
+            here = [results[(n, s)][k] for s in seeds]
+            there = [other[(n, s)][k] for s in seeds]
+            row += [mean_std(here), mean_std(there), paired_delta(here, there),
+                    paired_ci(here, there)]
+        rows.append(row)
+    return (f"\nAgainst the same noise rate, seed and branch in {path}; Δ = here − there, "
+            "paired by seed (points)\n" + markdown_table(header, rows))
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -494,6 +520,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--keep-runs", action="store_true", help="keep the run folders")
     ap.add_argument("--json", default=None, help="write every pair's results here")
     ap.add_argument("--reuse", default=None, help="take recorded pairs from an earlier --json")
+    ap.add_argument("--versus", default=None,
+                    help="a --json file with other settings (e.g. without --trunk-weights): "
+                         "also print each branch's Δ against the same noise and seed in it")
     args = ap.parse_args(argv)
     if args.quick:
         args.img_size, args.samples, args.test_samples = 32, 64, 32
@@ -539,6 +568,8 @@ def main(argv: list[str] | None = None) -> dict:
                  record)
     print()
     print(tables(results, args))
+    if args.versus:
+        print(versus(results, args, args.versus))
     print(f"\n{len(todo)} pairs run in {time.perf_counter() - t_all:.0f} s")
     return results
 

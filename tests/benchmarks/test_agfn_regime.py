@@ -140,3 +140,17 @@ def test_oracle_graph_links_the_same_clean_label_in_training_only():
     expected = torch.stack([(xw[0] + xw[1]) / 2, (xw[0] + xw[1]) / 2, xw[2]]) + gcn.bias
     assert torch.allclose(oracle(x), expected, atol=1e-6)
     assert torch.allclose(oracle.eval()(x), xw + gcn.bias, atol=1e-6)
+
+
+def test_versus_pairs_branches_with_another_file(quick, tmp_path):
+    _, out_json, results = quick
+    args = agfn_regime.argparse.Namespace(**json.loads(out_json.read_text())["args"])
+    r = results[(0.4, 0)]
+    other = tmp_path / "other.json"
+    shifted = {k: (r[k] - 0.25 if k in ("off", "agfn", "gcn", "probe_off") else r[k]) for k in r}
+    other.write_text(json.dumps({"args": {}, "runs": [shifted]}))
+    text = agfn_regime.versus(results, args, other)
+    row = [line for line in text.splitlines() if line.startswith("| 40% |")][0].split(" | ")
+    assert row.count("+25.0 ± nan") == 4  # off, agfn, gcn and the graph-off probe
+    other.write_text(json.dumps({"args": {}, "runs": []}))
+    assert "not recorded there" in agfn_regime.versus(results, args, other)
