@@ -347,7 +347,8 @@ def _report(key: tuple[float, int], r: dict[str, Any]) -> None:
     noise, seed = key
     accs = " ".join(f"{b} {100 * r[b]:.1f}" for b in BRANCHES if b in r)
     probe = " ".join(f"{k[6:]} {100 * v:.1f}" for k, v in r.items()
-                     if k.startswith("probe_") and not k.endswith(("_s", "alpha", "beta")))
+                     if k.startswith("probe_") and not k.endswith(
+                         ("_s", "alpha", "beta", "p_same", "p_diff", "degree")))
     print(f"  noise {100 * noise:.0f}% seed {seed}: at insertion {100 * r['at_insertion']:.1f} "
           f"| {accs} | probe {probe} ({sum(v for k, v in r.items() if k.startswith('time_')):.0f}"
           " s)", flush=True)
