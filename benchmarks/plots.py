@@ -8,7 +8,8 @@ the standard deviation over seeds. Run from the repository root::
         --efficiency benchmarks/results/ablations_frac10.json \\
                      benchmarks/results/ablations_frac30.json \\
                      benchmarks/results/ablations_demo.json \\
-        --agfn benchmarks/results/agfn_regime.json
+        --agfn benchmarks/results/agfn_regime_pilot.json benchmarks/results/agfn_regime.json \\
+               benchmarks/results/agfn_probes.json benchmarks/results/agfn_regime_idpretrained.json
 """
 
 from __future__ import annotations
@@ -176,15 +177,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--efficiency", type=Path, nargs="*", default=[],
                     help="ablations.py --json files, one per --train-fraction")
     ap.add_argument("--efficiency-arms", nargs="+", default=["full", "resnet18_fer"])
-    ap.add_argument("--agfn", type=Path, default=None,
-                    help="an agfn_regime.py --json file; figures <its stem>_noise.png, "
-                         "_sampler.png, _curves.png, _probes.png")
+    ap.add_argument("--agfn", type=Path, nargs="*", default=[],
+                    help="agfn_regime.py --json files; figures <stem>_noise.png, "
+                         "_sampler.png (runs with --extra > 0), _curves.png, _probes.png")
     args = ap.parse_args(argv)
     if args.efficiency:
         efficiency(args.efficiency, args.efficiency_arms, args.out)
-    if args.agfn is not None:
-        data = json.loads(args.agfn.read_text())
-        stem = args.agfn.stem  # agfn_regime.json -> agfn_regime_noise.png, ...
+    for path in args.agfn:
+        data = json.loads(path.read_text())
+        stem = path.stem  # agfn_regime.json -> agfn_regime_noise.png, ...
         if data["args"]["extra"] > 0:
             agfn_noise(data, args.out / f"{stem}_noise.png")
             agfn_sampler(data, args.out / f"{stem}_sampler.png")
