@@ -20,7 +20,8 @@ from typing import Any
 
 import torch.multiprocessing as mp
 
-__all__ = ["mean_std", "paired_delta", "paired_ci", "markdown_table", "run_keys", "write_json"]
+__all__ = ["mean_std", "paired_delta", "paired_ci", "paired_cells", "markdown_table", "run_keys",
+           "write_json"]
 
 # Two-sided 95 % quantiles of Student's t for 1..30 degrees of freedom.
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
@@ -60,6 +61,12 @@ def paired_ci(values: Sequence[float], base: Sequence[float], scale: float = 100
     m, s = _stats([v - b for v, b in zip(values, base, strict=True)])
     half = _T975[min(len(values) - 1, len(_T975)) - 1] * s / math.sqrt(len(values))
     return f"[{scale * (m - half):+.1f}, {scale * (m + half):+.1f}]"
+
+
+def paired_cells(values: Sequence[float], base: Sequence[float]) -> list[str]:
+    """The three table cells of ``values`` against ``base`` paired by seed: ``mean ± std``,
+    the paired Δ and its 95 % interval."""
+    return [mean_std(values), paired_delta(values, base), paired_ci(values, base)]
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

@@ -80,7 +80,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _seeded import markdown_table, mean_std, paired_ci, paired_delta  # noqa: E402
+from _seeded import markdown_table, mean_std, paired_cells, paired_ci, paired_delta  # noqa: E402
 from _seeded import run_keys, write_json  # noqa: E402
 
 from pyg_fer.data import build_dataset  # noqa: E402
@@ -285,8 +285,8 @@ def versus(results: dict, arms: list[str], seeds: int,
             missing = [s for s, a in enumerate(there) if a is None]
             rows.append([arm, mean_std(here), f"seeds {missing} not recorded", "-", "-"])
             continue
-        rows.append([arm, mean_std(here), mean_std(there), paired_delta(here, there),
-                     paired_ci(here, there)])
+        cells = paired_cells(here, there)
+        rows.append([arm, cells[0], mean_std(there), *cells[1:]])
     there = ", ".join(f"{k} {other_args.get(k)!r}" for k in VERSUS_SETTINGS)  # absent: None
     return f"Against the same arm and seed in {path} (there: {there})", header, rows
 

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import inspect
 import json
 import shutil
 import statistics
@@ -68,9 +69,8 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fer_tensors import TensorFER, render  # noqa: E402
-from _seeded import markdown_table, mean_std, paired_ci, paired_delta  # noqa: E402
-from _seeded import run_keys, write_json  # noqa: E402
-from noisy_labels import EVAL_GRAPHS, edge_stats, graph_stats  # noqa: E402
+from _seeded import markdown_table, mean_std, paired_cells, run_keys, write_json  # noqa: E402
+from noisy_labels import EVAL_GRAPHS, STATS_IMAGES, edge_stats, graph_stats  # noqa: E402
 
 from pyg_fer.engine import evaluate, train  # noqa: E402
 from pyg_fer.engine.agfn import coordinate_descent_step  # noqa: E402
@@ -90,6 +90,13 @@ BRANCHES = ("off", "agfn", "gcn")
 PROBES = ("off", "agfn", "agfn_fast", "gcn", "oracle")
 DEFAULT_PROBES = ("off", "agfn", "gcn")
 AGFN_PROBES = ("agfn", "agfn_fast")
+# What a results file written before an option existed ran with.
+RECORDED_DEFAULTS = {"probes": list(DEFAULT_PROBES), "probe_fast_factor": 1000.0}
+
+
+def recorded(args: argparse.Namespace, key: str) -> Any:
+    """``args.key``, or what runs recorded before that option existed used."""
+    return getattr(args, key, RECORDED_DEFAULTS.get(key))
 
 
 # ----------------------------------------------------------------------------- recipes
@@ -207,6 +214,12 @@ def _probe_acc(head: _ProbeHead, x: Tensor, y: Tensor, batch: int) -> float:
     return correct / len(x)
 
 
+def probe_graph_lr(probe: str, args: argparse.Namespace) -> float:
+    """The α, β learning rate of an AGFN probe head: ``--graph-lr``, times
+    ``--probe-fast-factor`` for ``agfn_fast``."""
+    return args.graph_lr * (recorded(args, "probe_fast_factor") if probe == "agfn_fast" else 1.0)
+
+
 def frozen_probe(model: nn.Module, train_ds: TensorFER, test_ds: TensorFER,
                  clean_targets: list[int], args: argparse.Namespace,
                  seed: int) -> dict[str, Any]:
@@ -220,7 +233,6 @@ def frozen_probe(model: nn.Module, train_ds: TensorFER, test_ds: TensorFER,
     for probe in args.probes:
         torch.manual_seed(seed)
         norm = copy.deepcopy(model.graph_norm)
-        graph_lr = args.graph_lr * (args.probe_fast_factor if probe == "agfn_fast" else 1.0)
         if probe == "gcn":
             gcn = CosineThresholdGCN(norm.gcn.in_channels, norm.gcn.out_channels)
             gcn.gcn.load_state_dict(norm.gcn.state_dict())
@@ -233,7 +245,7 @@ def frozen_probe(model: nn.Module, train_ds: TensorFER, test_ds: TensorFER,
         head = _ProbeHead(norm, copy.deepcopy(model.fc)).train()
         opt = torch.optim.Adam(list(head.network_parameters()), lr=args.lr, weight_decay=1e-4)
         opt_graph = torch.optim.SGD(list(head.graph_parameters()) or [nn.Parameter(
-            torch.zeros(()))], lr=graph_lr)
+            torch.zeros(()))], lr=probe_graph_lr(probe, args))
         for _ in range(args.probe_epochs):
             order = torch.randperm(len(xtr))
             for s in range(0, len(order) - args.batch_size + 1, args.batch_size):
@@ -253,8 +265,7 @@ def frozen_probe(model: nn.Module, train_ds: TensorFER, test_ds: TensorFER,
                 out[f"probe_{probe}_{g}"] = _probe_acc(head, xte, yte, args.eval_batch_size)
             out[f"probe_{probe}_alpha"] = norm.graph.alpha.item()
             out[f"probe_{probe}_beta"] = norm.graph.beta.item()
-            with torch.no_grad():
-                stats = edge_stats(norm.graph, xte[:256], yte[:256])
+            stats = edge_stats(norm.graph, xte[:STATS_IMAGES], yte[:STATS_IMAGES])
             out.update({f"probe_{probe}_{k}": v for k, v in stats.items()})
         else:
             out[f"probe_{probe}"] = _probe_acc(head, xte, yte, args.eval_batch_size)
@@ -359,7 +370,7 @@ def _report(key: tuple[float, int], r: dict[str, Any]) -> None:
 
 def tables(results: dict, args: argparse.Namespace) -> str:
     seeds = range(args.seeds)
-    probes = getattr(args, "probes", DEFAULT_PROBES)
+    probes = recorded(args, "probes")
     if args.extra == 0:
         header = ["epoch"] + [f"noise {100 * n:.0f}%" for n in args.noise]
         rows = []
@@ -381,7 +392,7 @@ def tables(results: dict, args: argparse.Namespace) -> str:
         row = [f"{100 * n:.0f}%", mean_std([r["at_insertion"] for r in rs]), mean_std(off)]
         for b in branches[1:]:
             accs = [r[b] for r in rs]
-            row += [mean_std(accs), paired_delta(accs, off), paired_ci(accs, off)]
+            row += paired_cells(accs, off)
         if "agfn" in branches:
             row += [mean_std([r[f"agfn_{g}"] for r in rs]) for g in EVAL_GRAPHS]
         rows.append(row)
@@ -426,7 +437,7 @@ def probe_tables(results: dict, args: argparse.Namespace, probes) -> str:
         row = [f"{100 * n:.0f}%", mean_std(off)]
         for key, is_agfn, probe in cells:
             accs = [r[key] for r in rs]
-            row += [mean_std(accs), paired_delta(accs, off), paired_ci(accs, off)]
+            row += paired_cells(accs, off)
             if is_agfn:
                 row += [mean_std([r[f"probe_{probe}_{g}"] for r in rs]) for g in ("bank",
                                                                                    "expected")]
@@ -443,13 +454,14 @@ def probe_tables(results: dict, args: argparse.Namespace, probes) -> str:
         for n in args.noise:
             for p in sampler:
                 rs = [results[(n, s)] for s in seeds]
-                lr = args.graph_lr * (args.probe_fast_factor if p == "agfn_fast" else 1.0)
-                rows.append([f"{100 * n:.0f}%", p, f"{lr:g}"] + [
+                rows.append([f"{100 * n:.0f}%", p, f"{probe_graph_lr(p, args):g}"] + [
                     f"{statistics.fmean(r[f'probe_{p}_{k}'] for r in rs):.3f}"
                     for k in ("alpha", "beta", "p_same", "p_diff")] + [
                     f"{statistics.fmean(r[f'probe_{p}_degree'] for r in rs):.1f}"])
-        text += ["\nProbe sampler after training (mean over seeds; P over 256 test features; "
-                 "initial α 1.4, β 0)", markdown_table(header, rows)]
+        init = inspect.signature(AGFN).parameters
+        text += [f"\nProbe sampler after training (mean over seeds; P over {STATS_IMAGES} test "
+                 f"features; initial α {init['alpha'].default}, β {init['beta'].default})",
+                 markdown_table(header, rows)]
     return "\n".join(text)
 
 
@@ -459,8 +471,7 @@ def versus(results: dict, args: argparse.Namespace, path: str | Path) -> str:
     paired by seed."""
     other = {(r["noise"], r["seed"]): r for r in json.loads(Path(path).read_text())["runs"]}
     seeds = range(args.seeds)
-    keys = [b for b in BRANCHES if b == "off" or (args.extra and b in args.branches)]
-    keys = keys if args.extra else []
+    keys = [b for b in BRANCHES if args.extra and (b == "off" or b in args.branches)]
     keys.append("probe_off")
     header = ["noise"] + [c for k in keys for c in (f"{k} here", "there", "Δ", "95 % CI")]
     rows = []
@@ -472,8 +483,8 @@ def versus(results: dict, args: argparse.Namespace, path: str | Path) -> str:
         for k in keys:
             here = [results[(n, s)][k] for s in seeds]
             there = [other[(n, s)][k] for s in seeds]
-            row += [mean_std(here), mean_std(there), paired_delta(here, there),
-                    paired_ci(here, there)]
+            cells = paired_cells(here, there)
+            row += [cells[0], mean_std(there), *cells[1:]]
         rows.append(row)
     return (f"\nAgainst the same noise rate, seed and branch in {path}; Δ = here − there, "
             "paired by seed (points)\n" + markdown_table(header, rows))
@@ -485,8 +496,6 @@ def versus(results: dict, args: argparse.Namespace, path: str | Path) -> str:
 SAME_RUN = ("img_size", "samples", "test_samples", "min_intensity", "batch_size", "lr",
             "graph_lr", "warmup", "extra", "threads", "probe_epochs", "average_last",
             "trunk_weights", "probes", "probe_fast_factor")
-# What a results file written before an option existed ran with.
-RECORDED_DEFAULTS = {"probes": list(DEFAULT_PROBES), "probe_fast_factor": 1000.0}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -505,9 +514,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--lr", type=float, default=1e-3, help="network learning rate γ1 (Adam)")
     ap.add_argument("--graph-lr", type=float, default=1e-3, help="α, β learning rate γ2 (SGD)")
     ap.add_argument("--probe-epochs", type=int, default=20)
-    ap.add_argument("--probes", nargs="+", default=list(DEFAULT_PROBES), choices=PROBES,
+    ap.add_argument("--probes", nargs="+", default=RECORDED_DEFAULTS["probes"], choices=PROBES,
                     help="heads trained on the frozen epoch-W features ('off' always runs)")
-    ap.add_argument("--probe-fast-factor", type=float, default=1000.0,
+    ap.add_argument("--probe-fast-factor", type=float,
+                    default=RECORDED_DEFAULTS["probe_fast_factor"],
                     help="agfn_fast probe: α, β learning rate = this × --graph-lr")
     ap.add_argument("--average-last", type=int, default=3,
                     help="a branch's figure: mean test accuracy of its last N epochs")

@@ -85,20 +85,24 @@ def run_config(arm: str, args: argparse.Namespace, noise: float, seed: int, out:
     }
 
 
+# The test images the edge statistics (P same / different class, degree) are computed over.
+STATS_IMAGES = 256
+
+
 @torch.no_grad()
-def graph_stats(model, norm, test_ds: TensorFER, n: int = 256) -> dict:
+def graph_stats(model, norm, test_ds: TensorFER, n: int = STATS_IMAGES) -> dict:
     """Mean edge probability P over same-class and different-class pairs of the first ``n``
     test images (the graph a training batch of their size would sample from)."""
     was_training = model.training
     model.eval()
     x = torch.stack([test_ds[i][0] for i in range(min(n, len(test_ds)))])
     y = torch.tensor(test_ds.targets[:len(x)])
-    with torch.no_grad():
-        stats = edge_stats(norm.graph, model.extract(x), y)
+    stats = edge_stats(norm.graph, model.extract(x), y)
     model.train(was_training)
     return stats
 
 
+@torch.no_grad()
 def edge_stats(graph, feats: torch.Tensor, y: torch.Tensor) -> dict:
     """``p_same`` / ``p_diff``: mean edge probability of ``graph`` (a ``PoissonGraph``) over
     the same-label and different-label pairs of ``feats`` (self-pairs excluded); ``degree``:
