@@ -272,12 +272,15 @@ def _dense_sorted_neighbours(
         score = torch.baddbmm(sq[:, None, :], x3[:, start:stop], x3.transpose(1, 2), alpha=-2.0)
         if valid is not None:
             score.masked_fill_(~valid[:, None, :], float("inf"))
-        if not loop:  # chunk row r - start is node r; out of place, so torch.export/ONNX work
-            rows = torch.arange(start, stop, device=x.device)
-            self_pair = rows[:, None] == torch.arange(n, device=x.device)[None, :]
-            score = score.masked_fill(self_pair, float("inf"))
+        if not loop:  # chunk row r - start is node r: exclude the pair (r, r)
+            if _tracing():  # out of place, so torch.compile/export and ONNX trace it
+                rows = torch.arange(start, stop, device=x.device)
+                self_pair = rows[:, None] == torch.arange(n, device=x.device)[None, :]
+                score = score.masked_fill(self_pair, float("inf"))
+            else:  # eager: one kernel instead of four
+                score.diagonal(offset=start, dim1=1, dim2=2).fill_(float("inf"))
         out.append(score.topk(kd, dim=-1, largest=False, sorted=True).indices)
-    idx = torch.cat(out, dim=1)  # [B, n, kd], local ids
+    idx = out[0] if len(out) == 1 else torch.cat(out, dim=1)  # [B, n, kd], local ids
 
     if batched:
         return idx
@@ -287,6 +290,12 @@ def _dense_sorted_neighbours(
     offsets = torch.cumsum(sizes, 0) - sizes
     idx = idx + offsets[:, None, None]
     return idx[valid]  # drops the padded centre rows, keeps node order
+
+
+def _tracing() -> bool:
+    """Whether the call is being compiled, exported or traced rather than run eagerly."""
+    return (torch.compiler.is_compiling() or torch.jit.is_tracing()
+            or torch.jit.is_scripting())
 
 
 def _torch_cluster_sorted_neighbours(

@@ -103,3 +103,36 @@ def test_block_errors():
         RDGCNBlock(8, conv="gat")
     with pytest.raises(ValueError, match=r"\[B, N, 8\]"):
         RDGCNBlock(8)(torch.randn(10, 8))
+
+
+def _top_level_aten_ops(fn):
+    """Names of the ``aten::`` calls ``fn`` dispatches that are not inside another one."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    events = [e for e in prof.events() if e.name.startswith("aten::")]
+
+    def nested(e):
+        p = e.cpu_parent
+        while p is not None:
+            if p.name.startswith("aten::"):
+                return True
+            p = p.cpu_parent
+        return False
+
+    return [e.name for e in events if not nested(e)]
+
+
+def test_block_forward_dispatches_few_operators():
+    # On a GPU an eager block's small operators are bound by their launches, so their count
+    # is a speed property (issue 11): 74 top-level aten calls per block before the flat table,
+    # the second gate matmul, the self-pair mask and the single-chunk cat were removed; 60 now.
+    block = RDGCNBlock(32, k=4, dilation=1).eval()
+    x = torch.randn(2, 16, 32)
+    with torch.no_grad():
+        block(x)
+        ops = _top_level_aten_ops(lambda: block(x))
+    assert len(ops) <= 60, f"{len(ops)} top-level aten calls per block forward: {ops}"
+    assert ops.count("aten::matmul") == 1  # the gate logits, once for source and target
+    assert "aten::masked_fill" not in ops and ops.count("aten::cat") == 1  # the update's concat

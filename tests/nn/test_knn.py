@@ -133,6 +133,21 @@ def test_dense_chunking_gives_the_same_graph(monkeypatch):
     assert torch.equal(dilated_knn_graph(x, 5, 2), full)
 
 
+@pytest.mark.parametrize("chunk_rows", [None, 7])
+def test_eager_self_pair_fill_equals_the_traced_mask(monkeypatch, chunk_rows):
+    # Eagerly the self pairs are excluded by an in-place diagonal fill (offset by the chunk's
+    # first row); compiled, exported or traced, by an out-of-place mask. Same graph, chunked
+    # or not, and both equal brute force.
+    x = torch.randn(3, 40, 8)
+    if chunk_rows:
+        monkeypatch.setattr(knn_module, "_DENSE_CHUNK_BYTES", 3 * 40 * 4 * chunk_rows)
+    eager = dilated_knn_graph(x, 5, 2)
+    monkeypatch.setattr(knn_module, "_tracing", lambda: True)
+    assert torch.equal(dilated_knn_graph(x, 5, 2), eager)
+    batch = torch.arange(3).repeat_interleave(40)
+    assert torch.equal(eager, reference_knn(x.view(120, 8), 5, 2, batch))
+
+
 def test_stochastic_dilation_picks_k_of_the_kd_nearest():
     x = torch.randn(20, 4)
     dense_kd = dilated_knn_graph(x, 6, 1)  # the 6 nearest, sorted

@@ -37,10 +37,10 @@ def can_fuse(conv: MessagePassing) -> bool:
     return not any(getattr(conv, name) for name in _HOOK_DICTS)
 
 
-def flat_neighbours(conv: MessagePassing, neighbours: Tensor, x_src: Tensor, x_dst: Tensor
-                    ) -> Tensor:
-    """Checks a neighbour table against the features by shape (no host synchronisation) and
-    returns it as ``[num_targets, k]`` global source ids.
+def check_neighbours(conv: MessagePassing, neighbours: Tensor, x_src: Tensor, x_dst: Tensor
+                     ) -> None:
+    """Checks a neighbour table against the features by shape and dtype (no host
+    synchronisation).
 
     ``[num_targets, k]`` tables hold global source ids; ``[B, N, k]`` tables hold ids local to
     each of ``B`` graphs of ``N`` nodes, and need ``B * N`` source and target nodes. Ids are
@@ -58,8 +58,6 @@ def flat_neighbours(conv: MessagePassing, neighbours: Tensor, x_src: Tensor, x_d
                 f"{num_dst} target nodes"
             )
         local_size = nodes
-        offset = torch.arange(num_graphs, device=neighbours.device).mul_(nodes).view(-1, 1, 1)
-        flat = (neighbours.long() + offset).view(num_dst, k)
     elif neighbours.dim() == 2:
         if neighbours.size(0) != num_dst:
             raise ValueError(
@@ -67,7 +65,6 @@ def flat_neighbours(conv: MessagePassing, neighbours: Tensor, x_src: Tensor, x_d
                 f"{neighbours.size(0)} targets, but x has {num_dst} target nodes"
             )
         local_size = num_src
-        flat = neighbours.long()
     else:
         raise ValueError(
             f"{conv}: neighbours must have shape [num_targets, k] or [B, N, k], got "
@@ -79,16 +76,31 @@ def flat_neighbours(conv: MessagePassing, neighbours: Tensor, x_src: Tensor, x_d
             raise ValueError(
                 f"{conv}: neighbour ids must lie in [0, {local_size}), found [{low}, {high}]"
             )
-    return flat
 
 
-def check_same_graph(conv: MessagePassing, edge_index: object, neighbours: Tensor,
-                     num_targets: int) -> None:
-    """Under :func:`torch_geometric.debug`, checks that ``edge_index`` is the flattening of
-    ``neighbours`` (``[num_targets, k]`` global ids); a no-op otherwise."""
+def flatten_neighbours(neighbours: Tensor) -> Tensor:
+    """A checked neighbour table as ``[num_targets, k]`` global (``int64``) source ids: a
+    ``[B, N, k]`` table's local ids are offset by ``b * N``."""
+    if neighbours.dim() == 3:
+        num_graphs, nodes, k = neighbours.shape
+        offset = torch.arange(num_graphs, device=neighbours.device).mul_(nodes).view(-1, 1, 1)
+        return (neighbours.long() + offset).view(num_graphs * nodes, k)
+    return neighbours.long()
+
+
+def flat_neighbours(conv: MessagePassing, neighbours: Tensor, x_src: Tensor, x_dst: Tensor
+                    ) -> Tensor:
+    """:func:`check_neighbours`, then :func:`flatten_neighbours`."""
+    check_neighbours(conv, neighbours, x_src, x_dst)
+    return flatten_neighbours(neighbours)
+
+
+def check_same_graph(conv: MessagePassing, edge_index: object, neighbours: Tensor) -> None:
+    """Under :func:`torch_geometric.debug`, checks that ``edge_index`` is the graph of the
+    (checked) neighbour table, ``neighbours_to_edge_index(neighbours)``; a no-op otherwise."""
     if not torch_geometric.is_debug_enabled() or not isinstance(edge_index, Tensor):
         return
-    expected = neighbours_to_edge_index(neighbours.view(num_targets, -1))
+    expected = neighbours_to_edge_index(flatten_neighbours(neighbours))
     if edge_index.shape != expected.shape or not bool((edge_index == expected).all()):
         raise ValueError(
             f"{conv}: edge_index {tuple(edge_index.shape)} is not the graph of neighbours "

@@ -85,7 +85,7 @@ class MRConv(NoFeatureDecomposition, MessagePassing):
             )
         if neighbours is not None:
             flat = flat_neighbours(self, neighbours, x_src, x_dst)
-            check_same_graph(self, edge_index, flat, x_dst.size(0))
+            check_same_graph(self, edge_index, neighbours)
             if can_fuse(self):
                 if self.aggr in ("max", "min"):  # x_i commutes with the reduction
                     aggr = reduce_neighbours(x_src[flat], self.aggr) - x_dst

@@ -6,8 +6,8 @@ from torch_geometric.nn import MessagePassing
 from torch_geometric.typing import Adj, PairTensor
 
 from pyg_fer.nn.conv._fused import (
-    NoFeatureDecomposition, aggregated_channels, can_fuse, check_same_graph, flat_neighbours,
-    reduce_neighbours,
+    NoFeatureDecomposition, aggregated_channels, can_fuse, check_neighbours, check_same_graph,
+    flatten_neighbours, reduce_neighbours,
 )
 from pyg_fer.nn.knn import neighbours_to_edge_index
 
@@ -111,19 +111,17 @@ class RGConv(NoFeatureDecomposition, MessagePassing):
                 f"{tuple(x_src.shape)} and target {tuple(x_dst.shape)}"
             )
         if neighbours is not None:
-            flat = flat_neighbours(self, neighbours, x_src, x_dst)
-            check_same_graph(self, edge_index, flat, x_dst.size(0))
+            check_neighbours(self, neighbours, x_src, x_dst)
+            check_same_graph(self, edge_index, neighbours)
             if can_fuse(self):
-                return self._update(x_dst, self._fused_aggregate(x_src, x_dst, neighbours, flat))
+                return self._update(x_dst, self._fused_aggregate(x_src, x_dst, neighbours))
             if edge_index is None:
-                edge_index = neighbours_to_edge_index(flat)
+                edge_index = neighbours_to_edge_index(flatten_neighbours(neighbours))
         elif edge_index is None:
             raise ValueError(f"{self}: pass edge_index, neighbours or both")
         # Gate logits per node (no bias); the bias is added once per edge in message().
-        weight = self.gate_lin.weight
-        h = (x_src @ weight.t(), x_dst @ weight.t())
         # propagate_type: (x: PairTensor, h: PairTensor)
-        return self._update(x_dst, self.propagate(edge_index, x=x, h=h))
+        return self._update(x_dst, self.propagate(edge_index, x=x, h=self._gate_logits(x)))
 
     def message(self, x_i: Tensor, x_j: Tensor, h_i: Tensor, h_j: Tensor) -> Tensor:
         weight = torch.sigmoid(h_j - h_i + self.gate_lin.bias)
@@ -132,16 +130,22 @@ class RGConv(NoFeatureDecomposition, MessagePassing):
     def _update(self, x_dst: Tensor, aggr: Tensor) -> Tensor:
         return self.act(self.norm(self.update_lin(torch.cat([x_dst, aggr], dim=-1))))
 
-    def _fused_aggregate(
-        self, x_src: Tensor, x_dst: Tensor, neighbours: Tensor, flat: Tensor
-    ) -> Tensor:
+    def _gate_logits(self, x: PairTensor) -> PairTensor:
+        """:math:`\\mathbf{W}_h \\mathbf{x}` of the source and target nodes (no bias), computed
+        once when both sides are the same tensor (the usual ``conv(x, ...)`` call)."""
+        weight = self.gate_lin.weight
+        h_src = x[0] @ weight.t()
+        return h_src, (h_src if x[1] is x[0] else x[1] @ weight.t())
+
+    def _fused_aggregate(self, x_src: Tensor, x_dst: Tensor, neighbours: Tensor) -> Tensor:
         """The aggregate of ``propagate`` over a neighbour table, ``[num_targets, F]``."""
         linear = self.aggr in ("sum", "add", "mean")
+        k = neighbours.size(-1)
         if neighbours.dim() == 3 and self.gate == "scalar" and linear:
             out = self._dense_aggregate(x_src, x_dst, neighbours.long())
         else:
-            weight = self.gate_lin.weight
-            h_src, h_dst = x_src @ weight.t(), x_dst @ weight.t()
+            flat = flatten_neighbours(neighbours)
+            h_src, h_dst = self._gate_logits((x_src, x_dst))
             gate = torch.sigmoid(h_src[flat] - h_dst.unsqueeze(1) + self.gate_lin.bias)
             x_j = x_src[flat]  # [num_targets, k, F]
             if not linear:
@@ -152,7 +156,7 @@ class RGConv(NoFeatureDecomposition, MessagePassing):
             else:
                 weighted = (gate * x_j).sum(dim=1)
             out = weighted - x_dst * gate.sum(dim=1)
-        return out / flat.size(1) if self.aggr == "mean" else out
+        return out / k if self.aggr == "mean" else out
 
     def _dense_aggregate(self, x_src: Tensor, x_dst: Tensor, neighbours: Tensor) -> Tensor:
         r"""Sum aggregation on ``B`` equal-size graphs as one batched matrix product: with
@@ -162,16 +166,16 @@ class RGConv(NoFeatureDecomposition, MessagePassing):
         num_graphs, nodes, k = neighbours.shape
         src = x_src.view(num_graphs, nodes, -1)
         dst = x_dst.view(num_graphs, nodes, -1)
-        weight = self.gate_lin.weight
-        h_src = (src @ weight.t()).squeeze(-1)  # [B, N] gate logit per node
-        h_dst = (dst @ weight.t()).squeeze(-1)
+        h_src, h_dst = self._gate_logits((x_src, x_dst))  # [B N, 1] gate logit per node
+        h_src, h_dst = h_src.view(num_graphs, nodes), h_dst.view(num_graphs, nodes)
         h_j = h_src.gather(1, neighbours.reshape(num_graphs, nodes * k))
         gate = torch.sigmoid(h_j.view(num_graphs, nodes, k) - h_dst.unsqueeze(-1)
                              + self.gate_lin.bias)
         adj = src.new_zeros(num_graphs, nodes, nodes).scatter_add_(
             2, neighbours, gate.to(src.dtype)
         )
-        out = torch.bmm(adj, src) - adj.sum(-1, keepdim=True) * dst
+        # A X - (A 1) x_i in one batched product with the subtraction in its epilogue.
+        out = torch.baddbmm(adj.sum(-1, keepdim=True) * dst, adj, src, beta=-1.0)
         return out.view(num_graphs * nodes, -1)
 
     def __repr__(self) -> str:
