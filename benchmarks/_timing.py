@@ -33,6 +33,15 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
+class RoundsInterrupted(KeyboardInterrupt):
+    """Raised by :func:`interleaved_seconds` when interrupted after at least one whole round;
+    ``times`` holds the complete rounds."""
+
+    def __init__(self, times: dict[Hashable, list[float]]) -> None:
+        super().__init__(f"interrupted after {len(next(iter(times.values())))} whole rounds")
+        self.times = times
+
+
 def interleaved_seconds(
     fns: Mapping[Hashable, Callable[[], object]], repeats: int, warmup: int = 1,
     label: str | None = None,
@@ -41,18 +50,25 @@ def interleaved_seconds(
 
     Interleaving puts the runs a ratio compares close in time, so load from other processes
     on a shared machine affects both sides alike. ``label``: print each round's times.
+    Interrupted (SIGINT, e.g. ``timeout --signal=INT``) after a whole round, it raises
+    :class:`RoundsInterrupted` with the whole rounds, so a capped run still reports them.
     """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     times: dict[Hashable, list[float]] = {key: [] for key in fns}
     for r in range(repeats):
-        for key, fn in fns.items():
-            _sync()
-            start = time.perf_counter()
-            fn()
-            _sync()
-            times[key].append(time.perf_counter() - start)
+        try:
+            for key, fn in fns.items():
+                _sync()
+                start = time.perf_counter()
+                fn()
+                _sync()
+                times[key].append(time.perf_counter() - start)
+        except KeyboardInterrupt:
+            if r == 0:
+                raise
+            raise RoundsInterrupted({key: t[:r] for key, t in times.items()}) from None
         if label is not None:
             print(f"  {label} round {r + 1}: " + ", ".join(
                 f"{key} {t[-1]:.3f}s" for key, t in times.items()), flush=True)

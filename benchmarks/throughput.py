@@ -57,7 +57,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _seeded import write_json  # noqa: E402
 from _timing import format_table as table  # noqa: E402
-from _timing import interleaved_seconds  # noqa: E402
+from _timing import RoundsInterrupted, interleaved_seconds  # noqa: E402
 
 import pyg_fer  # noqa: E402
 from pyg_fer.nn import RGConv, dilated_knn, dilated_knn_graph  # noqa: E402
@@ -339,29 +339,47 @@ def main(argv: Sequence[str] | None = None) -> list[dict] | None:
 
     # Rounds: every (model, setting) once per round, so each ratio compares runs made close in
     # time (the machine may be shared); ratio columns are medians of per-round ratios.
+    # Interrupted (a capped run), the modes timed so far are reported: whole rounds only.
     modes = [m for m in ("infer", "train") if args.only in (None, m)]
-    times, memory = {}, {}
+    times, memory, done, note = {}, {}, [], ""
     for mode in modes:
         fn = bench.step(mode)
-        per_key = interleaved_seconds({key: partial(fn, key) for key in bench.keys},
-                                      args.repeats, warmup, label=mode)
+        try:
+            per_key = interleaved_seconds({key: partial(fn, key) for key in bench.keys},
+                                          args.repeats, warmup, label=mode)
+        except RoundsInterrupted as stop:
+            per_key = stop.times
+            note = f"; interrupted: {mode} over {len(next(iter(per_key.values())))} rounds"
+        except KeyboardInterrupt:
+            note = f"; interrupted before a whole {mode} round"
+            break
         times.update({(*key, mode): t for key, t in per_key.items()})
-        for key in bench.keys:  # after the timing, so it never sits between timed runs
-            memory[(*key, mode)] = peak_memory_mib(partial(fn, key), device)
+        done.append(mode)
+        if note:
+            break
+        try:
+            for key in bench.keys:  # after the timing, so it never sits between timed runs
+                memory[(*key, mode)] = peak_memory_mib(partial(fn, key), device)
+        except KeyboardInterrupt:
+            note = f"; interrupted while measuring {mode} memory"
+            break
+    if not done:
+        raise KeyboardInterrupt(f"throughput.py{note}")
     records = summarise(bench, times, memory, args.batch_size)
 
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(
         f"\n## Throughput, batch {args.batch_size}, {args.img_size}x{args.img_size}, {dev}, "
         f"{torch.get_num_threads()} threads, model kwargs {args.model_kwargs}, median of "
-        f"{args.repeats} (warmup {warmup}), torch {torch.__version__}\n"
+        f"{args.repeats} (warmup {warmup}), torch {torch.__version__}{note}\n"
     )
-    print(render(records, settings, modes))
+    print(render(records, settings, done))
     if args.json:
         write_json(args.json, {
             "device": dev, "torch": torch.__version__, "threads": torch.get_num_threads(),
             "args": {k: v for k, v in vars(args).items()}, "warmup": warmup,
             "settings": [asdict(s) for s in settings], "records": records,
+            "interrupted": note or None,
         })
     return records
 

@@ -92,3 +92,37 @@ def test_profile_of_a_training_step_covers_the_backward():
                                 "--mode", "train", *TINY])
     assert train["total_ops"] > 2 * infer["total_ops"]
     assert any(r["op"].endswith("_backward") for r in train["top_ops"])
+
+
+def test_interrupted_rounds_keep_the_whole_rounds():
+    from _timing import RoundsInterrupted, interleaved_seconds
+
+    calls = {"n": 0}
+
+    def second():
+        calls["n"] += 1
+        if calls["n"] == 3:  # round 3 (no warm-up), after a has run in it
+            raise KeyboardInterrupt
+
+    with pytest.raises(RoundsInterrupted) as stop:
+        interleaved_seconds({"a": lambda: None, "b": second}, repeats=4, warmup=0)
+    assert {k: len(t) for k, t in stop.value.times.items()} == {"a": 2, "b": 2}
+    def stop():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as first:  # no whole round: nothing to report
+        interleaved_seconds({"a": lambda: None, "b": stop}, repeats=2, warmup=0)
+    assert not isinstance(first.value, RoundsInterrupted)
+
+
+def test_a_capped_run_reports_the_modes_it_finished(monkeypatch, capsys, tmp_path):
+    def interrupted(self, key):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(throughput.Bench, "train", interrupted)
+    out = tmp_path / "tp.json"
+    records = throughput.main(["--models", "face2nodes", "--repeats", "1", "--warmup", "0",
+                               "--json", str(out), *TINY])
+    assert {r["mode"] for r in records} == {"infer"} and len(records) == 2
+    assert "interrupted before a whole train round" in capsys.readouterr().out
+    assert json.loads(out.read_text())["interrupted"].endswith("train round")
