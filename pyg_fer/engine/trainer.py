@@ -297,11 +297,16 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
     run.sampler.set_epoch(epoch)
     agfn_on = set_agfn_phase(run.bare, cfg.agfn, epoch)
     run.model.train()
-    stats = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
+    # Sums kept on the device and read once per epoch: no host synchronisation per step, so
+    # the host queues the next step while the device works (the progress bar reads them
+    # every _BAR_EVERY steps, and only when it draws).
+    loss_sum = torch.zeros((), dtype=torch.float64, device=run.device)
+    correct_sum = torch.zeros((), dtype=torch.int64, device=run.device)
+    seen = 0
     t0 = time.perf_counter()
     bar = tqdm(run.loader, desc=f"epoch {epoch}/{cfg.train.epochs}", leave=False,
                dynamic_ncols=True, disable=not _show_progress(run))
-    for images, targets in bar:
+    for step, (images, targets) in enumerate(bar, 1):
         images = images.to(run.device, non_blocking=True)
         if run.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -320,14 +325,16 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
                                                            sample_average=cfg.agfn.sample_average))
         state.scheduler.step()
         count = len(images)
-        correct = (logits.argmax(1) == hard_targets(targets)).sum().item()
-        stats += torch.tensor([loss.item() * count, correct, count], dtype=torch.float64)
-        if not bar.disable:
+        loss_sum += loss.detach().double() * count
+        correct_sum += (logits.argmax(1) == hard_targets(targets)).sum()
+        seen += count
+        if not bar.disable and step % _BAR_EVERY == 0:
             elapsed = time.perf_counter() - t0
-            bar.set_postfix(loss=f"{stats[0] / stats[2]:.4f}",
-                            acc=f"{stats[1] / stats[2]:.3f}",
-                            img_s=f"{stats[2] * info.world_size / elapsed:.1f}")
+            bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}",
+                            acc=f"{correct_sum.item() / seen:.3f}",
+                            img_s=f"{seen * info.world_size / elapsed:.1f}")
     bar.close()
+    stats = torch.tensor([loss_sum.item(), correct_sum.item(), seen], dtype=torch.float64)
     _reduce(stats, info, run.device)
     train_time = time.perf_counter() - t0
     record = {
@@ -485,6 +492,9 @@ def _truncate_metrics(path: Path, last_epoch: int) -> None:
 
 
 # ----------------------------------------------------------------------------- per epoch
+
+
+_BAR_EVERY = 20  # steps between progress-bar updates (each reads the sums: a host sync)
 
 
 def _show_progress(run: Run) -> bool:

@@ -195,3 +195,40 @@ def test_resume_with_more_epochs_extends_the_cosine_schedule(tmp_path):
                 (fresh_dir / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(lrs) == 4 and lrs[1] == pytest.approx(0.0)  # the short run ended at min_lr
     assert lrs[2] > 0 and lrs[2:] == pytest.approx(expected[2:])
+
+
+def test_training_steps_read_nothing_back_to_the_host(tmp_path, monkeypatch):
+    # The epoch's loss and accuracy sums stay on the device and are read once per epoch, so
+    # on a GPU the host is never made to wait inside the loop (issue 11): the number of
+    # Tensor.item() calls pyg_fer makes in an epoch does not grow with its number of steps.
+    # (torch's Adam reads its CPU step counters with item(); those never wait for a GPU.)
+    import sys
+
+    import pyg_fer.engine.trainer as trainer
+
+    reads = []
+    item = torch.Tensor.item
+
+    def counting(self):
+        if sys._getframe(1).f_globals.get("__name__", "").startswith("pyg_fer"):
+            reads.append(1)
+        return item(self)
+
+    def reads_per_epoch(samples):
+        counts = []
+
+        def epoch(run, n):
+            reads.clear()
+            out = original(run, n)
+            counts.append(len(reads))
+            return out
+
+        monkeypatch.setattr(trainer, "train_one_epoch", epoch)
+        train(tiny_config(tmp_path / str(samples), train={"epochs": 1}),
+              train_dataset=BlobImages(samples, seed=1), eval_dataset=BlobImages(16, seed=2))
+        return counts[0]
+
+    original = trainer.train_one_epoch
+    monkeypatch.setattr(torch.Tensor, "item", counting)
+    few, many = reads_per_epoch(32), reads_per_epoch(128)  # 2 and 8 steps of 16
+    assert few == many  # all of them after the loop, once per epoch
