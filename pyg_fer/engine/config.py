@@ -131,8 +131,15 @@ class TrainConfig:
         eval_batch_size: evaluation batch size (``None``: ``batch_size``).
         seed: seed of every random generator (Python, NumPy, torch, the sampler).
         label_smoothing: ξ of Face2Nodes Eq. 12 (0.1).
-        amp: mixed precision (float16 autocast + gradient scaling); used on CUDA only.
+        amp: mixed precision (autocast, see ``amp_dtype``); used on CUDA only.
+        amp_dtype: ``'float16'`` (with gradient scaling, which reads one value back to the
+            host per step) or ``'bfloat16'`` (float32's exponent range: no scaling, no
+            read-back; needs a GPU with bfloat16 arithmetic, e.g. Ampere or later).
         channels_last: channels-last memory format; used on CUDA only.
+        compile: ``torch.compile`` the model for the training steps: ``None`` (off),
+            ``'default'``, ``'reduce-overhead'`` (CUDA graphs), ``'max-autotune'`` or
+            ``'max-autotune-no-cudagraphs'``. Evaluation and checkpoints use the model itself.
+            Not with ``agfn.enabled``.
         grad_clip: clip the global gradient norm to this value (``None``: off).
         device: ``'auto'`` (CUDA when available), ``'cpu'``, ``'cuda'`` or ``'cuda:N'``.
         deterministic: ask torch for deterministic algorithms.
@@ -149,7 +156,9 @@ class TrainConfig:
     seed: int = 0
     label_smoothing: float = 0.1
     amp: bool = True
+    amp_dtype: str = "float16"
     channels_last: bool = True
+    compile: str | None = None
     grad_clip: float | None = None
     device: str = "auto"
     deterministic: bool = False
@@ -251,7 +260,12 @@ _CHOICES = {
     "agfn.loss": ("mse", "ce"),
     "agfn.sample_average": ("loss", "output"),
     "train.best_metric": ("overall_acc", "mean_class_acc"),
+    "train.amp_dtype": ("float16", "bfloat16"),
+    "train.compile": (None, "default", "reduce-overhead", "max-autotune",
+                      "max-autotune-no-cudagraphs"),
 }
+#: ``train.compile`` modes that capture CUDA graphs.
+CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
 def list_recipes() -> list[str]:
@@ -349,7 +363,12 @@ def validate_config(cfg: Config) -> None:
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
         if value not in choices:
-            raise ValueError(f"config key '{key}' is {value!r}; valid: {', '.join(choices)}")
+            valid = ", ".join("null" if c is None else c for c in choices)
+            raise ValueError(f"config key '{key}' is {value!r}; valid: {valid}")
+    if cfg.train.compile is not None and cfg.agfn.enabled:
+        raise ValueError("config key 'train.compile' is not supported with 'agfn.enabled' "
+                         "(coordinate descent runs two forwards per step and switches the "
+                         "graph on and off); set train.compile: null")
     if not is_model(cfg.model.name):
         raise ValueError(
             f"config key 'model.name': unknown model '{cfg.model.name}'; registered models: "

@@ -39,6 +39,7 @@ def evaluate(
     loss: str = "ce",
     label_smoothing: float = 0.0,
     amp: bool = False,
+    amp_dtype: torch.dtype = torch.float16,
     channels_last: bool = False,
     return_features: bool = False,
     dist_info: D.DistInfo | None = None,
@@ -82,7 +83,7 @@ def evaluate(
         if channels_last and device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         targets = targets.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
             if return_features:
                 features = bare.forward_features(images)
                 feats.append(_pool_features(features.float()).cpu())

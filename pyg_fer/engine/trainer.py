@@ -36,7 +36,7 @@ from pyg_fer.engine.agfn import (
     set_agfn_phase,
     split_parameters,
 )
-from pyg_fer.engine.config import Config, load_config, save_config
+from pyg_fer.engine.config import CUDAGRAPH_MODES, Config, load_config, save_config
 from pyg_fer.engine.datasets import (
     apply_label_noise,
     build_datasets,
@@ -166,7 +166,16 @@ class Run:
         return compute_loss(logits, targets, self.loss_kind, self.cfg.train.label_smoothing)
 
     def autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp)
+
+    @property
+    def amp_dtype(self) -> torch.dtype:
+        return getattr(torch, self.cfg.train.amp_dtype)
+
+    @property
+    def cudagraphs(self) -> bool:
+        """Whether the training forward replays CUDA graphs (``train.compile``)."""
+        return self.cfg.train.compile in CUDAGRAPH_MODES and self.device.type == "cuda"
 
     @property
     def eval_kwargs(self) -> dict[str, Any]:
@@ -178,6 +187,7 @@ class Run:
             "batch_size": tc.eval_batch_size or tc.batch_size // self.info.world_size,
             "num_workers": self.cfg.data.num_workers, "loss": self.loss_kind,
             "label_smoothing": tc.label_smoothing, "amp": self.use_amp,
+            "amp_dtype": self.amp_dtype,
             "channels_last": self.channels_last, "dist_info": self.info,
         }
 
@@ -311,6 +321,8 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
         if run.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         targets = targets.to(run.device, non_blocking=True)
+        if run.cudagraphs:  # a new iteration: the previous step's graph outputs may be reused
+            torch.compiler.cudagraph_mark_step_begin()
         if agfn_on:
             logits, loss = coordinate_descent_step(
                 run.model, images, targets, state.optimizer, state.graph_optimizer, run.loss_fn,
@@ -432,12 +444,15 @@ def _place_model(cfg: Config, info: D.DistInfo, device: torch.device,
         model.to(memory_format=torch.channels_last)
     if info.enabled and cfg.distributed.sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    if not info.enabled:
-        return model, model
-    wrapped = DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None,
-        find_unused_parameters=cfg.agfn.enabled,
-    )
+    wrapped = model
+    if info.enabled:
+        wrapped = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=cfg.agfn.enabled,
+        )
+    if cfg.train.compile is not None:  # around DDP, as PyTorch recommends
+        mode = None if cfg.train.compile == "default" else cfg.train.compile
+        wrapped = torch.compile(wrapped, mode=mode)
     return wrapped, model
 
 
@@ -457,9 +472,10 @@ def _train_state(cfg: Config, net_params: list[nn.Parameter],
                       warmup_steps=round(schedule.warmup_epochs * steps_per_epoch),
                       min_ratio=schedule.min_lr / optim.lr,
                       step_size=schedule.step_epochs * steps_per_epoch, gamma=schedule.gamma)
-    use_amp = cfg.train.amp and device.type == "cuda"
+    # bfloat16 has float32's exponent range: its gradients need no scaling.
+    scale = cfg.train.amp and device.type == "cuda" and cfg.train.amp_dtype == "float16"
     return TrainState(optimizer=opt, graph_optimizer=opt_graph, scheduler=LambdaLR(opt, factor),
-                      scaler=torch.amp.GradScaler(device.type, enabled=use_amp))
+                      scaler=torch.amp.GradScaler(device.type, enabled=scale))
 
 
 def _resume(run: Run) -> None:

@@ -81,6 +81,21 @@ def test_unknown_model_and_dataset_list_valid_ones():
         load_config({"model": {"name": "_tiny_test_mlp"}, "optim": {"name": "rmsprop"}})
 
 
+def test_amp_dtype_and_compile_choices():
+    tiny = {"model": {"name": "_tiny_test_mlp"}}
+    cfg = load_config(tiny, ["train.amp_dtype=bfloat16", "train.compile=reduce-overhead"])
+    assert (cfg.train.amp_dtype, cfg.train.compile) == ("bfloat16", "reduce-overhead")
+    assert load_config(tiny).train.compile is None  # off unless asked for
+    with pytest.raises(ValueError, match=r"'train.amp_dtype' is 'float8'; valid: float16, "
+                                         r"bfloat16"):
+        load_config(tiny, ["train.amp_dtype=float8"])
+    with pytest.raises(ValueError, match=r"'train.compile' is 'fast'; valid: null, default"):
+        load_config(tiny, ["train.compile=fast"])
+    with pytest.raises(ValueError, match=r"'train.compile' is not supported with "
+                                         r"'agfn.enabled'"):
+        load_config(tiny, ["train.compile=default", "agfn.enabled=true"])
+
+
 def test_range_checks():
     with pytest.raises(ValueError, match="train.batch_size"):
         load_config({"model": {"name": "_tiny_test_mlp"}}, ["train.batch_size=0"])

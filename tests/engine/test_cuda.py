@@ -6,9 +6,13 @@ from pyg_fer.engine import load_model, train
 
 
 @pytest.mark.cuda
-def test_amp_channels_last_training_on_cuda(tmp_path):
+@pytest.mark.parametrize("amp_dtype, compile_mode", [
+    ("float16", None), ("bfloat16", None), ("bfloat16", "reduce-overhead")])
+def test_amp_channels_last_training_on_cuda(tmp_path, amp_dtype, compile_mode):
+    torch._dynamo.reset()
     tr, ev = BlobImages(256, seed=1), BlobImages(64, seed=2)
     cfg = tiny_config(tmp_path, train={"epochs": 3, "device": "cuda", "amp": True,
+                                       "amp_dtype": amp_dtype, "compile": compile_mode,
                                        "channels_last": True, "grad_clip": 1.0})
     seen = {}
 

@@ -232,3 +232,21 @@ def test_training_steps_read_nothing_back_to_the_host(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.Tensor, "item", counting)
     few, many = reads_per_epoch(32), reads_per_epoch(128)  # 2 and 8 steps of 16
     assert few == many  # all of them after the loop, once per epoch
+
+
+def test_compiled_training_learns_and_saves_the_bare_model(tmp_path):
+    torch._dynamo.reset()
+    tr, ev = _data()
+    seen = {}
+
+    def check(epoch, model, record):
+        seen[epoch] = (type(model).__name__, record["train_loss"])
+
+    result = train(tiny_config(tmp_path, train={"epochs": 3, "compile": "default"}),
+                   train_dataset=tr, eval_dataset=ev, on_epoch_end=check)
+    assert {name for name, _ in seen.values()} == {"OptimizedModule"}  # the steps ran compiled
+    assert seen[3][1] < seen[1][1]
+    assert result["best"]["overall_acc"] > 2 / len(CLASSES)
+    model = load_model(tmp_path / "run")  # plain keys: no '_orig_mod.' prefix
+    assert type(model).__name__ == "TinyMLP"
+    assert not any(k.startswith("_orig_mod") for k in model.state_dict())
