@@ -81,7 +81,7 @@ step env 30 bash -c "nvidia-smi; $PY -c 'import torch, torch_geometric as g, tor
 print(torch.__version__, torch.version.cuda, g.__version__, v.__version__, \
 torch.cuda.get_device_name())'; $PY -m pip list 2>/dev/null | grep -i -E \
 'torch|onnx|opencv|scikit|pytest|captum'"
-step cuda 120 "$PY" -m pytest -q -m cuda -p no:cacheprovider tests
+step cuda 180 "$PY" -m pytest -q -m cuda -p no:cacheprovider tests
 step eager 110 "$PY" benchmarks/throughput.py --device "$DEV" "${SIZE[@]}" --repeats 5 \
     --warmup 2 \
     --models "${MODELS[@]}" --amp bf16 fp16 --memory-format contiguous channels_last \
