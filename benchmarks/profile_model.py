@@ -40,16 +40,16 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _seeded import write_json  # noqa: E402
+from _steps import AMP_DTYPES, CUDAGRAPH_MODES, compile_model, grad_scaler  # noqa: E402
+from _steps import infer_step, resolve_device, train_step  # noqa: E402
 from _timing import format_table  # noqa: E402
 
 import pyg_fer  # noqa: E402
-from pyg_fer.nn.loss import label_smoothing_cross_entropy  # noqa: E402
 
 PART_PREFIX = "part:"
 #: CPU-side CUDA runtime/driver calls that put work on the device: one per kernel or graph.
 LAUNCH_NAMES = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx",
                 "cudaGraphLaunch", "cudaMemsetAsync", "cudaMemcpyAsync")
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def model_parts(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
@@ -100,13 +100,14 @@ def _time(evt, kind: str) -> float:
     return 0.0
 
 
-def _top_level_ops(evt) -> Iterator:
-    """The ``aten::`` events under ``evt`` not nested in another ``aten::`` event."""
-    for child in evt.cpu_children:
-        if child.name.startswith("aten::"):
-            yield child
+def _top_level_ops(events) -> Iterator:
+    """The ``aten::`` events among ``events`` and their descendants that are not nested in
+    another ``aten::`` event (one Python-side dispatch each)."""
+    for evt in events:
+        if evt.name.startswith("aten::"):
+            yield evt
         else:
-            yield from _top_level_ops(child)
+            yield from _top_level_ops(evt.cpu_children)
 
 
 def _is_launch(name: str) -> bool:
@@ -120,7 +121,7 @@ def summarise(events, part_names: Sequence[str], steps: int, on_cuda: bool, top:
     parts = {}
     for name in part_names:
         spans = [e for e in cpu_events if e.name == PART_PREFIX + name]
-        ops = [op for span in spans for op in _top_level_ops(span)]
+        ops = list(_top_level_ops(child for span in spans for child in span.cpu_children))
         inside = [e for e in launches for s in spans if e.thread == s.thread
                   and s.time_range.start <= e.time_range.start
                   and e.time_range.end <= s.time_range.end]
@@ -132,9 +133,8 @@ def summarise(events, part_names: Sequence[str], steps: int, on_cuda: bool, top:
             "ops": len(ops) / steps,
             "launches": len(inside) / steps if on_cuda else None,
         }
-    # Top-level operators anywhere (backward included): no aten:: ancestor.
-    all_ops = [e for e in cpu_events if e.name.startswith("aten::")
-               and not _has_aten_ancestor(e)]
+    # Top-level operators anywhere (backward included), from the roots of the event tree.
+    all_ops = list(_top_level_ops(e for e in cpu_events if e.cpu_parent is None))
     kind = "self_device" if on_cuda else "self_cpu"
     by_name: dict[str, dict] = {}
     for e in cpu_events:
@@ -154,15 +154,6 @@ def summarise(events, part_names: Sequence[str], steps: int, on_cuda: bool, top:
         "total_launches": len(launches) / steps if on_cuda else None,
         "total_self_ms": total / steps / 1e3,
     }
-
-
-def _has_aten_ancestor(evt) -> bool:
-    parent = evt.cpu_parent
-    while parent is not None:
-        if parent.name.startswith("aten::"):
-            return True
-        parent = parent.cpu_parent
-    return False
 
 
 def render(summary: dict, title: str) -> str:
@@ -211,8 +202,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                     help="also export a Chrome trace (chrome://tracing, Perfetto)")
     args = ap.parse_args(argv)
 
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     on_cuda = device.type == "cuda"
@@ -221,34 +211,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
     torch.manual_seed(0)
     model = pyg_fer.create_model(args.model, num_classes=7, img_size=args.img_size,
                                  **args.model_kwargs).to(device, memory_format=fmt)
-    model.train(args.mode == "train")
     x = torch.randn(args.batch_size, 3, args.img_size, args.img_size,
                     device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, 7, (args.batch_size,), device=device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
-    run = model if args.compile is None else torch.compile(
-        model, mode=None if args.compile == "default" else args.compile)
-    cudagraphs = args.compile in ("reduce-overhead", "max-autotune")
-
-    def autocast():
-        dtype = AMP_DTYPES[amp]
-        return (contextlib.nullcontext() if dtype is None
-                else torch.autocast(device.type, dtype=dtype))
+    scaler = grad_scaler(device, amp)
+    run = model if args.compile is None else compile_model(model, args.compile)
+    cudagraphs = args.compile in CUDAGRAPH_MODES
 
     def step():
-        if cudagraphs:
-            torch.compiler.cudagraph_mark_step_begin()
         if args.mode == "infer":
-            with torch.inference_mode(), autocast():
-                run(x)
-            return
-        opt.zero_grad(set_to_none=True)
-        with autocast():
-            loss = label_smoothing_cross_entropy(run(x), y, 0.1)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
+            infer_step(run, x, device, amp, cudagraphs)
+        else:
+            train_step(run, x, y, opt, scaler, device, amp, cudagraphs)
 
     for _ in range(args.warmup):
         step()

@@ -4,8 +4,9 @@ For each model, at batch 64 and 224×224 by default, the median over ``--repeats
 (after ``--warmup`` untimed runs) of
 
 - inference: ``model.eval()`` forward under ``torch.inference_mode()``;
-- training step: ``model.train()`` forward, label-smoothing cross-entropy, backward, SGD step
-  (with a ``GradScaler`` under float16 autocast, as the engine trains);
+- training step: the engine's own step (``pyg_fer.engine.steps.standard_step``, through
+  ``_steps.train_step``): forward, label-smoothing cross-entropy, backward, SGD step, with a
+  ``GradScaler`` under float16 autocast;
 
 printed as images/s with the ratio to ``resnet18_fer`` run with the same settings in the same
 rounds: each round times every (model, settings) pair once, and a ratio is the median over
@@ -42,7 +43,6 @@ and on a GPU, the full grid of issue 11::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
 import statistics
@@ -56,18 +56,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _seeded import write_json  # noqa: E402
+from _steps import AMP_DTYPES, CUDAGRAPH_MODES, compile_model, grad_scaler  # noqa: E402
+from _steps import infer_step, resolve_device, train_step  # noqa: E402
 from _timing import format_table as table  # noqa: E402
 from _timing import RoundsInterrupted, interleaved_seconds  # noqa: E402
 
 import pyg_fer  # noqa: E402
 from pyg_fer.nn import RGConv, dilated_knn, dilated_knn_graph  # noqa: E402
-from pyg_fer.nn.loss import label_smoothing_cross_entropy  # noqa: E402
 
 BASELINE = "resnet18_fer"
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
-#: ``torch.compile`` modes that capture CUDA graphs (their memory is a private pool).
-CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
 def conv_paths(device: torch.device, repeats: int) -> None:
@@ -119,14 +117,9 @@ class Setting:
     def __repr__(self) -> str:  # the per-round progress lines print the keys
         return f"[{self.label()}]"
 
-    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
-        dtype = AMP_DTYPES[self.amp]
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device.type, dtype=dtype)
-
     @property
     def cudagraphs(self) -> bool:
+        """Whether this setting replays CUDA graphs (their memory is a private pool)."""
         return self.compile in CUDAGRAPH_MODES
 
 
@@ -167,8 +160,7 @@ class Bench:
                 self.optims[name, fmt] = torch.optim.SGD(model.parameters(), lr=1e-3,
                                                          momentum=0.9)
                 for mode in {s.compile for s in settings} - {"eager"}:
-                    self.models[name, fmt, mode] = torch.compile(
-                        model, mode=None if mode == "default" else mode)
+                    self.models[name, fmt, mode] = compile_model(model, mode)
         self.keys = [(name, s) for name in names for s in settings]
 
     def _model(self, name: str, s: Setting) -> torch.nn.Module:
@@ -176,30 +168,17 @@ class Bench:
 
     def infer(self, key: tuple[str, Setting]) -> None:
         name, s = key
-        model = self._model(name, s)
-        model.eval()
-        if s.cudagraphs:
-            torch.compiler.cudagraph_mark_step_begin()
-        with torch.inference_mode(), s.autocast(self.device):
-            model(self.inputs[s.memory_format])
+        infer_step(self._model(name, s), self.inputs[s.memory_format], self.device, s.amp,
+                   s.cudagraphs)
 
     def train(self, key: tuple[str, Setting]) -> None:
         name, s = key
-        model, opt = self._model(name, s), self.optims[name, s.memory_format]
         scaler = self.scalers.get(key)
         if scaler is None:
-            scaler = self.scalers[key] = torch.amp.GradScaler(
-                self.device.type, enabled=s.amp == "fp16")
-        model.train()
-        opt.zero_grad(set_to_none=True)
-        if s.cudagraphs:
-            torch.compiler.cudagraph_mark_step_begin()
-        with s.autocast(self.device):
-            loss = label_smoothing_cross_entropy(model(self.inputs[s.memory_format]), self.y,
-                                                 0.1)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
+            scaler = self.scalers[key] = grad_scaler(self.device, s.amp)
+        train_step(self._model(name, s), self.inputs[s.memory_format], self.y,
+                   self.optims[name, s.memory_format], scaler, self.device, s.amp,
+                   s.cudagraphs)
 
     def step(self, mode: str) -> Callable[[tuple[str, Setting]], None]:
         return self.infer if mode == "infer" else self.train
@@ -312,9 +291,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict] | None:
                         help="write the settings and every per-round time here")
     args = parser.parse_args(argv)
 
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    )
+    device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.conv_paths:
