@@ -101,7 +101,7 @@ class AffectNet(FERDataset):
             raise FileNotFoundError(f"AffectNet image folder not found: {img_root}")
         names: list[str] = []
         targets: list[int] = []
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
             header = next(reader, None)
             if header is None or [h.strip() for h in header] != AFFECTNET_HEADER:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import posixpath
 import warnings
 from abc import ABCMeta, abstractmethod
 from collections import Counter
@@ -26,7 +27,7 @@ def read_name_list(path: str) -> list[str]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"subset list not found: {path}")
     names = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
         for line in f:
             line = line.strip()
             if line and not line.startswith("#"):
@@ -34,10 +35,28 @@ def read_name_list(path: str) -> list[str]:
     return names
 
 
+def claim_name(seen: dict[str, int], name: str, path: str, lineno: int) -> None:
+    """Record that ``name`` is listed on ``lineno`` of ``path``; a second listing is an error.
+
+    Raises:
+        ValueError: naming the file, this line and the line that listed ``name`` first.
+    """
+    if name in seen:
+        raise ValueError(f"{path}, line {lineno}: {name!r} already listed on line {seen[name]}")
+    seen[name] = lineno
+
+
 def name_key(name: str) -> str:
     """Normalise an image name for subset matching: basename, no extension, no ``_aligned``."""
     stem = os.path.splitext(os.path.basename(name.replace("\\", "/")))[0]
     return stem.removesuffix("_aligned")
+
+
+def _path_key(name: str) -> str:
+    """A relative image path for subset matching: ``/`` separators, no ``./``, no extension,
+    no ``_aligned`` suffix."""
+    path = posixpath.normpath(name.replace("\\", "/"))
+    return posixpath.splitext(path)[0].removesuffix("_aligned")
 
 
 class FERDataset(Dataset, metaclass=ABCMeta):
@@ -127,26 +146,45 @@ class FERDataset(Dataset, metaclass=ABCMeta):
     def apply_subset(self, subset: str | Sequence[str]) -> None:
         """Restrict the dataset to the names listed in a subset file (or a list of names).
 
-        Names match on the basename without extension and without an ``_aligned`` suffix, so
-        ``test_0001.jpg`` selects RAF-DB's ``test_0001_aligned.jpg``.
+        A listed name that is a sample's name, or its relative path with another extension or
+        an ``_aligned`` suffix (e.g. ``happy/0001.png``), selects that sample. Otherwise it
+        matches on the basename without extension and without an ``_aligned`` suffix, so
+        ``test_0001.jpg`` selects RAF-DB's ``test_0001_aligned.jpg``; a basename shared by
+        several samples must then be listed with its path.
 
         Raises:
             FileNotFoundError: if the list file does not exist.
-            ValueError: if a listed name is not in this dataset (nothing is silently ignored).
+            ValueError: if the list names nothing, a listed name is not in this dataset, or a
+                listed basename fits several samples (nothing is silently ignored or doubled).
         """
         wanted = read_name_list(subset) if isinstance(subset, str) else list(subset)
         where = subset if isinstance(subset, str) else "subset list"
-        keys = {}
+        source = self.source or "the dataset"
+        if not wanted:
+            raise ValueError(f"{where}: lists no names, so it would leave {source} empty")
+        exact = {n: i for i, n in enumerate(self.names)}
+        by_path: dict[str, list[int]] = {}
+        by_key: dict[str, list[int]] = {}
         for i, n in enumerate(self.names):
-            keys.setdefault(name_key(n), []).append(i)
-        missing = [n for n in wanted if name_key(n) not in keys]
+            by_path.setdefault(_path_key(n), []).append(i)
+            by_key.setdefault(name_key(n), []).append(i)
+        keep, missing, ambiguous = set(), [], []
+        for n in wanted:
+            hits = [exact[n]] if n in exact else (by_path.get(_path_key(n))
+                                                  or by_key.get(name_key(n)))
+            if not hits:
+                missing.append(n)
+            elif len(hits) > 1:
+                ambiguous.append(f"{n!r} fits {[self.names[i] for i in hits[:3]]}")
+            else:
+                keep.add(hits[0])
         if missing:
-            raise ValueError(
-                f"{where}: {len(missing)} listed name(s) are not in {self.source or 'the dataset'}"
-                f", e.g. {missing[:3]}")
-        wanted_keys = {name_key(n) for n in wanted}
-        keep = [i for i, n in enumerate(self.names) if name_key(n) in wanted_keys]
-        self._restrict(keep)
+            raise ValueError(f"{where}: {len(missing)} listed name(s) are not in {source}, "
+                             f"e.g. {missing[:3]}")
+        if ambiguous:
+            raise ValueError(f"{where}: {len(ambiguous)} listed name(s) fit several samples of "
+                             f"{source}; list them with their folder, e.g. {ambiguous[0]}")
+        self._restrict(sorted(keep))
 
     def _drop_unreadable(self, paths: Sequence[str], skip_corrupt: bool) -> None:
         """Check that every image exists (always) and decodes (when ``skip_corrupt``).

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pyg_fer.data.base import FERDataset, load_rgb
+from pyg_fer.data.base import FERDataset, claim_name, load_rgb
 from pyg_fer.data.classes import FERPLUS7_CLASSES, FERPLUS_CLASSES
 
 FER2013_HEADER = ["emotion", "pixels", "Usage"]
@@ -89,15 +89,18 @@ class FERPlus(FERDataset):
 
     Splits: ``train``/``val``/``test`` = Training/PublicTest/PrivateTest. Classes (FERPlus
     order): neutral, happiness, surprise, sadness, anger, disgust, fear, contempt; with
-    ``num_classes=7`` contempt is dropped (majority: contempt samples removed; probability:
-    the contempt column removed and the rest renormalised). Gray images are returned as RGB.
+    ``num_classes=7`` contempt is dropped (majority: samples with contempt votes removed;
+    probability: samples whose top class is contempt removed, and the contempt column of the
+    others removed and the rest renormalised). Gray images are returned as RGB.
 
     Args:
         root (str): FERPlus folder.
         split (str): ``'train'``, ``'val'`` or ``'test'``.
         transform (callable, optional): applied to the RGB PIL image.
         label_mode (str): ``'majority'`` (int targets) or ``'probability'`` (float soft targets;
-            ``targets`` then holds their argmax) (default: ``'majority'``).
+            ``targets`` then holds their argmax, and a sample whose ``targets`` entry is
+            reassigned to another class, e.g. by label noise, gets that class one-hot)
+            (default: ``'majority'``).
         num_classes (int): 8 or 7 (default: ``8``).
         layout (str): ``'auto'``, ``'csv'`` or ``'folders'`` (default: ``'auto'``: csv when
             ``fer2013new.csv`` exists).
@@ -163,13 +166,13 @@ class FERPlus(FERDataset):
             self.dropped["no majority / unknown / not a face"] += 1
             return None
         if self._num_classes == 7:
-            if self.label_mode == "majority" and target[7] > 0:
+            # A face whose top class is contempt is dropped in both modes, so that the 7-class
+            # protocol keeps the same faces whatever the label mode (never relabelled as its
+            # runner-up); probability targets of the others lose their contempt share.
+            if int(np.argmax(target)) == 7:
                 self.dropped["contempt (7-class)"] += 1
                 return None
             s = sum(target[:7])
-            if s <= 0:
-                self.dropped["contempt (7-class)"] += 1
-                return None
             target = [x / s for x in target[:7]]
         return target
 
@@ -188,8 +191,9 @@ class FERPlus(FERDataset):
         names: list[str] = []
         targets: list[int] = []
         pixels: list[np.ndarray] = []
-        with open(old, newline="", encoding="utf-8") as fo, \
-                open(new, newline="", encoding="utf-8") as fn:
+        seen: dict[str, int] = {}
+        with open(old, newline="", encoding="utf-8-sig") as fo, \
+                open(new, newline="", encoding="utf-8-sig") as fn:
             ro, rn = csv.reader(fo), csv.reader(fn)
             ho, hn = next(ro, None), next(rn, None)
             if ho is None or [h.strip() for h in ho] != FER2013_HEADER:
@@ -217,6 +221,8 @@ class FERPlus(FERDataset):
                                      f"{a[2]!r} in {old}")
                 if b[0].strip() not in FERPLUS_USAGE.values():
                     raise ValueError(f"{new}, line {lineno}: unknown Usage {b[0]!r}")
+                if b[1].strip():
+                    claim_name(seen, b[1].strip(), new, lineno)
                 if b[0].strip() != usage:
                     continue
                 if not b[1].strip():
@@ -250,7 +256,8 @@ class FERPlus(FERDataset):
             raise FileNotFoundError(f"FERPlus label file not found: {label}")
         names: list[str] = []
         targets: list[int] = []
-        with open(label, newline="", encoding="utf-8") as f:
+        seen: dict[str, int] = {}
+        with open(label, newline="", encoding="utf-8-sig") as f:
             for lineno, row in enumerate(csv.reader(f), 1):
                 if not row:
                     continue
@@ -259,6 +266,7 @@ class FERPlus(FERDataset):
                 if len(row) != 11:
                     raise ValueError(f"{label}, line {lineno}: expected 'name,[box,]10 votes', "
                                      f"got {len(row)} fields")
+                claim_name(seen, row[0].strip(), label, lineno)
                 target = self._target_from_fields(row[1:], f"{label}, line {lineno}")
                 if target is None:
                     continue
@@ -276,11 +284,19 @@ class FERPlus(FERDataset):
 
     @property
     def soft_targets(self) -> torch.Tensor:
-        """``[N, num_classes]`` float tensor of the vote-derived targets."""
-        return torch.tensor(self._soft, dtype=torch.float32).reshape(-1, len(self.classes))
+        """``[N, num_classes]`` float tensor of the targets: the vote distribution of each
+        sample, or a one-hot row where ``targets`` was reassigned to another class."""
+        soft = torch.tensor(self._soft, dtype=torch.float32).reshape(-1, len(self.classes))
+        new = torch.tensor(self.targets, dtype=torch.long)
+        moved = new != torch.tensor(self.targets_original, dtype=torch.long)
+        soft[moved] = torch.nn.functional.one_hot(new[moved], len(self.classes)).float()
+        return soft
 
     def get_target(self, i: int) -> int | torch.Tensor:
         if self.label_mode == "probability":
+            if self.targets[i] != self.targets_original[i]:  # relabelled (e.g. label noise)
+                return torch.nn.functional.one_hot(
+                    torch.tensor(self.targets[i]), len(self.classes)).float()
             return torch.tensor(self._soft[i], dtype=torch.float32)
         return self.targets[i]
 

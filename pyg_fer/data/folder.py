@@ -10,11 +10,43 @@ from PIL import Image
 from pyg_fer.data.base import IMG_EXTENSIONS, FERDataset, load_rgb
 
 
+SPLIT_FOLDER_NAMES = ("train", "training", "val", "valid", "validation", "test", "testing")
+
+
+def _subfolders(folder: str) -> list[str]:
+    """Visible sub-folders of ``folder``, sorted."""
+    return sorted(d for d in os.listdir(folder)
+                  if not d.startswith(".") and os.path.isdir(os.path.join(folder, d)))
+
+
+def _image_files(folder: str) -> list[str]:
+    """Every visible file under ``folder`` (nested folders included), in sorted path order.
+
+    Raises:
+        ValueError: naming the first file that is not an image.
+    """
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for f in sorted(filenames):
+            if f.startswith("."):
+                continue
+            p = os.path.join(dirpath, f)
+            if not f.lower().endswith(IMG_EXTENSIONS):
+                raise ValueError(f"{p}: not an image file (extensions {IMG_EXTENSIONS})")
+            out.append(p)
+    return out
+
+
 class ImageFolder(FERDataset):
     """Images in class sub-folders.
 
-    ``root/<split>/<class>/*.jpg`` when ``root/<split>`` exists, else ``root/<class>/*.jpg``.
-    Classes are the sub-folder names in sorted order unless ``classes`` fixes the order (e.g.
+    ``root/<split>/<class>/*.jpg`` when ``root/<split>`` exists, else ``root/<class>/*.jpg``
+    (every split is then the whole folder, as the engine warns when it trains and evaluates on
+    it). A root with split folders (``train``, ``val``, ``test``...) but not the one asked for is
+    an error, never read as classes named after splits. Images in nested folders of a class
+    folder belong to that class (names like ``happy/session2/0001.png``). Classes are the
+    sub-folder names in sorted order unless ``classes`` fixes the order (e.g.
     ``pyg_fer.data.class_order('rafdb')``); with ``classes`` given, an unexpected sub-folder is
     an error rather than silently ignored.
 
@@ -27,7 +59,7 @@ class ImageFolder(FERDataset):
         skip_corrupt (bool): drop unreadable images (counted, reported once) instead of raising.
 
     Raises:
-        FileNotFoundError: missing root or class folder (named).
+        FileNotFoundError: missing root, split folder or class folder (named).
         ValueError: no class folders, an unknown class folder, or a non-image file (named).
     """
 
@@ -37,9 +69,15 @@ class ImageFolder(FERDataset):
         if not os.path.isdir(root):
             raise FileNotFoundError(f"ImageFolder root not found: {root}")
         base = root
+        found = _subfolders(root)
         if split is not None and os.path.isdir(os.path.join(root, split)):
             base = os.path.join(root, split)
-        found = sorted(d for d in os.listdir(base) if os.path.isdir(os.path.join(base, d)))
+            found = _subfolders(base)
+        elif split is not None:
+            splits = [d for d in found if d.lower() in SPLIT_FOLDER_NAMES]
+            if splits:
+                raise FileNotFoundError(f"split folder not found: {os.path.join(root, split)} "
+                                        f"({root} has split folder(s) {splits})")
         if classes is None:
             if not found:
                 raise ValueError(f"no class sub-folders in {base}")
@@ -56,13 +94,8 @@ class ImageFolder(FERDataset):
                 if c in found or not found:
                     raise FileNotFoundError(f"class folder not found: {d}")
                 continue  # a class with no folder simply has no samples in this split
-            for f in sorted(os.listdir(d)):
-                p = os.path.join(d, f)
-                if not os.path.isfile(p) or f.startswith("."):
-                    continue
-                if not f.lower().endswith(IMG_EXTENSIONS):
-                    raise ValueError(f"{p}: not an image file (extensions {IMG_EXTENSIONS})")
-                names.append(os.path.join(c, f))
+            for p in _image_files(d):
+                names.append(os.path.relpath(p, base).replace(os.sep, "/"))
                 targets.append(k)
         self.base = base
         super().__init__(classes, targets, names, transform, source=f"ImageFolder {base}")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from PIL import Image
 
-from pyg_fer.data.base import FERDataset, load_rgb
+from pyg_fer.data.base import FERDataset, claim_name, load_rgb
 from pyg_fer.data.classes import RAFDB_CLASSES
 
 RAFDB_LABEL_FILE = os.path.join("EmoLabel", "list_patition_label.txt")
@@ -58,12 +58,13 @@ class RAFDB(FERDataset):
         if not os.path.isfile(label_path):
             raise FileNotFoundError(f"RAF-DB label file not found: {label_path}")
         names, targets, seen = [], [], {}
-        with open(label_path, encoding="utf-8") as f:
+        with open(label_path, encoding="utf-8-sig") as f:
             for lineno, line in enumerate(f, 1):
                 if not line.strip():
                     continue
                 parts = line.split()
-                if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+                if len(parts) != 2 or not parts[1].lstrip("-").isdecimal() \
+                        or not parts[1].isascii():
                     raise ValueError(f"{label_path}, line {lineno}: expected '<name>.jpg <label>', "
                                      f"got {line.rstrip()!r}")
                 name, lab = parts[0], int(parts[1])
@@ -72,10 +73,7 @@ class RAFDB(FERDataset):
                 if not (name.startswith(("train_", "test_"))):
                     raise ValueError(f"{label_path}, line {lineno}: name {name!r} has no "
                                      f"'train_'/'test_' prefix")
-                if name in seen:
-                    raise ValueError(f"{label_path}, line {lineno}: {name!r} already listed on "
-                                     f"line {seen[name]}")
-                seen[name] = lineno
+                claim_name(seen, name, label_path, lineno)
                 if name.startswith(split + "_"):
                     names.append(name)
                     targets.append(lab - 1)

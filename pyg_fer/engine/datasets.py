@@ -6,6 +6,7 @@ here, so a split is built the same way wherever it is used.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -42,9 +43,19 @@ def build_split(cfg: Config, split: str, *, train: bool, mean: Sequence[float],
 
 def build_datasets(cfg: Config, mean: Sequence[float],
                    std: Sequence[float]) -> tuple[Dataset, Dataset]:
-    """Training and evaluation datasets of ``cfg.data`` with the recipe's transforms."""
+    """Training and evaluation datasets of ``cfg.data`` with the recipe's transforms.
+
+    Warns when the two are the same images (an ImageFolder without split folders serves every
+    split), since evaluation figures on them measure fitting, not generalisation.
+    """
     train_ds = build_split(cfg, cfg.data.train_split, train=True, mean=mean, std=std)
     eval_ds = build_split(cfg, cfg.data.eval_split, train=False, mean=mean, std=std)
+    source = getattr(train_ds, "source", None)
+    if (source and source == getattr(eval_ds, "source", None) and len(train_ds)
+            and list(getattr(train_ds, "names", [])) == list(getattr(eval_ds, "names", []))):
+        warnings.warn(f"data: the evaluation split {cfg.data.eval_split!r} is the training "
+                      f"split {cfg.data.train_split!r}'s images ({source}); its accuracy is not "
+                      "a held-out figure", stacklevel=2)
     return train_ds, eval_ds
 
 

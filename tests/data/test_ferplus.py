@@ -145,3 +145,48 @@ def test_folder_bad_inputs(ferplus_folder_root):
     (ferplus_folder_root / "FER2013Valid" / "label.csv").unlink()
     with pytest.raises(FileNotFoundError, match=r"FER2013Valid.label\.csv"):
         FERPlus(str(ferplus_folder_root), "val")
+
+
+def test_probability_targets_follow_reassigned_labels(ferplus_csv_root):
+    # label noise on a probability-mode dataset must reach the loss: a relabelled sample's
+    # target is its new class one-hot, the others keep their vote distribution
+    ds = FERPlus(str(ferplus_csv_root), "train", label_mode="probability")
+    votes = ds.soft_targets.clone()
+    ds.targets = [5] + ds.targets[1:]
+    assert torch.equal(ds[0][1], torch.eye(8)[5])
+    assert torch.equal(ds.soft_targets[0], torch.eye(8)[5])
+    assert torch.equal(ds.soft_targets[1:], votes[1:]) and torch.equal(ds[1][1], votes[1])
+    ds.targets = ds.targets_original
+    assert torch.equal(ds[0][1], votes[0])
+
+
+def test_seven_class_probability_drops_contempt_majority(tmp_path):
+    # 7/10 contempt + 3 anger: dropped in both modes (never relabelled as anger); 3 contempt +
+    # 7 anger: kept in both, as anger (probability mode: the contempt share removed), so the
+    # two label modes keep the same faces
+    d = tmp_path / "FER2013Train"
+    d.mkdir()
+    from PIL import Image
+    for n in ("a.png", "b.png"):
+        Image.new("L", (48, 48), 5).save(d / n)
+    (d / "label.csv").write_text("a.png,0,0,0,0,3,0,0,7,0,0\nb.png,0,0,0,0,7,0,0,3,0,0\n")
+    for mode in ("majority", "probability"):
+        ds = FERPlus(str(tmp_path), "train", label_mode=mode, num_classes=7)
+        assert ds.names == ["b.png"] and ds.targets == [4]
+        assert ds.dropped["contempt (7-class)"] == 1
+    assert torch.equal(ds[0][1], torch.eye(7)[4])
+
+
+def test_duplicate_names_and_bom(ferplus_csv_root, ferplus_folder_root):
+    new = ferplus_csv_root / "fer2013new.csv"
+    text = new.read_text()
+    new.write_text("\ufeff" + text)  # a spreadsheet's UTF-8 byte-order mark is not an error
+    assert FERPlus(str(ferplus_csv_root), "train", layout="csv").targets == [0, 1, 7]
+    _rewrite(new, 4, "Training,fer0000001.png,0,10,0,0,0,0,0,0,0,0")
+    with pytest.raises(ValueError, match=r"fer2013new\.csv, line 4: 'fer0000001.png' already "
+                                         r"listed on line 3"):
+        FERPlus(str(ferplus_csv_root), "test", layout="csv")
+    label = ferplus_folder_root / "FER2013Train" / "label.csv"
+    label.write_text(label.read_text() + "fer0000002.png,0,10,0,0,0,0,0,0,0,0\n")
+    with pytest.raises(ValueError, match=r"label\.csv, line 6: 'fer0000002.png' already"):
+        FERPlus(str(ferplus_folder_root), layout="folders")

@@ -49,12 +49,19 @@ def test_pure_red_is_red_not_blue(rafdb_root, write_image):
     ("train_00001.jpg 0", "line 2: label 0 outside 1..7"),
     ("val_00001.jpg 3", "line 2: name 'val_00001.jpg'"),
     ("train_00001.jpg 3", "line 2: 'train_00001.jpg' already listed on line 1"),
+    ("train_00002.jpg \u0663", "line 2: expected"),  # an Arabic-Indic 3 is not a label
 ])
 def test_malformed_label_lines(rafdb_root, line, match):
     p = rafdb_root / "EmoLabel" / "list_patition_label.txt"
     p.write_text("train_00001.jpg 1\n" + line + "\n")
     with pytest.raises(ValueError, match="list_patition_label.txt, " + match):
         RAFDB(str(rafdb_root))
+
+
+def test_byte_order_mark_is_not_part_of_the_first_name(rafdb_root):
+    p = rafdb_root / "EmoLabel" / "list_patition_label.txt"
+    p.write_text("\ufeff" + p.read_text(), encoding="utf-8")
+    assert RAFDB(str(rafdb_root)).names[0] == "train_00001.jpg"
 
 
 def test_missing_files(rafdb_root, tmp_path):
