@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch_geometric.data import Batch
 
 try:  # torch-cluster is the optional ``pyg-fer[cluster]`` extra.
     import torch_cluster
@@ -341,6 +342,23 @@ def _select_dilated(nbr: Tensor, k: int, dilation: int, epsilon: float) -> Tenso
     return nbr.index_select(-1, torch.where(draw, random, regular))
 
 
+def _rebatch_edges(data: Batch, batch: Tensor) -> None:
+    """Point a :class:`~torch_geometric.data.Batch`'s bookkeeping at its new ``edge_index`` so
+    ``get_example`` / ``to_data_list`` split it per graph: graph ``g`` owns the edges whose
+    target lies in it (already grouped so by :func:`dilated_knn_graph`; a stable sort keeps
+    it so)."""
+    num_graphs = data.num_graphs
+    graph_of_edge = batch[data.edge_index[1]]
+    order = graph_of_edge.argsort(stable=True)
+    data.edge_index = data.edge_index[:, order]
+    counts = torch.bincount(graph_of_edge, minlength=num_graphs)
+    data._slice_dict = dict(data._slice_dict)
+    data._inc_dict = dict(data._inc_dict)
+    data._slice_dict["edge_index"] = torch.cat([counts.new_zeros(1), counts.cumsum(0)]).cpu()
+    nodes = torch.bincount(batch, minlength=num_graphs)
+    data._inc_dict["edge_index"] = torch.cat([nodes.new_zeros(1), nodes.cumsum(0)[:-1]]).cpu()
+
+
 class DilatedKNNGraph(nn.Module):
     r"""Module and transform wrapper of :func:`dilated_knn_graph`.
 
@@ -396,10 +414,12 @@ class DilatedKNNGraph(nn.Module):
         feats = getattr(data, self.feature_key, None)
         if not isinstance(feats, Tensor):
             raise ValueError(f"the data object has no tensor attribute '{self.feature_key}'")
+        batch = getattr(data, "batch", None)
         data.edge_index = dilated_knn_graph(
-            feats, self.k, self.dilation, getattr(data, "batch", None), self.loop,
-            self.cosine, self.backend, eps,
+            feats, self.k, self.dilation, batch, self.loop, self.cosine, self.backend, eps,
         )
+        if isinstance(data, Batch) and batch is not None and hasattr(data, "_slice_dict"):
+            _rebatch_edges(data, batch)
         return data
 
     def extra_repr(self) -> str:

@@ -171,11 +171,15 @@ def test_module_repr_and_training_flag():
 
 
 def test_module_on_data_and_batch():
-    data_list = [Data(x=torch.randn(12, 3)) for _ in range(3)]
+    data_list = [Data(x=torch.randn(n, 3), edge_index=torch.tensor([[0], [1]]))
+                 for n in (12, 7, 10)]
     batch = Batch.from_data_list(data_list)
     out = DilatedKNNGraph(3, 2)(batch)
-    assert out is not batch and "edge_index" not in batch
+    assert out is not batch and batch.edge_index.shape == (2, 3)
     assert torch.equal(out.edge_index, dilated_knn_graph(batch.x, 3, 2, batch.batch))
+    # the batch still splits into its graphs, with each graph's own k-NN edges
+    for i, part in enumerate(out.to_data_list()):
+        assert torch.equal(part.edge_index, dilated_knn_graph(data_list[i].x, 3, 2))
     single = DilatedKNNGraph(2)(data_list[0])
     assert single.edge_index.shape == (2, 24)
     with pytest.raises(ValueError, match="'pos'"):

@@ -1,5 +1,6 @@
-"""What the convolutions' fused k-NN paths share: when a fused path is the same layer as
-``propagate``, the neighbour-table checks, and the reduction over the dense ``k`` axis."""
+"""What the convolutions' fused k-NN paths share: the input checks, when a fused path is the
+same layer as ``propagate``, the neighbour-table checks, the reduction over the dense ``k`` axis,
+and a max/min aggregation whose gradient is exact on ties with zero."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import torch_geometric
 from torch import Tensor
 from torch_geometric.nn import MessagePassing
 from torch_geometric.nn.aggr import MultiAggregation
+from torch_geometric.typing import PairTensor, SparseTensor
+from torch_geometric.utils import to_edge_index
 
 from pyg_fer.nn.knn import neighbours_to_edge_index
 
@@ -20,6 +23,29 @@ _HOOK_DICTS = (
     "_aggregate_forward_pre_hooks", "_aggregate_forward_hooks",
     "_message_and_aggregate_forward_pre_hooks", "_message_and_aggregate_forward_hooks",
 )
+
+
+def node_features(conv: MessagePassing, x: Tensor | PairTensor, in_channels: int) -> PairTensor:
+    """``(source, target)`` features of a convolution's input, checked to be ``[num_nodes,
+    in_channels]`` (a single tensor is both sides).
+
+    Raises:
+        ValueError: naming the shapes; a batch of equal-size graphs ``[B, N, F]`` is refused
+            with the flat form to use instead (the layer's batch norm runs over nodes).
+    """
+    x_src, x_dst = (x, x) if isinstance(x, Tensor) else x
+    if x_src.dim() != 2 or x_dst.dim() != 2:
+        raise ValueError(
+            f"{conv}: node features must be [num_nodes, F], got source {tuple(x_src.shape)} "
+            f"and target {tuple(x_dst.shape)}; flatten B graphs of N nodes to [B * N, F] and "
+            f"pass neighbours of shape [B, N, k] (or an edge_index over the B * N nodes)"
+        )
+    if x_src.size(-1) != in_channels or x_dst.size(-1) != in_channels:
+        raise ValueError(
+            f"{conv}: expected {in_channels} input channels, got source "
+            f"{tuple(x_src.shape)} and target {tuple(x_dst.shape)}"
+        )
+    return x_src, x_dst
 
 
 def can_fuse(conv: MessagePassing) -> bool:
@@ -44,7 +70,8 @@ def check_neighbours(conv: MessagePassing, neighbours: Tensor, x_src: Tensor, x_
 
     ``[num_targets, k]`` tables hold global source ids; ``[B, N, k]`` tables hold ids local to
     each of ``B`` graphs of ``N`` nodes, and need ``B * N`` source and target nodes. Ids are
-    range-checked only under :func:`torch_geometric.debug` (the check reads back to the host).
+    range-checked only under :func:`torch_geometric.debug` (the check reads back to the host);
+    outside it an id out of range is undefined behaviour (a negative id may wrap around).
     """
     num_src, num_dst = x_src.size(0), x_dst.size(0)
     if neighbours.dtype.is_floating_point or neighbours.dtype == torch.bool:
@@ -95,16 +122,33 @@ def flat_neighbours(conv: MessagePassing, neighbours: Tensor, x_src: Tensor, x_d
     return flatten_neighbours(neighbours)
 
 
+def _edge_keys(edge_index: Tensor, num_src: int) -> Tensor:
+    """Sorted ``target * num_src + source`` keys: the edge multiset, independent of order."""
+    return (edge_index[1].long() * num_src + edge_index[0].long()).sort().values
+
+
 def check_same_graph(conv: MessagePassing, edge_index: object, neighbours: Tensor) -> None:
-    """Under :func:`torch_geometric.debug`, checks that ``edge_index`` is the graph of the
-    (checked) neighbour table, ``neighbours_to_edge_index(neighbours)``; a no-op otherwise."""
-    if not torch_geometric.is_debug_enabled() or not isinstance(edge_index, Tensor):
+    """Under :func:`torch_geometric.debug`, checks that ``edge_index`` (a ``[2, E]`` tensor, or
+    a sparse ``adj_t``) holds the edges of the (checked) neighbour table,
+    ``neighbours_to_edge_index(neighbours)``, in any order; a no-op otherwise."""
+    if not torch_geometric.is_debug_enabled() or edge_index is None:
         return
+    if isinstance(edge_index, SparseTensor):
+        row, col, _ = edge_index.coo()
+        edges = torch.stack([col, row])
+    elif isinstance(edge_index, Tensor) and edge_index.layout != torch.strided:
+        edges = to_edge_index(edge_index)[0].flip(0)  # adj_t rows are targets
+    else:
+        edges = edge_index
     expected = neighbours_to_edge_index(flatten_neighbours(neighbours))
-    if edge_index.shape != expected.shape or not bool((edge_index == expected).all()):
+    num_src = int(max(expected.max(), edges.max())) + 1 if expected.numel() and \
+        edges.numel() else 1
+    if edges.shape != expected.shape or not torch.equal(_edge_keys(edges, num_src),
+                                                        _edge_keys(expected, num_src)):
         raise ValueError(
             f"{conv}: edge_index {tuple(edge_index.shape)} is not the graph of neighbours "
-            f"{tuple(neighbours.shape)} (expected neighbours_to_edge_index(neighbours))"
+            f"{tuple(neighbours.shape)} (expected the edges of "
+            f"neighbours_to_edge_index(neighbours))"
         )
 
 
@@ -156,3 +200,32 @@ class NoFeatureDecomposition:
                 f"{decomposed_layers}: {self.DECOMPOSITION_REFUSAL}"
             )
         MessagePassing.decomposed_layers.fset(self, decomposed_layers)
+
+
+class ExactExtremumAggregation:
+    """Mixin for a :class:`MessagePassing` layer whose ``aggr='max'``/``'min'`` goes through
+    :func:`scatter_extremum`: the values of PyG's aggregation, with the gradient of the fused
+    ``amax``/``amin`` paths also when the extremum is exactly 0 (PyG scatters into zeros with
+    ``include_self=False``, and torch's backward then halves a 0 maximum's gradient)."""
+
+    def aggregate(self, inputs: Tensor, index: Tensor, ptr: Tensor | None = None,
+                  dim_size: int | None = None) -> Tensor:
+        if self.aggr in ("max", "min") and inputs.dim() == 2:
+            return scatter_extremum(inputs, index, dim_size, self.aggr)
+        return super().aggregate(inputs, index, ptr=ptr, dim_size=dim_size)
+
+
+def scatter_extremum(src: Tensor, index: Tensor, dim_size: int | None, reduce: str) -> Tensor:
+    """Per-target ``reduce`` (``'max'`` or ``'min'``) of edge rows ``src`` ``[E, F]`` grouped by
+    ``index`` ``[E]``; a target without edges gets 0, as in PyG. The buffer starts at -inf/+inf,
+    so the gradient reaches exactly the edges that attain the extremum."""
+    if dim_size is None:
+        dim_size = int(index.max()) + 1 if index.numel() else 0
+    fill = float("-inf") if reduce == "max" else float("inf")
+    out = src.new_full((dim_size, src.size(1)), fill).scatter_reduce(
+        0, index.view(-1, 1).expand_as(src), src, "amax" if reduce == "max" else "amin",
+        include_self=True,
+    )
+    reached = torch.zeros(dim_size, dtype=torch.bool, device=src.device).index_fill_(
+        0, index, True)
+    return torch.where(reached.unsqueeze(1), out, out.new_zeros(()))

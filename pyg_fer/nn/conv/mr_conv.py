@@ -6,13 +6,13 @@ from torch_geometric.nn import MessagePassing
 from torch_geometric.typing import Adj, PairTensor
 
 from pyg_fer.nn.conv._fused import (
-    NoFeatureDecomposition, aggregated_channels, can_fuse, check_same_graph, flat_neighbours,
-    reduce_neighbours,
+    ExactExtremumAggregation, NoFeatureDecomposition, aggregated_channels, can_fuse,
+    check_same_graph, flat_neighbours, node_features, reduce_neighbours,
 )
 from pyg_fer.nn.knn import neighbours_to_edge_index
 
 
-class MRConv(NoFeatureDecomposition, MessagePassing):
+class MRConv(ExactExtremumAggregation, NoFeatureDecomposition, MessagePassing):
     r"""The max-relative graph convolution (MR-GraphConv) from the `"DeepGCNs: Can GCNs Go as
     Deep as CNNs?" <https://arxiv.org/abs/1904.03751>`_ paper, as used by Vision GNN (ViG) and
     as the graph-convolution baseline of Face2Nodes' Table 4:
@@ -75,19 +75,14 @@ class MRConv(NoFeatureDecomposition, MessagePassing):
         edge_index: Adj | None = None,
         neighbours: Tensor | None = None,
     ) -> Tensor:
-        if isinstance(x, Tensor):
-            x = (x, x)
-        x_src, x_dst = x
-        if x_src.size(-1) != self.in_channels or x_dst.size(-1) != self.in_channels:
-            raise ValueError(
-                f"{self}: expected {self.in_channels} input channels, got source "
-                f"{tuple(x_src.shape)} and target {tuple(x_dst.shape)}"
-            )
+        x = x_src, x_dst = node_features(self, x, self.in_channels)
         if neighbours is not None:
             flat = flat_neighbours(self, neighbours, x_src, x_dst)
             check_same_graph(self, edge_index, neighbours)
             if can_fuse(self):
-                if self.aggr in ("max", "min"):  # x_i commutes with the reduction
+                if neighbours.size(-1) == 0:  # no edges: propagate aggregates to zeros
+                    aggr = torch.zeros_like(x_dst)
+                elif self.aggr in ("max", "min"):  # x_i commutes with the reduction
                     aggr = reduce_neighbours(x_src[flat], self.aggr) - x_dst
                 else:
                     aggr = reduce_neighbours(x_src[flat] - x_dst.unsqueeze(1), self.aggr)

@@ -6,15 +6,15 @@ from torch_geometric.nn import MessagePassing
 from torch_geometric.typing import Adj, PairTensor
 
 from pyg_fer.nn.conv._fused import (
-    NoFeatureDecomposition, aggregated_channels, can_fuse, check_neighbours, check_same_graph,
-    flatten_neighbours, reduce_neighbours,
+    ExactExtremumAggregation, NoFeatureDecomposition, aggregated_channels, can_fuse,
+    check_neighbours, check_same_graph, flatten_neighbours, node_features, reduce_neighbours,
 )
 from pyg_fer.nn.knn import neighbours_to_edge_index
 
 GATES = ("scalar", "channel")
 
 
-class RGConv(NoFeatureDecomposition, MessagePassing):
+class RGConv(ExactExtremumAggregation, NoFeatureDecomposition, MessagePassing):
     r"""The relation-aware graph convolution (RG-Conv) from the `"Face2Nodes: Learning facial
     expression representations with relation-aware dynamic graph convolution networks"
     <https://doi.org/10.1016/j.ins.2023.119640>`_ paper (Eq. 7-8).
@@ -102,18 +102,13 @@ class RGConv(NoFeatureDecomposition, MessagePassing):
         edge_index: Adj | None = None,
         neighbours: Tensor | None = None,
     ) -> Tensor:
-        if isinstance(x, Tensor):
-            x = (x, x)
-        x_src, x_dst = x
-        if x_src.size(-1) != self.in_channels or x_dst.size(-1) != self.in_channels:
-            raise ValueError(
-                f"{self}: expected {self.in_channels} input channels, got source "
-                f"{tuple(x_src.shape)} and target {tuple(x_dst.shape)}"
-            )
+        x = x_src, x_dst = node_features(self, x, self.in_channels)
         if neighbours is not None:
             check_neighbours(self, neighbours, x_src, x_dst)
             check_same_graph(self, edge_index, neighbours)
             if can_fuse(self):
+                if neighbours.size(-1) == 0:  # no edges: propagate aggregates to zeros
+                    return self._update(x_dst, torch.zeros_like(x_dst))
                 return self._update(x_dst, self._fused_aggregate(x_src, x_dst, neighbours))
             if edge_index is None:
                 edge_index = neighbours_to_edge_index(flatten_neighbours(neighbours))

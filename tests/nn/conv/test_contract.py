@@ -181,12 +181,62 @@ def test_refused_options_and_bad_tables():
 def test_debug_mode_checks_the_table_against_edge_index():
     conv = MRConv(8, 8)
     x, nbr, edge_index = graphs()
+    adj_t = torch.sparse_coo_tensor(edge_index.flip(0), torch.ones(90), (30, 30)).coalesce()
+    other = edge_index.clone()
+    other[0, 0] = (other[0, 0] + 1) % 10  # one edge moved to another source
     with torch_geometric.debug():
-        conv(x, edge_index, neighbours=nbr)  # consistent: fine
+        # the same edges in any order, or as a sparse adj_t, are the table's graph
+        for same in (edge_index, edge_index[:, torch.randperm(90)], adj_t):
+            assert torch.equal(conv(x, same, neighbours=nbr), conv(x, neighbours=nbr))
         with pytest.raises(ValueError, match="is not the graph of neighbours"):
-            conv(x, edge_index[:, torch.randperm(90)], neighbours=nbr)
+            conv(x, other, neighbours=nbr)
+        with pytest.raises(ValueError, match="is not the graph of neighbours"):
+            conv(x, edge_index[:, :89], neighbours=nbr)
         with pytest.raises(ValueError, match=r"ids must lie in \[0, 10\)"):
             conv(x, neighbours=nbr + 5)
+
+
+@pytest.mark.parametrize("name", list(CONVS))
+def test_batched_node_features_are_refused_with_the_flat_form(name):
+    conv = CONVS[name]()
+    x = torch.randn(2, 6, 8)  # B=2 graphs of N=6 nodes (N == out_channels: would run silently)
+    with pytest.raises(ValueError, match=r"must be \[num_nodes, F\], got source \(2, 6, 8\).*"
+                                         r"\[B \* N, F\].*\[B, N, k\]"):
+        conv(x, neighbours=torch.zeros(2, 6, 2, dtype=torch.long))
+
+
+@pytest.mark.parametrize("aggr", AGGRS)
+@pytest.mark.parametrize("name", list(CONVS))
+def test_table_without_neighbours_is_the_no_edge_layer(name, aggr):
+    conv = CONVS[name](aggr=aggr).eval()
+    x = torch.randn(12, 8)
+    no_edges = conv(x, torch.empty(2, 0, dtype=torch.long))
+    assert torch.isfinite(no_edges).all()
+    for table in (torch.empty(12, 0, dtype=torch.long), torch.empty(2, 6, 0, dtype=torch.long)):
+        assert torch.equal(conv(x, neighbours=table), no_edges)
+
+
+@pytest.mark.parametrize("aggr", ["max", "min"])
+@pytest.mark.parametrize("name", list(CONVS))
+def test_extremum_gradient_is_exact_when_a_neighbour_duplicates_its_centre(name, aggr):
+    # node 1 duplicates node 0, so one relation is exactly 0 and is the extremum: propagate
+    # must give the gradient of the fused path and of the per-edge reference (PyG's zero-filled
+    # scatter halves it)
+    torch.manual_seed(0)
+    conv = CONVS[name](aggr=aggr).double().eval()
+    x = torch.randn(8, 8, dtype=torch.float64)
+    x[1] = x[0]
+    sign = 1.0 if aggr == "max" else -1.0
+    x[2:] = x[0] - sign * (0.5 + torch.rand(6, 8, dtype=torch.float64))  # far on the other side
+    nbr = torch.tensor([[1, 2, 3]] + [[0, 4, 5]] * 7)
+    edge_index = neighbours_to_edge_index(nbr)
+    grads = []
+    for call in (lambda t: conv(t, neighbours=nbr), lambda t: conv(t, edge_index),
+                 lambda t: reference(conv, t, edge_index)):
+        inp = x.clone().requires_grad_(True)
+        grads.append(torch.autograd.grad(call(inp).pow(2).sum(), inp)[0])
+    assert torch.allclose(grads[1], grads[2], atol=1e-10)
+    assert torch.allclose(grads[0], grads[2], atol=1e-10)
 
 
 def test_docs_example_rgconv_in_your_own_pyg_model():
