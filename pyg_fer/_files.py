@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,14 +13,28 @@ from pathlib import Path
 PathLike = str | Path
 
 
+def _umask() -> int:
+    """The process's file-creation mask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def temp_path_beside(path: PathLike, suffix: str = ".tmp") -> Path:
     """A new empty temporary file in ``path``'s folder (created if needed), named after it, for
     writing ``path`` atomically: write the temporary file, then ``os.replace`` it onto ``path``
-    (same file system, so the move is atomic)."""
+    (same file system, so the move is atomic).
+
+    The file gets the permissions ``path`` has, or, for a new ``path``, those an ordinary
+    ``open(path, 'w')`` would give (``0o666`` less the umask), not ``mkstemp``'s private
+    ``0o600``: outputs stay readable by whoever could read them before.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
+    mode = stat.S_IMODE(os.stat(path).st_mode) if path.exists() else 0o666 & ~_umask()
+    os.chmod(tmp, mode)
     return Path(tmp)
 
 

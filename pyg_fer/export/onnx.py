@@ -100,7 +100,8 @@ def to_onnx(
 
     Raises:
         ImportError: onnx/onnxscript missing (``pip install 'pyg-fer[export]'``).
-        RuntimeError: the exporter failed, naming the model.
+        RuntimeError: the exporter failed, or could not give the requested opset, naming the
+            model.
     """
     onnx = _require("onnx")
     _require("onnxscript")
@@ -121,6 +122,11 @@ def to_onnx(
         except Exception as err:  # the exporter raises many types; name the model
             raise RuntimeError(f"ONNX export of model '{name}' failed: {err}") from err
         proto = program.model_proto
+        written = {entry.domain: entry.version for entry in proto.opset_import}.get("")
+        if written != opset:  # the exporter falls back to its own opset when it cannot convert
+            raise RuntimeError(f"ONNX export of model '{name}' gave opset {written}, not the "
+                               f"requested {opset}: the exporter cannot convert this model to "
+                               f"opset {opset} (use 18 or later)")
         for key, value in meta.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
@@ -146,7 +152,7 @@ def to_torch_export(
     except Exception as err:
         raise RuntimeError(f"torch.export of model '{name}' failed: {err}") from err
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, suffix=".pt2") as tmp:
         torch.export.save(program, str(tmp),
                           extra_files={"pyg_fer.json": json.dumps(export_metadata(model))})
     return path

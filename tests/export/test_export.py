@@ -69,10 +69,19 @@ def test_onnx_fixed_batch_rejects_other_sizes(tmp_path):
         session.run(None, {"images": np.zeros((2, 3, IMG, IMG), np.float32)})
 
 
+def test_onnx_refuses_an_opset_it_cannot_give(tmp_path):
+    # the exporter writes its own opset (18) with a traceback when it cannot convert: the
+    # requested opset must not be silently ignored
+    with pytest.raises(RuntimeError, match="gave opset 18, not the requested 13"):
+        to_onnx(small("resnet18_fer"), tmp_path / "m13.onnx", opset=13)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("name", ["resnet18_fer", "face2nodes"])
-def test_torch_export_round_trip(name, tmp_path):
+def test_torch_export_round_trip(name, tmp_path, caplog):
     model = small(name)
     path = to_torch_export(model, tmp_path / f"{name}.pt2")
+    assert "ending in .pt2" not in caplog.text  # the temporary archive is named *.pt2 too
     extra = {"pyg_fer.json": ""}
     loaded = torch.export.load(str(path), extra_files=extra)
     assert json.loads(extra["pyg_fer.json"]) == export_metadata(model)

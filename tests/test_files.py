@@ -1,0 +1,45 @@
+"""pyg_fer._files: atomic writes keep the permissions an ordinary write would give."""
+
+import os
+import stat
+
+import pytest
+
+from pyg_fer._files import atomic_path, atomic_write_text
+
+
+def _mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_new_file_gets_the_umask_mode_not_mkstemps_private_one(tmp_path, umask_022):
+    atomic_write_text(tmp_path / "faces.csv", "a\n")
+    assert _mode(tmp_path / "faces.csv") == 0o644
+    os.umask(0o077)
+    atomic_write_text(tmp_path / "private.csv", "a\n")
+    assert _mode(tmp_path / "private.csv") == 0o600
+
+
+def test_replacing_a_file_keeps_its_mode(tmp_path, umask_022):
+    target = tmp_path / "model.onnx"
+    target.write_text("old")
+    os.chmod(target, 0o640)
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new" and _mode(target) == 0o640
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "records.jsonl"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("writer failed")
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["records.jsonl"]
