@@ -33,7 +33,9 @@ from pyg_fer.inference.detectors import (
 )
 from pyg_fer.inference.onnx_model import OnnxModel
 from pyg_fer.inference.records import FaceRecord
-from pyg_fer.inference.sources import Frame, _Input, count_frames, expand_inputs, iter_frames
+from pyg_fer.inference.sources import (
+    VIDEO_EXTENSIONS, Frame, _Input, count_frames, expand_inputs, iter_frames,
+)
 
 
 class FaceTransform:
@@ -389,6 +391,10 @@ class Predictor:
             yield from records
 
 
+def _is_video_name(source: str) -> bool:
+    return Path(source).suffix.lower() in VIDEO_EXTENSIONS
+
+
 class RunSummary:
     """Counts for the one-line summary of a run, fed record by record (constant memory)."""
 
@@ -400,10 +406,10 @@ class RunSummary:
         key = (record.source, record.frame)
         if key != self._last:  # the records of one image or frame come together
             self._last = key
-            if record.frame is None:
-                self.images += 1
-            else:
+            if record.frame is not None:
                 self.frames += 1
+            elif not _is_video_name(record.source):  # an unreadable video is no image
+                self.images += 1
         self.faces += record.status == "face"
         self.no_face += record.status == "no_face"
         self.errors += record.status == "error"

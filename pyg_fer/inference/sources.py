@@ -243,11 +243,27 @@ def read_image(path: Path) -> Image.Image:
             from None
 
 
+class VideoCutShort(ValueError):
+    """A video whose frames stop decoding before the count its container declares; ``frame``
+    is the first frame that could not be read."""
+
+    def __init__(self, message: str, frame: int) -> None:
+        super().__init__(message)
+        self.frame = frame
+
+
 def video_frames(path: Path, stride: int,
                  keep_all: bool) -> Iterator[tuple[int, float | None, np.ndarray, bool, float]]:
     """``(index, seconds, rgb array, predict, fps)`` for every ``stride``-th frame of a video, and
     for the frames between them too when ``keep_all`` (with ``predict=False``). Frames are
-    decoded one at a time; skipped frames are grabbed without decoding."""
+    decoded one at a time; skipped frames are grabbed without decoding.
+
+    Raises:
+        ValueError: the file is not a video OpenCV can open, or no frame decodes.
+        VideoCutShort: decoding stops more than 1 % (and 1 frame) before the container's frame
+            count (a truncated or damaged file; the count of some containers is an estimate,
+            hence the margin), after the frames before it were yielded.
+    """
     cv2 = import_cv2("reading videos")
     cap = cv2.VideoCapture(str(path))
     try:
@@ -270,6 +286,10 @@ def video_frames(path: Path, stride: int,
             index += 1
         if index == 0:
             raise ValueError(f"'{path}': no frame could be decoded")
+        declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        if index < declared - max(1, declared // 100):
+            raise VideoCutShort(f"'{path}': decoding stopped at frame {index} of the {declared} "
+                                f"the file declares (truncated or damaged)", index)
     finally:
         cap.release()
 
@@ -300,7 +320,7 @@ def iter_frames(items: Sequence[_Input], stride: int = 1,
                     last.last_of_source = True
                     yield last
                     last = None
-                yield Frame(item.source, None, error=str(err))
+                yield Frame(item.source, None, frame=getattr(err, "frame", None), error=str(err))
             if last is not None:
                 last.last_of_source = True
                 yield last

@@ -86,3 +86,29 @@ def test_unreadable_video_is_an_error_record(tmp_path, astronaut):
     assert recs[0].status == "error" and "broken.mp4" in recs[0].error
     assert recs[1].status == "face"
     assert recs[2].error == f"'{tmp_path / 'gone.avi'}' does not exist"
+
+
+def test_truncated_video_ends_with_an_error_record_at_the_first_lost_frame(tmp_path, astronaut):
+    clip = _write_clip(tmp_path / "clip.avi", astronaut)
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) * 2 // 5])  # the header still declares 11 frames
+    decoded = _count_frames(cut)
+    assert 0 < decoded < 11
+    recs = Predictor(tiny_model(), device="cpu", detector="none").predict(cut)
+    assert [r.frame for r in recs] == list(range(decoded)) + [decoded]
+    assert all(r.status == "face" for r in recs[:-1]) and recs[-1].status == "error"
+    assert f"decoding stopped at frame {decoded} of the 11" in recs[-1].error
+
+
+def test_run_summary_does_not_count_an_unreadable_video_as_an_image():
+    from pyg_fer.inference.predictor import RunSummary
+    from pyg_fer.inference.records import FaceRecord
+
+    summary = RunSummary()
+    for rec in (FaceRecord("a.jpg", probs={"x": 1.0}, box=(0, 0, 1, 1), face=0, label="x"),
+                FaceRecord("b.png", error="not an image"), FaceRecord("c.mp4", error="no video"),
+                FaceRecord("d.avi", frame=0), FaceRecord("d.avi", frame=3, error="stopped")):
+        summary.add(rec)
+    assert summary.line(0.0).startswith("1 face in 2 images and 2 video frames (1 without a "
+                                        "face, 3 unreadable)")
