@@ -91,12 +91,26 @@ class OnnxModel:
         self.std = tuple(float(v) for v in meta["std"])
         self.class_names = tuple(str(c) for c in meta["class_names"])
         self.cfg = dict(meta["card"], class_names=list(self.class_names))
-        self.input_name = self.session.get_inputs()[0].name
+        first = self.session.get_inputs()[0]
+        self.input_name = first.name
+        #: the file's fixed batch size (``to_onnx(batch=n)``), or ``None`` for a dynamic batch
+        self.batch: int | None = first.shape[0] if isinstance(first.shape[0], int) else None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Logits ``[B, num_classes]`` for normalised images ``[B, C, H, W]``."""
+        """Logits ``[B, num_classes]`` for normalised images ``[B, C, H, W]``, any ``B``: a file
+        with a fixed batch runs ``batch`` images at a time, the last run padded with copies of
+        the last image whose outputs are dropped (exact for per-sample models)."""
         arr = np.ascontiguousarray(x, dtype=np.float32)
-        return self.session.run(None, {self.input_name: arr})[0]
+        if self.batch is None or len(arr) == self.batch:
+            return self.session.run(None, {self.input_name: arr})[0]
+        out = []
+        for start in range(0, len(arr), self.batch):
+            chunk = arr[start:start + self.batch]
+            real = len(chunk)
+            if real < self.batch:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.batch - real, 0)])
+            out.append(self.session.run(None, {self.input_name: chunk})[0][:real])
+        return np.concatenate(out)
 
     def __repr__(self) -> str:
         return f"OnnxModel('{self.path}', model={self.cfg.get('name')})"

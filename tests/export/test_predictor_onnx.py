@@ -29,6 +29,25 @@ def test_from_onnx_matches_the_torch_predictor(tmp_path):
         assert np.allclose(list(a.probs.values()), list(b.probs.values()), atol=1e-4)
 
 
+@pytest.mark.parametrize("batch", [1, 2])
+def test_from_onnx_runs_a_fixed_batch_file_on_any_number_of_faces(tmp_path, batch):
+    # batch_size 3 against a file fixed at 1 or 2 faces: chunks of the file's batch, the last
+    # one padded; every image keeps its own prediction
+    torch.manual_seed(0)
+    model = pyg_fer.create_model("resnet18_fer", img_size=32, num_classes=3,
+                                 class_names=["x", "y", "z"]).eval()
+    path = to_onnx(model, tmp_path / "fixed.onnx", batch=batch)
+    onnx_pred = Predictor.from_onnx(path, detector="none", batch_size=3, threads=1)
+    assert onnx_pred.model.batch == batch
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 255, (40, 40, 3), dtype=np.uint8) for _ in range(5)]
+    got = onnx_pred.predict(images, channel_order="rgb")
+    ref = Predictor(model, detector="none", batch_size=3).predict(images, channel_order="rgb")
+    assert [r.source for r in got] == [r.source for r in ref]
+    for a, b in zip(got, ref, strict=True):
+        assert np.allclose(list(a.probs.values()), list(b.probs.values()), atol=1e-4)
+
+
 def test_from_onnx_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.onnx"):
         Predictor.from_onnx(tmp_path / "missing.onnx", detector="none")
