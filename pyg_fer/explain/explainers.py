@@ -137,6 +137,7 @@ def explain_block_edges(
     block = int(block) if block is not None else num_blocks(model)
     was_training = model.training
     model.eval()
+    _drop_stale_mask_parameters(model)
     try:
         x_image, logits = _block_input(model, image, block)
         edge_index = neighbours_to_edge_index(layer.last_neighbours[0])
@@ -173,10 +174,28 @@ def explain_block_edges(
             explanation = explainer(x, edge_index, target=torch.tensor([cls]))
     finally:
         model.train(was_training)
+        _drop_stale_mask_parameters(model)
     mask = explanation.edge_mask.detach()
     if algorithm != "gnnexplainer":
         mask = mask.abs() / mask.abs().max().clamp_min(1e-12)
     return BlockExplanation(block, edge_index, mask, x, cls, tuple(grid))
+
+
+def _drop_stale_mask_parameters(model: nn.Module) -> None:
+    """Forget the empty ``_edge_mask`` parameter slot GNNExplainer leaves on each conv.
+
+    GNNExplainer sets a ``Parameter`` mask, so ``nn.Module`` registers ``_edge_mask`` in
+    ``_parameters``; ``clear_masks`` sets it to ``None`` but keeps the slot, and PyG's
+    ``set_masks`` then wraps the next explainer's mask in a new ``Parameter`` — a leaf cut off
+    from Captum's input, which fails with "appears to not have been used in the graph".
+    """
+    from torch_geometric.nn import MessagePassing
+
+    for module in model.modules():
+        if isinstance(module, MessagePassing) and "_edge_mask" in module._parameters \
+                and module._parameters["_edge_mask"] is None:
+            del module._parameters["_edge_mask"]
+            module._edge_mask = None
 
 
 def draw_edge_mask(

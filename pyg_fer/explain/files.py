@@ -65,7 +65,7 @@ def _check(model: nn.Module, methods: Sequence[str], block: int | None, size: in
     bad = [m for m in methods if m not in METHODS]
     if bad or not methods:
         raise ValueError(f"unknown method(s) {bad}; expected some of {METHODS}")
-    _, grid = target_layer(model, block)  # raises for a block out of range
+    layer, grid = target_layer(model, block)  # raises for a block out of range
     graph_only = [m for m in methods if m in ("graph", "gnnexplainer")]
     name = getattr(model, "cfg", {}).get("name", type(model).__name__)
     if graph_only and grid is None:
@@ -77,6 +77,9 @@ def _check(model: nn.Module, methods: Sequence[str], block: int | None, size: in
         raise ValueError(f"top={top} must be >= 1")
     if top is not None and "graph" in methods and top > grid[0] * grid[1]:
         raise ValueError(f"top={top} exceeds the {grid[0] * grid[1]} nodes of {name}")
+    edges = grid[0] * grid[1] * layer.k if grid is not None else 0  # k edges into each node
+    if top is not None and "gnnexplainer" in methods and top > edges:
+        raise ValueError(f"top={top} exceeds the {edges} edges of {name}'s block graph")
     if node is not None and (grid is None or not 0 <= node < grid[0] * grid[1]):
         n = 0 if grid is None else grid[0] * grid[1]
         raise ValueError(f"node={node} is out of range: {name} has nodes 0..{n - 1}")

@@ -81,7 +81,8 @@ def grad_cam(
     class_names: Sequence[str] | None = None,
     upsample: bool = True,
 ) -> tuple[Tensor, Tensor]:
-    """Class-activation maps ``[B, H, W]`` in ``[0, 1]`` at image resolution, and the target
+    """Class-activation maps ``[B, H, W]`` in ``[0, 1]`` at image resolution (all 0 for a map that
+    is flat at the layer's resolution: it localises nothing), and the target
     classes ``[B]``.
 
     Args:
@@ -133,10 +134,15 @@ def grad_cam(
         alpha = g2 / torch.where(denom != 0, denom, torch.ones_like(denom))
         weights = (alpha * F.relu(grad)).sum(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * act).sum(dim=1, keepdim=True))
+    # A map that is flat at the layer's resolution localises nothing: it stays 0 everywhere
+    # rather than having the upsampling's rounding noise stretched to [0, 1].
+    native = cam.flatten(1)
+    low, high = native.min(1).values, native.max(1).values
+    flat = (high - low) <= 1e-6 * high.abs().clamp_min(1e-30)
     if upsample:
         cam = F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)
     cam = cam[:, 0]
-    flat = cam.flatten(1)
-    lo, hi = flat.min(1).values, flat.max(1).values
+    values = cam.flatten(1)
+    lo, hi = values.min(1).values, values.max(1).values
     cam = (cam - lo[:, None, None]) / (hi - lo).clamp_min(1e-12)[:, None, None]
-    return cam, classes
+    return cam.masked_fill(flat[:, None, None], 0.0), classes

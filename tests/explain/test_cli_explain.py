@@ -76,6 +76,8 @@ def test_default_is_gradcam_on_the_last_block(tmp_path, checkpoint, photos, caps
     (["--class", "7"], "class index 7 is out of range 0..2"),
     (["--method", "graph", "--node", "16"], "node=16 is out of range"),
     (["--method", "graph", "--top", "17"], "top=17 exceeds the 16 nodes"),
+    (["--method", "gradcam", "gnnexplainer", "--top", "49"],
+     "top=49 exceeds the 48 edges of face2nodes_stem's block graph"),
 ])
 def test_bad_arguments_exit_2_before_any_work(tmp_path, checkpoint, photos, capsys, args,
                                               message):

@@ -1,5 +1,7 @@
 """PyG's explainers on one RDGCN block (GNNExplainer; CaptumExplainer when captum is there)."""
 
+import copy
+
 import pytest
 import torch
 from PIL import Image
@@ -92,6 +94,21 @@ def test_explain_block_edges_on_the_image_and_bad_inputs():
         explain_block_edges(model, image, algorithm="lime")
     with pytest.raises(ValueError, match="x must have the block's input shape"):
         explain_block_edges(model, image, x=torch.zeros(3, 16))
+
+
+@pytest.mark.parametrize("algorithm", ["saliency", "integrated_gradients"])
+def test_captum_after_gnnexplainer_on_the_same_model(algorithm):
+    # GNNExplainer leaves an empty `_edge_mask` parameter slot on each conv; PyG's set_masks
+    # then cut the next mask off Captum's input ("not used in the graph")
+    pytest.importorskip("captum")
+    torch.manual_seed(0)
+    model = tiny_graph_model(calibrate=True)
+    image = torch.randn(3, 32, 32)
+    fresh = explain_block_edges(copy.deepcopy(model), image, algorithm=algorithm)
+    explain_block_edges(model, image, epochs=3)
+    after = explain_block_edges(model, image, algorithm=algorithm)
+    assert torch.allclose(after.edge_mask, fresh.edge_mask, atol=1e-6)
+    assert all("_edge_mask" not in m._parameters for m in model.modules())
 
 
 GRAPH_MODELS = [n for n in __import__("pyg_fer").list_models()

@@ -22,6 +22,16 @@ def test_shapes_and_range(name, method):
     assert torch.equal(cls, model.eval()(x).argmax(1))
 
 
+def test_flat_map_stays_zero_instead_of_stretched_upsampling_noise():
+    # ResNet-18's stage 4 is 1x1 at 32 px: the map is constant, so it localises nothing
+    torch.manual_seed(0)
+    model = create_model("resnet18_fer", num_classes=3, img_size=32)
+    cam, _ = grad_cam(model, torch.randn(2, 3, 32, 32), block=4)
+    assert cam.shape == (2, 32, 32) and torch.equal(cam, torch.zeros_like(cam))
+    cam, _ = grad_cam(model, torch.randn(2, 3, 32, 32), block=3)  # 2x2: a real map
+    assert cam.amax(dim=(1, 2)).eq(1).all() and cam.amin(dim=(1, 2)).eq(0).all()
+
+
 def test_bad_inputs():
     model = create_model("face2nodes_stem", num_classes=3, **SMALL["face2nodes_stem"])
     x = torch.randn(1, 3, 32, 32)
