@@ -11,6 +11,18 @@ from pyg_fer.inference import Predictor
 pytest.importorskip("onnxruntime")
 
 
+def _assert_same_predictions(onnx_pred, model, num_images, seed):
+    """The ONNX predictor and the torch predictor (same batch size) agree image by image."""
+    rng = np.random.default_rng(seed)
+    images = [rng.integers(0, 255, (40, 40, 3), dtype=np.uint8) for _ in range(num_images)]
+    got = onnx_pred.predict(images, channel_order="rgb")
+    ref = Predictor(model, detector="none", batch_size=onnx_pred.batch_size).predict(
+        images, channel_order="rgb")
+    assert [(r.source, r.label) for r in got] == [(r.source, r.label) for r in ref]
+    for a, b in zip(got, ref, strict=True):
+        assert np.allclose(list(a.probs.values()), list(b.probs.values()), atol=1e-4)
+
+
 def test_from_onnx_matches_the_torch_predictor(tmp_path):
     torch.manual_seed(0)
     model = pyg_fer.create_model("resnet18_fer", img_size=32, num_classes=3,
@@ -20,13 +32,7 @@ def test_from_onnx_matches_the_torch_predictor(tmp_path):
     onnx_pred = Predictor.from_onnx(path, detector="none", batch_size=2, threads=1)
     assert onnx_pred.class_names == ["x", "y", "z"] and onnx_pred.img_size == 32
     assert onnx_pred.mean == [0.5] * 3 and onnx_pred.std == [0.25] * 3
-    rng = np.random.default_rng(0)
-    images = [rng.integers(0, 255, (40, 40, 3), dtype=np.uint8) for _ in range(3)]
-    got = onnx_pred.predict(images, channel_order="rgb")
-    ref = Predictor(model, detector="none", batch_size=2).predict(images, channel_order="rgb")
-    assert [r.label for r in got] == [r.label for r in ref]
-    for a, b in zip(got, ref, strict=True):
-        assert np.allclose(list(a.probs.values()), list(b.probs.values()), atol=1e-4)
+    _assert_same_predictions(onnx_pred, model, num_images=3, seed=0)
 
 
 @pytest.mark.parametrize("batch", [1, 2])
@@ -39,13 +45,7 @@ def test_from_onnx_runs_a_fixed_batch_file_on_any_number_of_faces(tmp_path, batc
     path = to_onnx(model, tmp_path / "fixed.onnx", batch=batch)
     onnx_pred = Predictor.from_onnx(path, detector="none", batch_size=3, threads=1)
     assert onnx_pred.model.batch == batch
-    rng = np.random.default_rng(1)
-    images = [rng.integers(0, 255, (40, 40, 3), dtype=np.uint8) for _ in range(5)]
-    got = onnx_pred.predict(images, channel_order="rgb")
-    ref = Predictor(model, detector="none", batch_size=3).predict(images, channel_order="rgb")
-    assert [r.source for r in got] == [r.source for r in ref]
-    for a, b in zip(got, ref, strict=True):
-        assert np.allclose(list(a.probs.values()), list(b.probs.values()), atol=1e-4)
+    _assert_same_predictions(onnx_pred, model, num_images=5, seed=1)
 
 
 def test_from_onnx_errors(tmp_path):
