@@ -11,13 +11,12 @@ Usage: ``python benchmarks/config_vs_omegaconf.py``
 
 from __future__ import annotations
 
+import argparse
 import sys
 import timeit
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-
-from omegaconf import OmegaConf
 
 from pyg_fer.engine.config import Config, load_config
 
@@ -46,6 +45,8 @@ def with_pyg_fer(base: Mapping[str, Any], overrides: list[str]) -> Config:
 
 
 def with_omegaconf(base: Mapping[str, Any], overrides: list[str]) -> Config:
+    from omegaconf import OmegaConf
+
     merged = OmegaConf.merge(OmegaConf.structured(Config), base,
                              OmegaConf.from_dotlist(overrides))
     return OmegaConf.to_object(merged)
@@ -61,6 +62,12 @@ def outcome(loader: Callable[..., Config], base: Mapping[str, Any], overrides: l
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
+    try:
+        import omegaconf  # noqa: F401
+    except ImportError:
+        sys.exit("config_vs_omegaconf.py compares with OmegaConf: pip install omegaconf (not a "
+                 "pyg-fer dependency)")
     for label, base, overrides in CASES:
         print(f"## {label}: {overrides or base}")
         for name, loader in (("pyg-fer", with_pyg_fer), ("omegaconf", with_omegaconf)):

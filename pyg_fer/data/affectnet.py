@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -39,7 +40,7 @@ class AffectNet(FERDataset):
         transform (callable, optional): applied to the RGB PIL image.
         num_classes (int): 7 or 8 (default: ``7``).
         crop_face (bool): CSV layout: crop the face box ``face_x, face_y, face_width,
-            face_height`` (default: ``False``).
+            face_height``, clamped to the image (default: ``False``).
         layout (str): ``'auto'``, ``'csv'`` or ``'npy'`` (default: ``'auto'``).
         subset (str, optional): a list file restricting the split to the names it lists.
         skip_corrupt (bool): drop unreadable images (counted, reported once) instead of raising.
@@ -152,7 +153,7 @@ class AffectNet(FERDataset):
                 code_f = float(str(value.item()) if value.dtype.kind in "US" else value.item())
             except (ValueError, OSError) as exc:
                 raise ValueError(f"{ann}: not a single expression code ({exc})") from None
-            if code_f != int(code_f):
+            if not math.isfinite(code_f) or code_f != int(code_f):
                 raise ValueError(f"{ann}: expression code {code_f} is not an integer")
             if not self._keep(int(code_f), ann):
                 continue
@@ -172,7 +173,14 @@ class AffectNet(FERDataset):
         box = self._boxes[i]
         if self.crop_face and box is not None:
             x, y, w, h = box
-            img = img.crop((x, y, x + w, y + h))
+            # clamped to the image: PIL would pad the outside with black pixels
+            left, top = max(x, 0), max(y, 0)
+            right, bottom = min(x + w, img.width), min(y + h, img.height)
+            if right <= left or bottom <= top:
+                raise ValueError(f"{self._paths[i]}: face box (x={x}, y={y}, w={w}, h={h}) of "
+                                 f"{self.names[i]!r} lies outside the {img.width}x{img.height} "
+                                 f"image")
+            img = img.crop((left, top, right, bottom))
         return img
 
     def balanced_sampler(self, num_samples: int | None = None, generator=None):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -244,10 +245,12 @@ class SyntheticFER(FERDataset):
         super().__init__(classes=classes, targets=targets, names=names, transform=transform,
                          source=source)
         self._cache: np.ndarray | None = None
+        self._cache_rows = np.arange(len(self))  # sample i is row _cache_rows[i] of the cache
         if subset is not None:
             self.apply_subset(subset)
         if cache_dir is not None:
             self._cache = self._load_or_build_cache(cache_dir)
+            self._cache_rows = np.arange(len(self))
 
     # ----------------------------------------------------------------------------------------
     def _restrict(self, keep: Sequence[int]) -> None:
@@ -255,6 +258,7 @@ class SyntheticFER(FERDataset):
         keep = np.asarray(keep, dtype=np.int64)
         self._indices = self._indices[keep]
         self._expressions = self._expressions[keep]
+        self._cache_rows = self._cache_rows[keep]  # a cache built before keeps its rows
 
     def _cache_key(self) -> str:
         # Everything the pixels depend on: the stream indices (so `start`) and the expressions.
@@ -269,8 +273,13 @@ class SyntheticFER(FERDataset):
         os.makedirs(cache_dir, exist_ok=True)
         path = os.path.join(cache_dir, f"synthetic_fer_{self._cache_key()}.npy")
         if os.path.exists(path):
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)
-            if arr.shape == (len(self), self.img_size, self.img_size, 3):
+            try:
+                arr = np.load(path, mmap_mode="r", allow_pickle=False)
+            except (ValueError, OSError) as err:  # truncated or foreign: rebuilt below
+                warnings.warn(f"{self.source}: cache file {path} is unreadable ({err}); "
+                              "rebuilding it", stacklevel=3)
+                arr = None
+            if arr is not None and arr.shape == (len(self), self.img_size, self.img_size, 3):
                 return arr
         arr = np.empty((len(self), self.img_size, self.img_size, 3), dtype=np.uint8)
         for i in range(len(self)):
@@ -281,7 +290,7 @@ class SyntheticFER(FERDataset):
 
     def load_image(self, i: int) -> Image.Image:
         if self._cache is not None:
-            return Image.fromarray(np.array(self._cache[i]))
+            return Image.fromarray(np.array(self._cache[self._cache_rows[i]]))
         return self.render(i)
 
     # ----------------------------------------------------------------------------------------

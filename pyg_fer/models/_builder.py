@@ -59,8 +59,9 @@ def build_model_with_cfg(
         kwargs = dict(entry.model_kwargs(), **kwargs)
     args: dict[str, Any] = dict(default_args, **kwargs)
     class_names: Sequence[str] | None = args.pop("class_names", None)
-    mean = [float(v) for v in args.pop("mean", None) or IMAGENET_MEAN]
-    std = [float(v) for v in args.pop("std", None) or IMAGENET_STD]
+    mean, std = args.pop("mean", None), args.pop("std", None)  # tensors and arrays welcome
+    mean = [float(v) for v in (IMAGENET_MEAN if mean is None else mean)]
+    std = [float(v) for v in (IMAGENET_STD if std is None else std)]
     num_classes = int(args.get("num_classes", 7))
     if class_names is not None:
         class_names = [str(c) for c in class_names]

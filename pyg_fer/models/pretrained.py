@@ -67,6 +67,7 @@ ENV_OFFLINE = "PYG_FER_OFFLINE"
 SHIPPED = Path(__file__).with_name("pretrained.json")
 
 _URL_SCHEMES = ("https", "file")
+_NAME_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
 
@@ -111,6 +112,10 @@ class PretrainedWeights:
         model, _, tag = self.name.partition(".")
         if not model or not tag:
             raise ValueError(f"{where}: the name must be '<model>.<tag>'")
+        if not _NAME_PART.match(model) or not _NAME_PART.match(tag) or ".." in tag:
+            # the name becomes a file name in the cache: no separators, no '..'
+            raise ValueError(f"{where}: model and tag may hold only letters, digits, '_', '-' "
+                             "and (in the tag) single '.'")
         check_card(dict(self.card), where)
         if self.card["model"]["name"] != model:
             raise ValueError(f"{where}: its card describes model '{self.card['model']['name']}' "

@@ -74,7 +74,8 @@ def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
     else:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError) as err:
+        except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, KeyError,
+                ValueError, OSError) as err:  # KeyError: text whose first byte is an opcode
             raise ValueError(
                 f"cannot load {path} with torch.load(weights_only=True) (only tensors and plain "
                 f"containers are accepted, never arbitrary pickled objects): {err}"

@@ -22,6 +22,22 @@ def test_crop_face_box(affectnet_csv_root):
     assert ds[0][0].size == (8, 10)  # face_width, face_height
 
 
+def test_crop_face_box_is_clamped_to_the_image(affectnet_csv_root):
+    # PIL pads a crop beyond the image with black: the box is clamped instead, and a box
+    # wholly outside the image is an error naming the file
+    p = affectnet_csv_root / "Manually_Annotated_file_lists" / "training.csv"
+    lines = p.read_text().splitlines()
+    lines[1] = lines[1].replace("1/a.jpg,4,2,8,10,", "1/a.jpg,15,-5,10,10,")
+    lines[2] = lines[2].replace("1/b.jpg,4,2,8,10,", "1/b.jpg,30,2,8,10,")
+    p.write_text("\n".join(lines) + "\n")
+    ds = AffectNet(str(affectnet_csv_root), crop_face=True)
+    img = np.asarray(ds[0][0])
+    assert img.shape == (5, 5, 3) and img.max(axis=-1).min() > 100  # no black padding
+    with pytest.raises(ValueError, match=r"b\.jpg: face box \(x=30, y=2, w=8, h=10\) of "
+                                         r"'1/b\.jpg' lies outside the 20x20 image"):
+        ds[1]
+
+
 def test_npy_layout(affectnet_npy_root):
     ds = AffectNet(str(affectnet_npy_root), "train", num_classes=8)
     assert ds.layout == "npy"
@@ -68,6 +84,10 @@ def test_bad_inputs(affectnet_csv_root, affectnet_npy_root, tmp_path):
     np.save(affectnet_npy_root / "train_set" / "annotations" / "1_exp.npy", np.array("12"))
     with pytest.raises(ValueError, match="1_exp.npy: expression code 12"):
         AffectNet(str(affectnet_npy_root), layout="npy")
+    for bad in (np.nan, np.inf):
+        np.save(affectnet_npy_root / "train_set" / "annotations" / "1_exp.npy", np.array(bad))
+        with pytest.raises(ValueError, match=r"1_exp\.npy: expression code (nan|inf) is not"):
+            AffectNet(str(affectnet_npy_root), layout="npy")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match="Manually_Annotated_file_lists"):

@@ -107,6 +107,20 @@ def test_cache_dir(tmp_path):
     assert isinstance(again._cache, np.memmap)
 
 
+def test_cached_images_follow_a_later_subset_and_a_damaged_cache_is_rebuilt(tmp_path):
+    ds = SyntheticFER("test", num_samples=6, img_size=24, cache_dir=str(tmp_path))
+    fresh = SyntheticFER("test", num_samples=6, img_size=24)
+    ds.apply_subset(["synthetic_000004", "synthetic_000005"])
+    assert ds.targets == fresh.targets[4:]
+    assert np.array_equal(_arr(ds, 0), _arr(fresh, 4)) and np.array_equal(_arr(ds, 1),
+                                                                           _arr(fresh, 5))
+    (path,) = tmp_path.glob("synthetic_fer_*.npy")
+    path.write_bytes(path.read_bytes()[:1000])  # truncated
+    with pytest.warns(UserWarning, match="is unreadable .*rebuilding it"):
+        again = SyntheticFER("test", num_samples=6, img_size=24, cache_dir=str(tmp_path))
+    assert np.array_equal(_arr(again, 3), _arr(fresh, 3))
+
+
 def test_subset_and_summary(tmp_path):
     lst = tmp_path / "sub.txt"
     lst.write_text("synthetic_000002\nsynthetic_000005\n")

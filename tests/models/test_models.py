@@ -77,6 +77,15 @@ def test_cfg_rebuilds_model(name):
         small(name, num_classes=3, class_names=["a", "b"])
 
 
+def test_mean_and_std_may_be_tensors_or_arrays():
+    import numpy as np
+
+    a = pyg_fer.create_model("resnet18_fer", img_size=32, mean=torch.tensor([0.5, 0.4, 0.3]),
+                             std=np.array([0.25, 0.2, 0.1]))
+    assert a.cfg["mean"] == pytest.approx([0.5, 0.4, 0.3])
+    assert a.cfg["std"] == pytest.approx([0.25, 0.2, 0.1])
+
+
 def test_graph_model_variants_and_graphs():
     model = small("face2nodes", depth=3).eval()
     assert isinstance(model, Face2Nodes) and model.graphs == [None] * 3

@@ -245,6 +245,9 @@ def test_invalid_entries_are_refused(trained, tmp_path):
         (dict(good, hf_hub_id="org/repo"), "exactly one of 'url' and 'hf_hub_id'"),
         (dict(good, name="resnet18_fer.tiny"), "describes model 'face2nodes'"),
         (dict(good, name="tiny"), "'<model>.<tag>'"),
+        # the name becomes a cache file name: no separators, no '..'
+        (dict(good, name="face2nodes.a/../../../escape"), "may hold only letters"),
+        (dict(good, name="face2nodes.a..b"), "may hold only letters"),
         (dict(good, license=""), "licence is empty"),
         (dict(good, card=dict(good["card"], format="other")), "not a pyg-fer checkpoint card"),
     ]

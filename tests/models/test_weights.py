@@ -69,6 +69,10 @@ def test_unsafe_and_missing_files(tmp_path):
     torch.save({"state_dict": {"w": torch.zeros(1)}, "obj": _Custom()}, evil)
     with pytest.raises(ValueError, match="weights_only=True"):
         load_state_dict_file(evil)
+    text = tmp_path / "notes.pth"
+    text.write_text("hello")  # 'h' is a pickle opcode: torch.load raises a bare KeyError
+    with pytest.raises(ValueError, match=r"cannot load .*notes\.pth"):
+        load_state_dict_file(text)
     empty = tmp_path / "empty.pth"
     torch.save({"state_dict": {}}, empty)
     with pytest.raises(ValueError, match="no state dict"):
