@@ -306,7 +306,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from pyg_fer.engine.publish import publish
 
     entry = publish(args.checkpoint, args.out_dir, license=args.license, name=args.name,
-                    url_base=args.url_base, hf_hub_id=args.hf_hub_id, command=args.command,
+                    url_base=args.url_base, hf_hub_id=args.hf_hub_id, command=args.train_command,
                     description=args.description or "", default=args.default)
     print(json.dumps(entry.to_dict(), indent=2))
     print(f"pyg-fer publish: wrote {entry.card['weights']}, {entry.name}.json, "
@@ -394,7 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--url-base", help="URL OUT_DIR will be served from (default: its "
                                           "file:// URL)")
     where.add_argument("--hf-hub-id", help="Hugging Face Hub repository instead of a URL")
-    cmd.add_argument("--command", help="how the weights were trained and measured")
+    cmd.add_argument("--command", dest="train_command",
+                     help="how the weights were trained and measured")
     cmd.add_argument("--description", help="one line for `pyg-fer weights`")
     cmd.add_argument("--default", action="store_true",
                      help="the model's pretrained=True entry")

@@ -38,6 +38,9 @@ def test_config_errors_exit_2_with_the_key(capsys):
     assert "unexpected argument 'b'" in capsys.readouterr().err
     assert main(["eval", "/nowhere/best.json"]) == 2
     assert "/nowhere/best.json" in capsys.readouterr().err
+    assert main(["train", "synthetic_face2nodes", "train.device=gpu"]) == 2
+    assert "device 'gpu' (config key 'train.device', or --device) is not a device" in \
+        capsys.readouterr().err
 
 
 def _tiny_recipe(tmp_path, model="_tiny_test_mlp"):

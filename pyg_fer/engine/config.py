@@ -401,6 +401,29 @@ def validate_config(cfg: Config) -> None:
     if cfg.agfn.pretrain_epochs < 0:
         raise ValueError(f"config key 'agfn.pretrain_epochs' must be >= 0, got "
                          f"{cfg.agfn.pretrain_epochs}")
+    ranges = [  # (key, value, holds, what it must be)
+        ("train.grad_clip", cfg.train.grad_clip,
+         cfg.train.grad_clip is None or cfg.train.grad_clip > 0, "> 0, or null for no clipping"),
+        ("train.eval_batch_size", cfg.train.eval_batch_size,
+         cfg.train.eval_batch_size is None or cfg.train.eval_batch_size >= 1,
+         ">= 1, or null for train.batch_size"),
+        ("data.num_workers", cfg.data.num_workers, cfg.data.num_workers >= 0, ">= 0"),
+        ("optim.weight_decay", cfg.optim.weight_decay, cfg.optim.weight_decay >= 0, ">= 0"),
+        ("optim.momentum", cfg.optim.momentum, 0 <= cfg.optim.momentum < 1, "in [0, 1)"),
+        ("optim.betas", cfg.optim.betas,
+         len(cfg.optim.betas) == 2 and all(0 <= b < 1 for b in cfg.optim.betas),
+         "two numbers in [0, 1)"),
+        ("schedule.warmup_epochs", cfg.schedule.warmup_epochs, cfg.schedule.warmup_epochs >= 0,
+         ">= 0"),
+        ("schedule.min_lr", cfg.schedule.min_lr, 0 <= cfg.schedule.min_lr <= cfg.optim.lr,
+         f"in [0, optim.lr = {cfg.optim.lr}]"),
+        ("schedule.step_epochs", cfg.schedule.step_epochs, cfg.schedule.step_epochs >= 1,
+         ">= 1"),
+        ("schedule.gamma", cfg.schedule.gamma, 0 < cfg.schedule.gamma <= 1, "in (0, 1]"),
+    ]
+    for key, value, holds, what in ranges:
+        if not holds:
+            raise ValueError(f"config key '{key}' must be {what}, got {value!r}")
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:
@@ -536,7 +559,8 @@ def load_config(
         data = {}
     else:
         path = resolve_recipe(source)
-        data = read_yaml(path)
+        # an empty section (`output:` with nothing under it) is an empty mapping
+        data = {k: ({} if v is None else v) for k, v in read_yaml(path).items()}
         try:
             _build(Config, data, "")
         except ValueError as err:

@@ -71,13 +71,18 @@ def class_names(dataset: Dataset, what: str) -> list[str]:
 def apply_label_noise(dataset: Dataset, ratio: float, seed: int) -> int:
     """Replace ``round(ratio·n)`` training labels by a different class (AGFN §4.3).
 
+    The noise is drawn from the clean labels (``targets_original``, kept on the dataset the
+    first time), so training twice on one dataset object does not add noise to noise.
+
     Returns the number of labels changed.
     """
     targets = getattr(dataset, "targets", None)
     if targets is None:
         raise ValueError(f"data.label_noise needs a dataset with 'targets'; "
                          f"{type(dataset).__name__} has none")
+    if getattr(dataset, "targets_original", None) is None:
+        dataset.targets_original = list(torch.as_tensor(targets).tolist())
     num_classes = len(class_names(dataset, "training"))
-    noisy, changed = add_label_noise(targets, ratio, num_classes, seed)
+    noisy, changed = add_label_noise(dataset.targets_original, ratio, num_classes, seed)
     dataset.targets = noisy
     return int(torch.as_tensor(changed).sum().item())

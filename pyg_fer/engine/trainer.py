@@ -13,6 +13,7 @@ import functools
 import json
 import math
 import random
+import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -70,7 +71,11 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """``'auto'`` → CUDA (this process's local rank) when available, else CPU."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device {name!r} (config key 'train.device', or --device) is not a "
+                         "device; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"config key 'train.device' is '{name}' but CUDA is not available")
@@ -222,6 +227,11 @@ def train(
         ``report`` (paths of the report files), ``train_time_s``. Only rank 0 writes files;
         every rank returns the same summary.
     """
+    if config is None and resume not in (None, False, True):
+        saved = Path(resume) / "config.yaml"
+        if not saved.is_file():
+            raise FileNotFoundError(f"cannot resume: '{saved}' does not exist")
+        config = saved  # the run's own recipe, as `pyg-fer train --resume RUN` reads it
     cfg = load_config(config, overrides)  # a validated copy, also of a Config
     t_start = time.perf_counter()
     pre_device = resolve_device(cfg.train.device)
@@ -292,6 +302,9 @@ def setup(cfg: Config, info: D.DistInfo, train_ds: Dataset | None = None,
                         persistent_workers=cfg.data.num_workers > 0)
     if len(loader) == 0:
         raise ValueError(f"the training set ({len(train_ds)} samples) gives no batch")
+    if len(eval_ds) == 0:
+        raise ValueError(f"the evaluation set (split {cfg.data.eval_split!r}) is empty: nothing "
+                         "to select the best epoch on")
     state = _train_state(cfg, net_params, graph_params, len(loader), device)
     return Run(cfg=cfg, info=info, device=device, run_dir=run_dir, model=model, bare=bare,
                train_ds=train_ds, eval_ds=eval_ds, class_names=names, sampler=sampler,
@@ -377,17 +390,63 @@ def _run_dir(cfg: Config, resume: str | Path | bool | None) -> Path:
     return Path(cfg.output.dir) / name
 
 
+# Settings a resumed run may change: how long it runs, how it reports, where it runs. Every
+# other change (model, data, optimiser, schedule shape, seed...) would silently make the run a
+# different experiment, or fail half-way through loading its state.
+RESUME_MAY_CHANGE = ("train.epochs", "train.eval_every", "train.progress", "train.num_threads",
+                     "train.device", "data.num_workers", "output.", "distributed.nproc",
+                     "distributed.backend")
+
+# What a run writes in its folder; `output.overwrite` removes all of it first.
+RUN_FILES = ("metrics.jsonl", "train_state.pt", "best.json", "best.safetensors", "last.json",
+             "last.safetensors", "config.yaml", "report.json", "report.md",
+             "confusion_matrix.csv", "confusion_matrix.png", "learning_curves.png", "tsne.png")
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out.update(_flatten(value, f"{prefix}{key}."))
+    return out if out else {prefix: data}
+
+
+def _check_resume_config(run_dir: Path, cfg: Config) -> None:
+    """Refuse a resume whose recipe differs from the run's ``config.yaml`` in anything but
+    :data:`RESUME_MAY_CHANGE`, naming the keys."""
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        return
+    saved = _flatten(load_config(saved_path).to_dict())
+    new = _flatten(cfg.to_dict())
+    changed = sorted(k.rstrip(".") for k in set(saved) | set(new)
+                     if saved.get(k) != new.get(k)
+                     and not k.startswith(RESUME_MAY_CHANGE))
+    if changed:
+        shown = ", ".join(f"{k} ({saved.get(k + '.', saved.get(k))!r} -> "
+                          f"{new.get(k + '.', new.get(k))!r})" for k in changed[:6])
+        raise ValueError(
+            f"cannot resume '{run_dir}' with a changed recipe: {shown}; a resumed run may change "
+            f"only {', '.join(k.rstrip('.') for k in RESUME_MAY_CHANGE)} (start a new run, "
+            "e.g. with another output.name, to change the others)")
+
+
 def _prepare_run_dir(run_dir: Path, cfg: Config, resuming: bool) -> None:
     if resuming:
         if not (run_dir / "train_state.pt").is_file():
             raise FileNotFoundError(f"cannot resume: '{run_dir / 'train_state.pt'}' does not "
                                     "exist")
+        _check_resume_config(run_dir, cfg)
     elif (run_dir / "metrics.jsonl").exists():
         if not cfg.output.overwrite:
             raise ValueError(f"run folder '{run_dir}' already holds a run; resume it "
                              "(--resume), pick another output.name, or set output.overwrite=true")
-        for name in ("metrics.jsonl", "train_state.pt", "best.json", "last.json"):
+        for name in RUN_FILES:
             (run_dir / name).unlink(missing_ok=True)
+        for folder in run_dir.glob("eval_*"):  # `pyg-fer eval` reports of the old weights
+            if folder.is_dir():
+                shutil.rmtree(folder)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
 
@@ -482,12 +541,16 @@ def _resume(run: Run) -> None:
     """Load the weights of ``last`` and ``train_state.pt`` into ``run``; RNG states too."""
     run_dir, info = run.run_dir, run.info
     state = ckpt.load_train_state(run_dir / "train_state.pt")
-    meta = ckpt.read_card(run_dir / "last.json")
-    if meta.get("epoch") != state["epoch"]:
-        raise ValueError(f"'{run_dir / 'last.json'}' is from epoch {meta.get('epoch')} but "
-                         f"'{run_dir / 'train_state.pt'}' from epoch {state['epoch']}; the "
-                         "run was interrupted while saving — delete the newer one")
-    run.bare.load_state_dict(ckpt.read_weights(meta))
+    if "model" in state:  # the weights of the state's epoch, saved with it in one file
+        run.bare.load_state_dict(state["model"])
+    else:  # a train_state.pt of pyg-fer 0.x before the weights were kept in it
+        meta = ckpt.read_card(run_dir / "last.json")
+        if meta.get("epoch") != state["epoch"]:
+            raise ValueError(f"'{run_dir / 'last.json'}' is from epoch {meta.get('epoch')} but "
+                             f"'{run_dir / 'train_state.pt'}' from epoch {state['epoch']}: the "
+                             "run was interrupted while saving and this older state file holds "
+                             "no weights to resume from")
+        run.bare.load_state_dict(ckpt.read_weights(meta))
     run.state.load_state_dict(state)
     rngs = state["rng"]
     if len(rngs) == info.world_size:
@@ -544,10 +607,16 @@ def _end_epoch(run: Run, record: dict[str, Any], is_best: bool) -> None:
     rngs = _gather_rng(run.info)
     if run.info.is_main:
         extra = {"epoch": record["epoch"], "config": run.cfg.to_dict()}
+        if "agfn" in record:  # the batch graph is off in the pre-training epochs
+            extra["agfn_enabled"] = record["agfn"]
         ckpt.save_checkpoint(run.model, run.run_dir / "last", metrics=record, extra=extra)
         if is_best:
             ckpt.save_checkpoint(run.model, run.run_dir / "best", metrics=record, extra=extra)
-        ckpt.save_train_state(run.run_dir / "train_state.pt", run.state.state_dict(rngs))
+        # one atomic file with the weights: a kill between two writes cannot leave a state
+        # whose weights are gone
+        state = dict(run.state.state_dict(rngs), model={
+            k: v.detach().cpu() for k, v in run.bare.state_dict().items()})
+        ckpt.save_train_state(run.run_dir / "train_state.pt", state)
         with open(run.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         print(_epoch_line(record, run.cfg.train.epochs, is_best), flush=True)

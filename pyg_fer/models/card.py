@@ -170,7 +170,9 @@ def load_model(
 
     Returns:
         The model, whose ``model.cfg`` carries the class names, input size and mean/std used in
-        training, and whose ``model.checkpoint`` holds the card (metrics, versions).
+        training, and whose ``model.checkpoint`` holds the card (metrics, versions). An AGFN
+        model saved with its batch graph off (``agfn_enabled: false`` in the card, the epochs
+        before ``agfn.pretrain_epochs`` ended) comes back with it off.
 
     Raises:
         FileNotFoundError: a file is missing.
@@ -186,5 +188,8 @@ def load_model(
             f"checkpoint weights of '{meta['_card_path']}' do not fit model "
             f"'{meta['model']['name']}': {err}"
         ) from None
+    if "agfn_enabled" in meta and hasattr(model, "set_agfn_enabled"):
+        # a checkpoint of an AGFN run's pre-training epochs was selected with the graph off
+        model.set_agfn_enabled(bool(meta["agfn_enabled"]))
     model.checkpoint = {k: v for k, v in meta.items() if not k.startswith("_")}
     return model.to(device).eval()

@@ -67,7 +67,7 @@ ENV_OFFLINE = "PYG_FER_OFFLINE"
 SHIPPED = Path(__file__).with_name("pretrained.json")
 
 _URL_SCHEMES = ("https", "file")
-_NAME_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+_NAME_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
 

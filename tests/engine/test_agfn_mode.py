@@ -4,7 +4,7 @@ import pytest
 import torch
 from _engine_tiny import BlobImages, tiny_config
 
-from pyg_fer.engine import coordinate_descent_step, train
+from pyg_fer.engine import coordinate_descent_step, load_model, train
 from pyg_fer.engine.agfn import (
     GraphParamModel,
     SwitchableGraphModel,
@@ -87,6 +87,24 @@ def test_agfn_training_mode_with_pretraining_epochs(tmp_path):
     assert seen[2][0] and seen[2][1:] != seen[1][1:]  # AGFN inserted: α, β learn
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["agfn"] for x in lines] == [False, True, True]
+
+
+def test_a_checkpoint_of_a_pretraining_epoch_reloads_with_the_graph_off(tmp_path):
+    # the best epoch may be one of the graph-off pre-training epochs: the card says so, and
+    # load_model (and so the final report) rebuilds the model that was selected
+    tr, ev = BlobImages(96, seed=1), BlobImages(40, seed=2)
+    cfg = tiny_config(tmp_path, model={"name": "_tiny_test_agfn"},
+                      train={"epochs": 2, "label_smoothing": 0.0},
+                      agfn={"enabled": True, "pretrain_epochs": 1, "graph_lr": 0.05})
+    out = train(cfg, train_dataset=tr, eval_dataset=ev)
+    assert out["best_epoch"] == 1  # (seeded) the graph-off epoch wins here
+    run = tmp_path / "run"
+    for stem, enabled in (("last", True), ("best", False)):
+        card = json.loads((run / f"{stem}.json").read_text())
+        assert card["agfn_enabled"] is enabled
+        assert load_model(run / f"{stem}.json").agfn_enabled is enabled
+    best = json.loads((run / "best.json").read_text())["metrics"]
+    assert out["best"]["overall_acc"] == pytest.approx(best["eval_acc"])
 
 
 def test_agfn_mode_needs_the_parameter_split(tmp_path):

@@ -103,6 +103,31 @@ def test_range_checks():
         load_config({"model": {"name": "_tiny_test_mlp"}}, ["data.label_noise=1.5"])
 
 
+@pytest.mark.parametrize("override, message", [
+    ("train.grad_clip=-1", "'train.grad_clip' must be > 0, or null"),  # would flip gradients
+    ("train.grad_clip=0", "'train.grad_clip' must be > 0, or null"),  # would zero them
+    ("schedule.step_epochs=0", "'schedule.step_epochs' must be >= 1"),
+    ("schedule.min_lr=0.1", r"'schedule.min_lr' must be in \[0, optim.lr = 0.01\]"),
+    ("schedule.warmup_epochs=-1", "'schedule.warmup_epochs' must be >= 0"),
+    ("schedule.gamma=0", r"'schedule.gamma' must be in \(0, 1\]"),
+    ("optim.betas=[0.9]", r"'optim.betas' must be two numbers in \[0, 1\)"),
+    ("optim.weight_decay=-1e-4", "'optim.weight_decay' must be >= 0"),
+    ("optim.momentum=1.5", r"'optim.momentum' must be in \[0, 1\)"),
+    ("data.num_workers=-2", "'data.num_workers' must be >= 0"),
+    ("train.eval_batch_size=0", "'train.eval_batch_size' must be >= 1"),
+])
+def test_more_range_checks_name_the_key(override, message):
+    with pytest.raises(ValueError, match=message):
+        load_config({"model": {"name": "_tiny_test_mlp"}}, ["optim.lr=0.01", override])
+
+
+def test_an_empty_section_in_a_recipe_file_is_an_empty_mapping(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text("model:\n  name: _tiny_test_mlp\noutput:\ntrain:\n  epochs: 2\n")
+    cfg = load_config(path)
+    assert cfg.output.name == "recipe" and cfg.train.epochs == 2
+
+
 def test_yaml_file_errors_name_file_and_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  name: _tiny_test_mlp\noptim: [\n")

@@ -119,14 +119,87 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
         [{k: v for k, v in json.loads(x).items() if k not in strip} for x in mb]
 
 
+def test_a_kill_between_the_checkpoint_writes_still_resumes(tmp_path, monkeypatch):
+    # last.* written, then killed before train_state.pt: the state of the previous epoch holds
+    # its own weights, so the run resumes from it and ends as an uninterrupted one
+    import pyg_fer.engine.trainer as trainer
+
+    tr, ev = _data()
+    cfg_a = tiny_config(tmp_path, train={"epochs": 3}, output={"name": "full"})
+    train(cfg_a, train_dataset=tr, eval_dataset=ev)
+    cfg_b = dict(cfg_a, output={"dir": str(tmp_path), "name": "killed"})
+    real = trainer.ckpt.save_train_state
+
+    class Killed(Exception):
+        pass
+
+    def save(path, state):
+        if state["epoch"] == 2:
+            raise Killed
+        real(path, state)
+
+    monkeypatch.setattr(trainer.ckpt, "save_train_state", save)
+    with pytest.raises(Killed):
+        train(cfg_b, train_dataset=tr, eval_dataset=ev)
+    monkeypatch.setattr(trainer.ckpt, "save_train_state", real)
+    assert read_card(tmp_path / "killed" / "last.json")["epoch"] == 2  # newer than the state
+    train(cfg_b, train_dataset=tr, eval_dataset=ev, resume=tmp_path / "killed")
+    a = load_model(tmp_path / "full" / "last.json").state_dict()
+    b = load_model(tmp_path / "killed" / "last.json").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_a_changed_recipe_and_keeps_the_runs_config(tmp_path):
+    tr, ev = _data(64, 32)
+    cfg = tiny_config(tmp_path, train={"epochs": 1})
+    train(cfg, train_dataset=tr, eval_dataset=ev)
+    saved = (tmp_path / "run" / "config.yaml").read_text()
+    changed = dict(cfg, optim={"name": "sgd", "lr": 0.5})
+    with pytest.raises(ValueError, match=r"cannot resume .* changed recipe: optim.lr \(0.01 -> "
+                                         r"0.5\), optim.name \('adam' -> 'sgd'\); a resumed run "
+                                         r"may change only train.epochs"):
+        train(changed, train_dataset=tr, eval_dataset=ev, resume=tmp_path / "run")
+    assert (tmp_path / "run" / "config.yaml").read_text() == saved
+    # the Python API reads the run's own config.yaml, as the CLI does; more epochs are fine
+    out = train(resume=tmp_path / "run", overrides=["train.epochs=2"], train_dataset=tr,
+                eval_dataset=ev)
+    assert out["best_epoch"] in (1, 2)
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_label_noise_does_not_stack_on_a_reused_dataset(tmp_path):
+    tr, ev = _data(64, 32)
+    clean = tr.targets.tolist()
+    cfg = tiny_config(tmp_path, train={"epochs": 1}, data={"label_noise": 0.25},
+                      output={"overwrite": True})
+    train(cfg, train_dataset=tr, eval_dataset=ev)
+    first = torch.as_tensor(tr.targets).tolist()
+    train(cfg, train_dataset=tr, eval_dataset=ev)
+    assert torch.as_tensor(tr.targets).tolist() == first
+    assert sum(a != b for a, b in zip(first, clean, strict=True)) == 16
+
+
+def test_empty_evaluation_set_is_refused_before_training(tmp_path):
+    tr, _ = _data(64, 32)
+    cfg = tiny_config(tmp_path, train={"epochs": 1})
+    with pytest.raises(ValueError, match="evaluation set .* is empty"):
+        train(cfg, train_dataset=tr, eval_dataset=BlobImages(0, seed=2))
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
 def test_existing_run_is_not_overwritten_by_accident(tmp_path):
     tr, ev = _data(64, 32)
     cfg = tiny_config(tmp_path, train={"epochs": 1})
     train(cfg, train_dataset=tr, eval_dataset=ev)
     with pytest.raises(ValueError, match="already holds a run"):
         train(cfg, train_dataset=tr, eval_dataset=ev)
+    (tmp_path / "run" / "eval_best_test").mkdir()  # a `pyg-fer eval` report of the old run
     cfg["output"]["overwrite"] = True
-    train(cfg, train_dataset=tr, eval_dataset=ev)
+    train(cfg, train_dataset=tr, eval_dataset=ev, on_epoch_end=lambda *a: (
+        # every file of the old run is gone before the new one writes its first epoch
+        None if set(p.name for p in (tmp_path / "run").iterdir()) <= {
+            "config.yaml", "metrics.jsonl", "train_state.pt", "last.json", "last.safetensors",
+            "best.json", "best.safetensors"} else pytest.fail("old run files left")))
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
     with pytest.raises(FileNotFoundError, match="train_state.pt"):
         train(cfg, train_dataset=tr, eval_dataset=ev, resume=tmp_path / "nothing")

@@ -335,5 +335,7 @@ def test_cli_publish_then_weights_lists_downloads_and_predict_reads_the_cache(
     assert main(["weights", "face2nodes.*"]) == 0
     line = capsys.readouterr().out.strip().split("\t")
     assert line[5:] == ["cached", str(pw.cached_file("face2nodes.tiny"))]
-    assert main(["publish", str(run), str(out), "--license", "MIT", "--name", "bad"]) == 2
-    assert "must be '<model>.<tag>'" in capsys.readouterr().err
+    assert main(["publish", str(run), str(out), "--license", "MIT", "--name", "bad",
+                 "--command", "pyg-fer train x"]) == 2
+    err = capsys.readouterr().err  # --command is not taken for the subcommand's name
+    assert err.startswith("pyg-fer publish: error:") and "must be '<model>.<tag>'" in err
