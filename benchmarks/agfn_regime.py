@@ -325,7 +325,8 @@ def one_pair(noise: float, seed: int, args: argparse.Namespace, train_ds: Tensor
             _to_baseline_gcn(snap, bdir)
         t = time.perf_counter()
         train(run_config(args, noise, seed, bdir, branch), train_dataset=train_ds.copy(),
-              eval_dataset=test_ds.copy(), resume=bdir, on_epoch_end=callback)
+              eval_dataset=test_ds.copy(), resume=bdir, on_epoch_end=callback,
+              allow_recipe_changes=True)  # a branch: another recipe on the copied run
         res[f"time_{branch}_s"] = time.perf_counter() - t
     res["curves"] = curves
     res["agfn_stats"] = stats

@@ -208,6 +208,7 @@ def train(
     eval_dataset: Dataset | None = None,
     resume: str | Path | bool | None = None,
     on_epoch_end: EpochCallback | None = None,
+    allow_recipe_changes: bool = False,
 ) -> dict[str, Any]:
     """Train a model as a recipe says, evaluate it every epoch, and write the run folder.
 
@@ -221,6 +222,9 @@ def train(
             config names).
         on_epoch_end: called on every rank as ``on_epoch_end(epoch, model, record)`` after the
             epoch's checkpoints are written (``record`` is the epoch's ``metrics.jsonl`` entry).
+        allow_recipe_changes: with ``resume``, accept a recipe that differs from the run's
+            ``config.yaml`` beyond :data:`RESUME_MAY_CHANGE`: for branching experiments that
+            continue a copied run folder under another recipe (its state must still load).
 
     Returns:
         A summary: ``run_dir``, ``best_epoch``, ``best`` (eval metrics of the best checkpoint),
@@ -237,9 +241,11 @@ def train(
     pre_device = resolve_device(cfg.train.device)
     info = D.init_distributed(cfg.distributed.backend, pre_device.type)
     try:
-        run = setup(cfg, info, train_dataset, eval_dataset, resume)
+        run = setup(cfg, info, train_dataset, eval_dataset, resume, allow_recipe_changes)
         if resume not in (None, False):
             _resume(run)
+            if info.is_main:  # the recipe it continues under, once its state has loaded
+                save_config(cfg, run.run_dir / "config.yaml")
         _announce(run)
         for epoch in range(run.state.epoch + 1, cfg.train.epochs + 1):
             record = train_one_epoch(run, epoch)
@@ -259,7 +265,8 @@ def train(
 
 
 def setup(cfg: Config, info: D.DistInfo, train_ds: Dataset | None = None,
-          eval_ds: Dataset | None = None, resume: str | Path | bool | None = None) -> Run:
+          eval_ds: Dataset | None = None, resume: str | Path | bool | None = None,
+          allow_recipe_changes: bool = False) -> Run:
     """Check the recipe against this process, prepare the run folder, and build the data, the
     model (moved, DDP-wrapped), the loader, the optimisers and the schedule."""
     tc = cfg.train
@@ -279,7 +286,8 @@ def setup(cfg: Config, info: D.DistInfo, train_ds: Dataset | None = None,
     if cfg.output.name is None:
         cfg.output.name = run_dir.name
     if info.is_main:
-        _prepare_run_dir(run_dir, cfg, resuming=resume not in (None, False))
+        _prepare_run_dir(run_dir, cfg, resuming=resume not in (None, False),
+                         allow_recipe_changes=allow_recipe_changes)
     D.barrier(info)
 
     mean, std = normalization(cfg)
@@ -432,13 +440,18 @@ def _check_resume_config(run_dir: Path, cfg: Config) -> None:
             "e.g. with another output.name, to change the others)")
 
 
-def _prepare_run_dir(run_dir: Path, cfg: Config, resuming: bool) -> None:
+def _prepare_run_dir(run_dir: Path, cfg: Config, resuming: bool,
+                     allow_recipe_changes: bool = False) -> None:
+    """Check or clear the run folder; a new run's ``config.yaml`` is written here, a resumed
+    run's once its state has loaded (:func:`train`)."""
     if resuming:
         if not (run_dir / "train_state.pt").is_file():
             raise FileNotFoundError(f"cannot resume: '{run_dir / 'train_state.pt'}' does not "
                                     "exist")
-        _check_resume_config(run_dir, cfg)
-    elif (run_dir / "metrics.jsonl").exists():
+        if not allow_recipe_changes:
+            _check_resume_config(run_dir, cfg)
+        return
+    if (run_dir / "metrics.jsonl").exists():
         if not cfg.output.overwrite:
             raise ValueError(f"run folder '{run_dir}' already holds a run; resume it "
                              "(--resume), pick another output.name, or set output.overwrite=true")
@@ -541,16 +554,22 @@ def _resume(run: Run) -> None:
     """Load the weights of ``last`` and ``train_state.pt`` into ``run``; RNG states too."""
     run_dir, info = run.run_dir, run.info
     state = ckpt.load_train_state(run_dir / "train_state.pt")
-    if "model" in state:  # the weights of the state's epoch, saved with it in one file
-        run.bare.load_state_dict(state["model"])
-    else:  # a train_state.pt of pyg-fer 0.x before the weights were kept in it
-        meta = ckpt.read_card(run_dir / "last.json")
-        if meta.get("epoch") != state["epoch"]:
-            raise ValueError(f"'{run_dir / 'last.json'}' is from epoch {meta.get('epoch')} but "
-                             f"'{run_dir / 'train_state.pt'}' from epoch {state['epoch']}: the "
-                             "run was interrupted while saving and this older state file holds "
-                             "no weights to resume from")
-        run.bare.load_state_dict(ckpt.read_weights(meta))
+    last = run_dir / "last.json"
+    meta = ckpt.read_card(last) if last.is_file() else {}
+    if meta.get("epoch") == state["epoch"]:  # last.* is the state's epoch (or a branch's edit)
+        weights, where = ckpt.read_weights(meta), f"'{last}'"
+    elif "model" in state:  # killed between writing last.* and train_state.pt
+        weights, where = state["model"], f"'{run_dir / 'train_state.pt'}'"
+    else:  # a state file written before it held the weights
+        raise ValueError(f"'{last}' is from epoch {meta.get('epoch')} but "
+                         f"'{run_dir / 'train_state.pt'}' from epoch {state['epoch']}: the run "
+                         "was interrupted while saving and this older state file holds no "
+                         "weights to resume from")
+    try:
+        run.bare.load_state_dict(weights)
+    except RuntimeError as err:
+        raise ValueError(f"cannot resume '{run_dir}': the weights in {where} do not fit the "
+                         f"recipe's model '{run.cfg.model.name}': {err}") from None
     run.state.load_state_dict(state)
     rngs = state["rng"]
     if len(rngs) == info.world_size:

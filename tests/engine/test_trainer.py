@@ -160,6 +160,14 @@ def test_resume_refuses_a_changed_recipe_and_keeps_the_runs_config(tmp_path):
                                          r"may change only train.epochs"):
         train(changed, train_dataset=tr, eval_dataset=ev, resume=tmp_path / "run")
     assert (tmp_path / "run" / "config.yaml").read_text() == saved
+    # a branching experiment may change the recipe, but the state must fit it; a failed
+    # resume leaves the run's config.yaml alone
+    wider = dict(cfg, model={"name": "_tiny_test_mlp", "kwargs": {"hidden": 32}})
+    with pytest.raises(ValueError, match=r"weights in '.*last.json' do not fit the recipe's "
+                                         r"model '_tiny_test_mlp'"):
+        train(wider, train_dataset=tr, eval_dataset=ev, resume=tmp_path / "run",
+              allow_recipe_changes=True)
+    assert (tmp_path / "run" / "config.yaml").read_text() == saved
     # the Python API reads the run's own config.yaml, as the CLI does; more epochs are fine
     out = train(resume=tmp_path / "run", overrides=["train.epochs=2"], train_dataset=tr,
                 eval_dataset=ev)
