@@ -15,15 +15,22 @@ IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
-    """An RGB copy of any PIL image; 16-bit and 32-bit gray images are scaled to 8 bits.
+    """An RGB copy of any PIL image; 16-bit, 32-bit and float gray images are scaled to 8 bits.
 
     Pillow's own ``convert`` clips 16-bit gray (``I;16``, ``I``) values above 255 instead of
     scaling them, which turns a 16-bit photograph white; here they are divided by 257
-    (65535 → 255). ``F`` images are taken to hold values in [0, 255] and clipped.
+    (65535 → 255), and 32-bit values beyond 16 bits are scaled by their maximum. ``F`` (float)
+    images whose values all lie in [0, 1] are taken as [0, 1] intensities (× 255), others as
+    [0, 255], clipped.
     """
     if im.mode.startswith("I;16") or im.mode in ("I", "F"):
         arr = np.asarray(im, dtype=np.float64)
-        if im.mode.startswith("I;16") or (im.mode == "I" and arr.max(initial=0) > 255):
+        top = arr.max(initial=0)
+        if im.mode == "F" and arr.min(initial=0) >= 0 and top <= 1.0:
+            arr = arr * 255.0
+        elif im.mode == "I" and top > 65535:
+            arr = arr * (255.0 / top)
+        elif im.mode.startswith("I;16") or (im.mode == "I" and top > 255):
             arr = arr / 257.0
         im = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")
     return im if im.mode == "RGB" else im.convert("RGB")

@@ -81,6 +81,9 @@ def _check_rgb(image: np.ndarray, who: str) -> None:
                          f"{getattr(image, 'dtype', '')}".rstrip())
 
 
+_HAAR_WINDOW = 24  # the frontal-face cascade's detection window, in pixels
+
+
 class HaarDetector:
     """OpenCV's frontal-face Haar cascade (``haarcascade_frontalface_default.xml``).
 
@@ -90,8 +93,9 @@ class HaarDetector:
             (default ``5``).
         min_face_size: smallest face side in pixels of the input image (default ``32``).
         max_side: images whose longer side exceeds this are searched on a copy shrunk to it
-            (boxes are mapped back), which bounds the cost of large photos; ``None``: never
-            shrink (default ``1280``).
+            (boxes are mapped back), which bounds the cost of large photos, but never shrunk so
+            far that a ``min_face_size`` face falls below the cascade's 24-pixel window;
+            ``None``: never shrink (default ``1280``).
         cascade: path of another cascade XML (default: the one shipped with OpenCV).
     """
 
@@ -133,7 +137,9 @@ class HaarDetector:
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         scale = 1.0
         if self.max_side is not None and max(h, w) > self.max_side:
-            scale = self.max_side / max(h, w)
+            # never so far that a min_face_size face drops below the cascade's 24-px window
+            scale = min(1.0, max(self.max_side / max(h, w), _HAAR_WINDOW / self.min_face_size))
+        if scale < 1.0:
             gray = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))),
                               interpolation=cv2.INTER_AREA)
         gray = cv2.equalizeHist(gray)

@@ -86,8 +86,13 @@ def _array_to_pil(arr: np.ndarray, channel_order: str | None, where: str) -> Ima
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
-        hint = (" (channels first? NumPy images are H×W×C: use arr.transpose(1, 2, 0))"
-                if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) else "")
+        hint = ""
+        stack = "a stack of N gray images? give arr[..., None] (N×H×W×1) or a list of arrays"
+        if arr.ndim == 3 and arr.shape[0] in (1, 3, 4):
+            hint = (" (channels first? NumPy images are H×W×C: use arr.transpose(1, 2, 0); "
+                    f"or {stack})")
+        elif arr.ndim == 3:
+            hint = f" ({stack})"
         raise ValueError(f"{where}: expected an image array of shape H×W, H×W×3 or H×W×4, got "
                          f"{tuple(arr.shape)}{hint}")
     if min(arr.shape[:2]) < 1:
@@ -112,12 +117,19 @@ def _is_tensor(item: Any) -> bool:
 
 
 def _tensor_images(t: Any, channel_order: str | None, where: str) -> list[Image.Image]:
+    shape = tuple(t.shape)
     if t.ndim == 3:
         t = t.unsqueeze(0)
     if t.ndim != 4 or t.shape[1] not in (1, 3):
+        hint = (" (channels last? tensors are C×H×W: use t.permute(2, 0, 1))"
+                if len(shape) == 3 and shape[-1] in (1, 3) else "")
         raise ValueError(f"{where}: expected a tensor of shape C×H×W or N×C×H×W with C in "
-                         f"(1, 3), got {tuple(t.shape)}")
-    arr = t.detach().to("cpu").permute(0, 2, 3, 1).numpy()
+                         f"(1, 3), got {shape}{hint}")
+    t = t.detach().to("cpu")
+    if t.dtype.is_floating_point and t.dtype not in (t.new_empty(0).float().dtype,
+                                                     t.new_empty(0).double().dtype):
+        t = t.float()  # bfloat16 / float16: NumPy has no bfloat16
+    arr = t.permute(0, 2, 3, 1).numpy()
     order = channel_order or "rgb"
     return [_array_to_pil(a, order, f"{where}[{i}]" if len(arr) > 1 else where)
             for i, a in enumerate(arr)]
@@ -139,11 +151,24 @@ def _check_boxes(boxes: Any, where: str) -> list[Box] | None:
     return out
 
 
-def _is_box_list(boxes: Any) -> bool:
-    """``[(x, y, w, h), ...]`` (one image's boxes) rather than one list per input."""
-    return (isinstance(boxes, Sequence) and len(boxes) > 0
-            and all(isinstance(b, Sequence) and len(b) == 4
-                    and all(isinstance(v, (int, float, np.number)) for v in b) for b in boxes))
+def _is_box(b: Any) -> bool:
+    if isinstance(b, np.ndarray):
+        return b.shape == (4,)
+    return (isinstance(b, Sequence) and len(b) == 4
+            and all(isinstance(v, (int, float, np.number)) for v in b))
+
+
+def _one_image_boxes(boxes: Any) -> list[Any] | None:
+    """``boxes`` as one image's box list — ``[(x, y, w, h), ...]``, an ``N×4`` array (what
+    OpenCV's detectors return), or empty (no faces) — else ``None`` (one list per input)."""
+    if isinstance(boxes, np.ndarray):
+        if boxes.ndim == 2 and boxes.shape[1] == 4 or boxes.size == 0:
+            return list(boxes.reshape(-1, 4))
+        return None
+    if isinstance(boxes, Sequence) and not isinstance(boxes, str) and \
+            all(_is_box(b) for b in boxes):
+        return list(boxes)
+    return None
 
 
 def _folder_files(folder: Path) -> list[Path]:
@@ -166,8 +191,9 @@ def expand_inputs(inputs: Any, boxes: Any = None,
     single = not isinstance(inputs, (list, tuple))
     items = [inputs] if single else list(inputs)
     if boxes is not None:
-        if single and _is_box_list(boxes):
-            boxes = [boxes]
+        one = _one_image_boxes(boxes) if single else None
+        if one is not None:
+            boxes = [one]
         if not isinstance(boxes, Sequence) or len(boxes) != len(items):
             raise ValueError(f"boxes must hold one list of (x, y, w, h) per input: "
                              f"{len(items)} inputs, got {boxes!r:.80}")

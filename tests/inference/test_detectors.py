@@ -34,6 +34,19 @@ def test_haar_separates_lfw_faces_from_non_faces(lfw):
     assert found[is_face].sum() >= 80 and found[~is_face].sum() <= 5
 
 
+def test_haar_keeps_min_face_size_on_a_large_photo(astronaut):
+    # a ~60 px face (min_face_size 32) in a 3600 px photo: shrinking to max_side=1280 alone
+    # would make it 21 px, below the cascade's 24 px window
+    import skimage.data
+
+    face = np.asarray(Image.fromarray(astronaut).resize((307, 307), Image.LANCZOS))
+    canvas = np.tile(skimage.data.coffee(), (7, 6, 1))[:2700, :3600].copy()  # no face
+    canvas[900:1207, 1500:1807] = face
+    found = build_detector("haar").detect(canvas)
+    x, y, w, h = (v * 307 / 512 for v in ASTRONAUT_FACE)
+    assert len(found) == 1 and iou(found[0].box, (1500 + x, 900 + y, w, h)) > 0.4, found
+
+
 def test_haar_thresholds_are_arguments(astronaut):
     assert build_detector("haar", min_face_size=200).detect(astronaut) == []
     with pytest.raises(ValueError, match="scale_factor"):
@@ -109,6 +122,7 @@ def test_yunet_wiring_with_a_stand_in_network():
 
 def test_haar_shrinks_large_photos_and_maps_boxes_back(astronaut):
     big = np.asarray(Image.fromarray(astronaut).resize((2048, 2048), Image.BICUBIC))
-    (det,) = build_detector("haar", max_side=512).detect(big)
+    # faces of 96 px and more: the 2048 px photo may be searched at 512 px (96 / 4 = 24)
+    (det,) = build_detector("haar", max_side=512, min_face_size=96).detect(big)
     x, y, w, h = ASTRONAUT_FACE
     assert iou(det.box, (4 * x, 4 * y, 4 * w, 4 * h)) > 0.5

@@ -116,6 +116,24 @@ def test_user_boxes_replace_the_detector(checkpoint, astronaut):
         pred.predict(img, boxes=[(0, 0, 0, 5)])
     with pytest.raises(ValueError, match="one list of \\(x, y, w, h\\) per input"):
         pred.predict([img, img], boxes=[[(0, 0, 5, 5)]])
+    # OpenCV's detectors return an N×4 array (an empty tuple when they find nothing)
+    rows = np.array([[10, 20, 50, 60], [300, 300, 40, 40]])
+    assert [r.box for r in pred.predict(img, boxes=rows)] == [(10, 20, 50, 60), (300, 300, 40, 40)]
+    assert [r.box for r in pred.predict(img, boxes=list(rows))] == [(10, 20, 50, 60),
+                                                                    (300, 300, 40, 40)]
+    for nothing in ([], (), np.zeros((0, 4))):
+        (rec,) = pred.predict(img, boxes=nothing)
+        assert rec.status == "no_face", nothing
+
+
+def test_in_memory_shape_errors_give_the_right_hint(checkpoint):
+    pred = Predictor.from_checkpoint(checkpoint, device="cpu")
+    with pytest.raises(ValueError, match=r"got \(48, 64, 3\) \(channels last\? .*permute"):
+        pred.predict(torch.zeros(48, 64, 3))
+    with pytest.raises(ValueError, match=r"got \(5, 25, 25\) \(a stack of N gray images"):
+        pred.predict(np.zeros((5, 25, 25), np.uint8))
+    (rec,) = pred.predict(torch.rand(3, 32, 32, dtype=torch.bfloat16))  # NumPy has no bf16
+    assert rec.status in ("face", "no_face")
 
 
 def test_crop_is_square_with_margin(checkpoint, astronaut):
