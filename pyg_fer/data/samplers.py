@@ -21,15 +21,24 @@ def class_balanced_sampler(targets: Sequence[int] | torch.Tensor, num_samples: i
         generator (torch.Generator, optional): for reproducible draws.
 
     Raises:
-        ValueError: if ``targets`` is empty or holds a negative label.
+        ValueError: if ``targets`` is empty, not one integer label per sample (soft ``[N, C]``
+            targets: pass their ``argmax(1)``), holds a negative label, or ``num_samples < 1``.
     """
-    t = torch.as_tensor(list(targets) if not torch.is_tensor(targets) else targets,
-                        dtype=torch.long).reshape(-1)
+    raw = torch.as_tensor(list(targets) if not torch.is_tensor(targets) else targets)
+    if raw.dim() != 1:
+        raise ValueError(f"targets must be one integer class per sample, shape [N]; got shape "
+                         f"{tuple(raw.shape)} (soft targets: pass targets.argmax(1))")
+    if raw.dtype.is_floating_point and not bool((raw == raw.round()).all()):
+        raise ValueError("targets must be integer class indices, got fractional values")
+    t = raw.long()
+    if num_samples is not None and num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     if t.numel() == 0:
         raise ValueError("class_balanced_sampler needs at least one target")
     if int(t.min()) < 0:
         raise ValueError(f"targets must be non-negative class indices, got {int(t.min())}")
     counts = torch.bincount(t).double()
     weights = 1.0 / counts[t]
-    return WeightedRandomSampler(weights, num_samples or t.numel(), replacement=True,
+    return WeightedRandomSampler(weights, t.numel() if num_samples is None else num_samples,
+                                 replacement=True,
                                  generator=generator)

@@ -133,6 +133,9 @@ def coordinate_descent_step(
        parameters are frozen for it and the BatchNorm statistics it would update are restored.
        With ``'shared'`` it reuses the gradient of step 1 (one backward pass, half the cost).
 
+    ``dist_info``: the process group whose ranks average the graph step's α, β gradients
+    (default: the live one, if any), as DDP averages the network's.
+
     ``sample_average``: when the model draws ``S > 1`` graphs per forward, ``'loss'`` averages
     the ``S`` losses (Eq. 10: the gradient is the mean of the per-draw gradients) and
     ``'output'`` takes the loss of the averaged outputs.
@@ -162,7 +165,7 @@ def coordinate_descent_step(
         with autocast():
             graph_loss = forward(bare, images, targets, loss_fn)[1]
         scaler.scale(graph_loss).backward()
-    info = dist_info or D.DistInfo()
+    info = dist_info or D.current()  # a DDP model's ranks must agree on α, β
     if info.enabled:
         for p in graph_params:
             if p.grad is not None:

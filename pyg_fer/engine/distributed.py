@@ -49,8 +49,7 @@ def init_distributed(backend: str = "auto", device_type: str = "cpu") -> DistInf
         device_type: ``'cpu'`` or ``'cuda'``.
     """
     if dist.is_available() and dist.is_initialized():
-        return DistInfo(dist.get_rank(), dist.get_world_size(),
-                        int(os.environ.get("LOCAL_RANK", "0")), False)
+        return current()
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistInfo()
@@ -82,6 +81,24 @@ def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
     if info.enabled:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def current() -> DistInfo:
+    """This process's rank and world from the live process group (one process if none)."""
+    if dist.is_available() and dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size(),
+                        int(os.environ.get("LOCAL_RANK", "0")), False)
+    return DistInfo()
+
+
+def broadcast_buffers(module: torch.nn.Module, info: DistInfo) -> None:
+    """Rank 0's buffers (BatchNorm statistics, AGFN's bank...) on every rank, in place.
+
+    DDP copies them only at the start of a forward pass, so after an epoch's last step each
+    rank holds its own; evaluation must use the checkpoint's (rank 0's)."""
+    if info.enabled:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
 
 
 def broadcast_object(obj: Any, info: DistInfo) -> Any:

@@ -68,6 +68,11 @@ def evaluate(
     if not num_classes:
         raise ValueError("evaluate() needs num_classes or class_names")
     if isinstance(data, DataLoader):
+        if info.enabled and not isinstance(data.sampler, D.ShardSampler):
+            raise ValueError(
+                "evaluate() sums the ranks' counts in a distributed run: pass the Dataset (it "
+                "is sharded here) or a DataLoader whose sampler is a ShardSampler, not a loader "
+                "every rank reads whole")
         loader = data
     else:
         loader = DataLoader(data, batch_size=batch_size, num_workers=num_workers,

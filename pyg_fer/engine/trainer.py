@@ -384,7 +384,9 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
 
 
 def validate(run: Run) -> dict[str, Any]:
-    """Evaluate the model on the evaluation set (sharded over the ranks)."""
+    """Evaluate the model on the evaluation set (sharded over the ranks), every rank with the
+    buffers of rank 0, whose weights the checkpoints hold."""
+    D.broadcast_buffers(run.bare, run.info)
     return evaluate(run.model, run.eval_ds, **run.eval_kwargs)
 
 

@@ -76,7 +76,9 @@ def global_graph_worker(out_dir: str) -> None:
                                                   seed=100 + rank)
     torch.manual_seed(0)
     model = DistributedDataParallel(TinyAGFNLayer(global_graph=True).train())
-    results["steps"] = coordinate_descent(model, data, rows, seed=200 + rank, dist_info=info)
+    # no dist_info: coordinate_descent_step reads the live process group (the public API's
+    # default must not let α, β drift apart across ranks)
+    results["steps"] = coordinate_descent(model, data, rows, seed=200 + rank)
     torch.manual_seed(0)
     model = DistributedDataParallel(TinyAGFNLayer(global_graph=True).train())
     results["steps_shared"] = coordinate_descent(model, data, rows, seed=300 + rank,

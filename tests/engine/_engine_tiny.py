@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -185,7 +186,8 @@ def ddp_worker(out_dir: str, epochs: int) -> None:
 
     cfg = tiny_config(out, train={"epochs": epochs, "batch_size": 16},
                       distributed={"backend": "gloo"})
-    trainer.train(cfg, train_dataset=BlobImages(96, seed=1), eval_dataset=BlobImages(40, seed=2),
-                  on_epoch_end=on_epoch_end)
+    result = trainer.train(cfg, train_dataset=BlobImages(96, seed=1),
+                           eval_dataset=BlobImages(40, seed=2), on_epoch_end=on_epoch_end)
+    (out / f"rank{rank}_best.json").write_text(json.dumps(result["best"], default=str))
     (out / f"rank{rank}_saves.txt").write_text("\n".join(saves))
     (out / f"rank{rank}_losses.txt").write_text("\n".join(f"{x!r}" for x in records))

@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import torch
 from _engine_tiny import ddp_worker
 
@@ -41,5 +42,12 @@ def test_two_process_gloo_training(tmp_path):
         (tmp_path / "rank1_losses.txt").read_text()
     report = json.loads((run / "report.json").read_text())
     assert report["num_samples"] == 40  # eval shards summed: every test image once
+    # the per-epoch evaluation ran with rank 0's BatchNorm statistics on every shard: the
+    # report of best.json (rank 0, from disk) reproduces the best epoch's line
+    best = json.loads((run / "best.json").read_text())
+    record = next(json.loads(x) for x in lines if json.loads(x)["epoch"] == best["epoch"])
+    final = json.loads((tmp_path / "rank0_best.json").read_text())
+    assert final["loss"] == pytest.approx(record["eval_loss"], rel=1e-6)
+    assert final["overall_acc"] == pytest.approx(record["eval_acc"])
     # the reduced train metrics count every training sample (96 = 2 ranks x 6 steps x 8)
     assert json.loads(lines[0])["img_per_s"] > 0
