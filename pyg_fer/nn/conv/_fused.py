@@ -48,14 +48,17 @@ def node_features(conv: MessagePassing, x: Tensor | PairTensor, in_channels: int
     return x_src, x_dst
 
 
-def can_fuse(conv: MessagePassing) -> bool:
+def can_fuse(conv: MessagePassing, neighbours: Tensor | None = None) -> bool:
     """Whether a fused neighbour-table path gives what ``conv.propagate`` gives.
 
     True only for the ``source_to_target`` flow, an aggregation in :data:`FUSED_AGGRS`, no
     explanation masks (``torch_geometric.explain`` sets ``conv.explain``), no feature
-    decomposition and no message-passing hooks: anything that needs per-edge messages goes
-    through ``propagate``. Decided from Python attributes only, so it compiles.
+    decomposition, no message-passing hooks and, given ``neighbours``, a table with ``k > 0``
+    (a reduction over an empty ``k`` axis is not PyG's no-edge zero): anything else goes
+    through ``propagate``. Decided from Python attributes and shapes only, so it compiles.
     """
+    if neighbours is not None and neighbours.size(-1) == 0:
+        return False
     if conv.flow != "source_to_target" or conv.aggr not in FUSED_AGGRS:
         return False
     if conv.explain or conv.decomposed_layers != 1:

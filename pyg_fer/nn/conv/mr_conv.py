@@ -79,10 +79,8 @@ class MRConv(ExactExtremumAggregation, NoFeatureDecomposition, MessagePassing):
         if neighbours is not None:
             flat = flat_neighbours(self, neighbours, x_src, x_dst)
             check_same_graph(self, edge_index, neighbours)
-            if can_fuse(self):
-                if neighbours.size(-1) == 0:  # no edges: propagate aggregates to zeros
-                    aggr = torch.zeros_like(x_dst)
-                elif self.aggr in ("max", "min"):  # x_i commutes with the reduction
+            if can_fuse(self, neighbours):
+                if self.aggr in ("max", "min"):  # x_i commutes with the reduction
                     aggr = reduce_neighbours(x_src[flat], self.aggr) - x_dst
                 else:
                     aggr = reduce_neighbours(x_src[flat] - x_dst.unsqueeze(1), self.aggr)

@@ -106,9 +106,7 @@ class RGConv(ExactExtremumAggregation, NoFeatureDecomposition, MessagePassing):
         if neighbours is not None:
             check_neighbours(self, neighbours, x_src, x_dst)
             check_same_graph(self, edge_index, neighbours)
-            if can_fuse(self):
-                if neighbours.size(-1) == 0:  # no edges: propagate aggregates to zeros
-                    return self._update(x_dst, torch.zeros_like(x_dst))
+            if can_fuse(self, neighbours):
                 return self._update(x_dst, self._fused_aggregate(x_src, x_dst, neighbours))
             if edge_index is None:
                 edge_index = neighbours_to_edge_index(flatten_neighbours(neighbours))
