@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import save as st_save
-from torch import nn
+from torch import Tensor, nn
 
 from pyg_fer import __version__
 from pyg_fer._files import atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported)
@@ -146,12 +146,20 @@ def input_spec(model: nn.Module) -> InputSpec:
                      tuple(str(c) for c in names))
 
 
+def cpu_state_dict(model: nn.Module) -> dict[str, Tensor]:
+    """``model``'s (unwrapped) state dict as contiguous CPU tensors that share no storage
+    (safetensors refuses tied weights); what every checkpoint file stores."""
+    return {k: v.detach().to("cpu").contiguous().clone()
+            for k, v in unwrap(model).state_dict().items()}
+
+
 def save_checkpoint(
     model: nn.Module,
     stem: PathLike,
     *,
     metrics: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
+    state: Mapping[str, Tensor] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``<stem>.safetensors`` and ``<stem>.json``.
 
@@ -160,6 +168,7 @@ def save_checkpoint(
         stem: path without suffix, e.g. ``runs/demo/best``.
         metrics: metrics to record in the card (accuracy, epoch, ...).
         extra: further JSON-safe fields (e.g. the training config).
+        state: ``cpu_state_dict(model)`` when the caller already has it (default: taken here).
 
     Returns:
         The paths of the weights file and of the JSON card.
@@ -167,9 +176,8 @@ def save_checkpoint(
     stem = Path(stem)
     bare = unwrap(model)
     card = model_card(bare)
-    # clone() breaks storage sharing (tied weights), which safetensors refuses to serialise.
-    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in bare.state_dict().items()}
-    blob = st_save(state, metadata={"format": FORMAT})
+    blob = st_save(dict(cpu_state_dict(bare) if state is None else state),
+                   metadata={"format": FORMAT})
     weights = stem.with_name(stem.name + ".safetensors")
     card_path = stem.with_name(stem.name + ".json")
     meta = {

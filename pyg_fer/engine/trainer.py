@@ -404,7 +404,7 @@ def _run_dir(cfg: Config, resume: str | Path | bool | None) -> Path:
 # other change (model, data, optimiser, schedule shape, seed...) would silently make the run a
 # different experiment, or fail half-way through loading its state.
 RESUME_MAY_CHANGE = ("train.epochs", "train.eval_every", "train.progress", "train.num_threads",
-                     "train.device", "data.num_workers", "output.", "distributed.nproc",
+                     "train.device", "data.num_workers", "output", "distributed.nproc",
                      "distributed.backend")
 
 # What a run writes in its folder; `output.overwrite` removes all of it first.
@@ -414,12 +414,14 @@ RUN_FILES = ("metrics.jsonl", "train_state.pt", "best.json", "best.safetensors",
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(data, dict):
+    """Dotted keys of a nested mapping: ``{'a': {'b': 1}}`` → ``{'a.b': 1}`` (an empty
+    mapping is a value)."""
+    if not isinstance(data, dict) or not data:
         return {prefix: data}
     out: dict[str, Any] = {}
     for key, value in data.items():
-        out.update(_flatten(value, f"{prefix}{key}."))
-    return out if out else {prefix: data}
+        out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
 
 
 def _check_resume_config(run_dir: Path, cfg: Config) -> None:
@@ -430,16 +432,15 @@ def _check_resume_config(run_dir: Path, cfg: Config) -> None:
         return
     saved = _flatten(load_config(saved_path).to_dict())
     new = _flatten(cfg.to_dict())
-    changed = sorted(k.rstrip(".") for k in set(saved) | set(new)
-                     if saved.get(k) != new.get(k)
-                     and not k.startswith(RESUME_MAY_CHANGE))
+    changed = sorted(k for k in set(saved) | set(new) if saved.get(k) != new.get(k)
+                     and not (k in RESUME_MAY_CHANGE
+                              or k.startswith(tuple(f"{m}." for m in RESUME_MAY_CHANGE))))
     if changed:
-        shown = ", ".join(f"{k} ({saved.get(k + '.', saved.get(k))!r} -> "
-                          f"{new.get(k + '.', new.get(k))!r})" for k in changed[:6])
+        shown = ", ".join(f"{k} ({saved.get(k)!r} -> {new.get(k)!r})" for k in changed[:6])
         raise ValueError(
             f"cannot resume '{run_dir}' with a changed recipe: {shown}; a resumed run may change "
-            f"only {', '.join(k.rstrip('.') for k in RESUME_MAY_CHANGE)} (start a new run, "
-            "e.g. with another output.name, to change the others)")
+            f"only {', '.join(RESUME_MAY_CHANGE)} (start a new run, e.g. with another "
+            "output.name, to change the others)")
 
 
 def _prepare_run_dir(run_dir: Path, cfg: Config, resuming: bool,
@@ -630,14 +631,14 @@ def _end_epoch(run: Run, record: dict[str, Any], is_best: bool) -> None:
         extra = {"epoch": record["epoch"], "config": run.cfg.to_dict()}
         if "agfn" in record:  # the batch graph is off in the pre-training epochs
             extra["agfn_enabled"] = record["agfn"]
-        ckpt.save_checkpoint(run.model, run.run_dir / "last", metrics=record, extra=extra)
-        if is_best:
-            ckpt.save_checkpoint(run.model, run.run_dir / "best", metrics=record, extra=extra)
-        # one atomic file with the weights: a kill between two writes cannot leave a state
-        # whose weights are gone
-        state = dict(run.state.state_dict(rngs), model={
-            k: v.detach().cpu() for k, v in run.bare.state_dict().items()})
-        ckpt.save_train_state(run.run_dir / "train_state.pt", state)
+        weights = ckpt.cpu_state_dict(run.bare)  # copied off the device once for all files
+        for stem in ("last", "best") if is_best else ("last",):
+            ckpt.save_checkpoint(run.model, run.run_dir / stem, metrics=record, extra=extra,
+                                 state=weights)
+        # the weights go in train_state.pt too, one atomic file: a kill between two writes
+        # cannot leave a state whose weights are gone
+        ckpt.save_train_state(run.run_dir / "train_state.pt",
+                              dict(run.state.state_dict(rngs), model=weights))
         with open(run.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         print(_epoch_line(record, run.cfg.train.epochs, is_best), flush=True)
