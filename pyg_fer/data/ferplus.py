@@ -221,11 +221,12 @@ class FERPlus(FERDataset):
                                      f"{a[2]!r} in {old}")
                 if b[0].strip() not in FERPLUS_USAGE.values():
                     raise ValueError(f"{new}, line {lineno}: unknown Usage {b[0]!r}")
-                if b[1].strip():
-                    claim_name(seen, b[1].strip(), new, lineno)
+                name = b[1].strip()
+                if name:
+                    claim_name(seen, name, new, lineno)
                 if b[0].strip() != usage:
                     continue
-                if not b[1].strip():
+                if not name:
                     self.dropped["not a face (no image name)"] += 1
                     continue
                 target = self._target_from_fields(b[2:], f"{new}, line {lineno}")
@@ -242,7 +243,7 @@ class FERPlus(FERDataset):
                 if arr.min() < 0 or arr.max() > 255:
                     raise ValueError(f"{old}, line {lineno}: pixel values must be in 0..255")
                 pixels.append(arr.astype(np.uint8).reshape(48, 48))
-                self._add(target, names, targets, b[1].strip())
+                self._add(target, names, targets, name)
         self._pixels = np.stack(pixels) if pixels else np.zeros((0, 48, 48), np.uint8)
         return names, targets
 
@@ -282,22 +283,23 @@ class FERPlus(FERDataset):
         if self._paths:
             self._paths = [self._paths[i] for i in keep]
 
+    def _soft_row(self, i: int) -> list[float]:
+        """Sample ``i``'s vote distribution, or its class one-hot once ``targets`` moved it to
+        another class (e.g. label noise)."""
+        if self.targets[i] == self.targets_original[i]:
+            return self._soft[i]
+        return [float(c == self.targets[i]) for c in range(len(self.classes))]
+
     @property
     def soft_targets(self) -> torch.Tensor:
         """``[N, num_classes]`` float tensor of the targets: the vote distribution of each
         sample, or a one-hot row where ``targets`` was reassigned to another class."""
-        soft = torch.tensor(self._soft, dtype=torch.float32).reshape(-1, len(self.classes))
-        new = torch.tensor(self.targets, dtype=torch.long)
-        moved = new != torch.tensor(self.targets_original, dtype=torch.long)
-        soft[moved] = torch.nn.functional.one_hot(new[moved], len(self.classes)).float()
-        return soft
+        rows = [self._soft_row(i) for i in range(len(self))]
+        return torch.tensor(rows, dtype=torch.float32).reshape(-1, len(self.classes))
 
     def get_target(self, i: int) -> int | torch.Tensor:
         if self.label_mode == "probability":
-            if self.targets[i] != self.targets_original[i]:  # relabelled (e.g. label noise)
-                return torch.nn.functional.one_hot(
-                    torch.tensor(self.targets[i]), len(self.classes)).float()
-            return torch.tensor(self._soft[i], dtype=torch.float32)
+            return torch.tensor(self._soft_row(i), dtype=torch.float32)
         return self.targets[i]
 
     def load_image(self, i: int) -> Image.Image:

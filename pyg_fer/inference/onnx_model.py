@@ -101,7 +101,7 @@ class OnnxModel:
         with a fixed batch runs ``batch`` images at a time, the last run padded with copies of
         the last image whose outputs are dropped (exact for per-sample models)."""
         arr = np.ascontiguousarray(x, dtype=np.float32)
-        if self.batch is None or len(arr) == self.batch:
+        if self.batch is None:
             return self.session.run(None, {self.input_name: arr})[0]
         out = []
         for start in range(0, len(arr), self.batch):

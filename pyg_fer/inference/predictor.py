@@ -34,7 +34,7 @@ from pyg_fer.inference.detectors import (
 from pyg_fer.inference.onnx_model import OnnxModel
 from pyg_fer.inference.records import FaceRecord
 from pyg_fer.inference.sources import (
-    VIDEO_EXTENSIONS, Frame, _Input, count_frames, expand_inputs, iter_frames,
+    Frame, _Input, count_frames, expand_inputs, is_video_path, iter_frames,
 )
 
 
@@ -391,10 +391,6 @@ class Predictor:
             yield from records
 
 
-def _is_video_name(source: str) -> bool:
-    return Path(source).suffix.lower() in VIDEO_EXTENSIONS
-
-
 class RunSummary:
     """Counts for the one-line summary of a run, fed record by record (constant memory)."""
 
@@ -408,7 +404,7 @@ class RunSummary:
             self._last = key
             if record.frame is not None:
                 self.frames += 1
-            elif not _is_video_name(record.source):  # an unreadable video is no image
+            elif not is_video_path(record.source):  # an unreadable video is no image
                 self.images += 1
         self.faces += record.status == "face"
         self.no_face += record.status == "no_face"

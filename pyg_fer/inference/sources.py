@@ -52,6 +52,11 @@ class Frame:
     fps: float | None = None
 
 
+def is_video_path(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a video, by its suffix (:data:`VIDEO_EXTENSIONS`)."""
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
 @dataclass
 class _Input:
     """One entry of the expanded input list: a file, or one in-memory image."""
@@ -64,7 +69,7 @@ class _Input:
 
     @property
     def is_video(self) -> bool:
-        return self.path is not None and self.path.suffix.lower() in VIDEO_EXTENSIONS
+        return self.path is not None and is_video_path(self.path)
 
 
 def _as_uint8(arr: np.ndarray, where: str) -> np.ndarray:
@@ -126,9 +131,8 @@ def _tensor_images(t: Any, channel_order: str | None, where: str) -> list[Image.
         raise ValueError(f"{where}: expected a tensor of shape C×H×W or N×C×H×W with C in "
                          f"(1, 3), got {shape}{hint}")
     t = t.detach().to("cpu")
-    if t.dtype.is_floating_point and t.dtype not in (t.new_empty(0).float().dtype,
-                                                     t.new_empty(0).double().dtype):
-        t = t.float()  # bfloat16 / float16: NumPy has no bfloat16
+    if t.is_floating_point():
+        t = t.float()  # NumPy has no bfloat16; [0, 1] intensities need no more than float32
     arr = t.permute(0, 2, 3, 1).numpy()
     order = channel_order or "rgb"
     return [_array_to_pil(a, order, f"{where}[{i}]" if len(arr) > 1 else where)
@@ -214,7 +218,7 @@ def expand_inputs(inputs: Any, boxes: Any = None,
                     out.append(_Input(str(path), error=f"folder '{path}' holds no image or "
                                                        f"video file ({exts})"))
                 continue
-            if item_boxes is not None and path.suffix.lower() in VIDEO_EXTENSIONS:
+            if item_boxes is not None and is_video_path(path):
                 raise ValueError(f"boxes were given for the video '{path}'; boxes are per image")
             out.append(_Input(str(path), path=path, boxes=_check_boxes(item_boxes, str(path))))
             continue
@@ -258,7 +262,7 @@ def count_frames(item: _Input, stride: int) -> int:
 
 def read_image(path: Path) -> Image.Image:
     """An RGB image from a file, EXIF orientation applied; ValueError names the file."""
-    if path.suffix.lower() in VIDEO_EXTENSIONS:
+    if is_video_path(path):
         raise ValueError(f"'{path}' is a video")
     try:
         return load_rgb(str(path), exif_transpose=True)
