@@ -7,6 +7,7 @@ step, scaler update), so a benchmark times what ``pyg-fer train`` runs."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
 
@@ -15,6 +16,7 @@ from torch import nn
 
 from pyg_fer.engine.config import CUDAGRAPH_MODES
 from pyg_fer.engine.steps import standard_step
+from pyg_fer.engine.trainer import resolve_device as _engine_device
 from pyg_fer.nn.loss import label_smoothing_cross_entropy
 
 __all__ = ["AMP_DTYPES", "CUDAGRAPH_MODES", "autocast", "compile_model", "grad_scaler",
@@ -24,11 +26,13 @@ __all__ = ["AMP_DTYPES", "CUDAGRAPH_MODES", "autocast", "compile_model", "grad_s
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def resolve_device(name: str) -> torch.device:
-    """``'auto'`` (CUDA when available, else the CPU), or the named device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def resolve_device(name: str, parser: argparse.ArgumentParser) -> torch.device:
+    """``--device``: ``'auto'`` (CUDA when available, else the CPU) or a device that exists
+    here, as the engine resolves it; anything else is a usage error, not a traceback."""
+    try:
+        return _engine_device(name)
+    except ValueError as err:
+        parser.error(str(err))
 
 
 def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:

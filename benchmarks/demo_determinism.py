@@ -11,6 +11,7 @@ weights after each run. ~1 min on a shared 2-core CPU::
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 
 import torch
@@ -38,9 +39,14 @@ def train_hash(threads: int, steps: int = 5) -> str:
     return digest.hexdigest()
 
 
-def main() -> None:
-    runs = [("1 thread", train_hash(1)), ("1 thread, again", train_hash(1)),
-            ("2 threads", train_hash(2))]
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=5, help="Adam steps per run (default: 5)")
+    args = ap.parse_args(argv)
+    if args.steps < 1:
+        ap.error(f"--steps must be >= 1, got {args.steps}")
+    runs = [("1 thread", train_hash(1, args.steps)), ("1 thread, again", train_hash(1, args.steps)),
+            ("2 threads", train_hash(2, args.steps))]
     print(f"torch {torch.__version__}")
     print("| run | SHA-256 of the weights (first 16 hex) |")
     print("|---|---|")

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import EdgeConv, MessagePassing
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _steps import resolve_device  # noqa: E402
 from _timing import format_table, machine_line, median_seconds  # noqa: E402
 
 from pyg_fer.nn import MRConv, RGConv, dilated_knn_graph  # noqa: E402
@@ -129,10 +130,12 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--max-seconds", type=float, default=30.0,
                         help="stop repeating a case after this long (median of what ran)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto",
+                        help="'auto' (CUDA when available, else cpu), 'cpu', 'cuda' or 'cuda:N'")
     parser.add_argument("--skip-knn", action="store_true")
     parser.add_argument("--skip-conv", action="store_true")
     args = parser.parse_args(argv)
+    args.device = resolve_device(args.device, parser)
     torch.manual_seed(0)
     print(machine_line())
     if not args.skip_knn:

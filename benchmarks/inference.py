@@ -34,10 +34,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _steps import resolve_device  # noqa: E402
 from _timing import format_table, interleaved_seconds, machine_line  # noqa: E402
 
 from pyg_fer.engine import save_checkpoint  # noqa: E402
-from pyg_fer.engine.trainer import resolve_device  # noqa: E402
 from pyg_fer.inference import Predictor  # noqa: E402
 from pyg_fer.inference.sources import expand_inputs, iter_frames  # noqa: E402
 from pyg_fer.models import create_model  # noqa: E402
@@ -77,8 +77,13 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    work = Path(tempfile.mkdtemp(prefix="pyg_fer_bench_inference_"))
+    device = resolve_device(args.device, parser)
+    # the photos and one checkpoint per model: removed when the run ends, however it ends
+    with tempfile.TemporaryDirectory(prefix="pyg_fer_bench_inference_") as tmp:
+        _run(args, device, Path(tmp))
+
+
+def _run(args: argparse.Namespace, device: torch.device, work: Path) -> None:
     files = _photos(work, args.faces)
 
     fns = {}

@@ -202,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                     help="also export a Chrome trace (chrome://tracing, Perfetto)")
     args = ap.parse_args(argv)
 
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, ap)
     if args.threads:
         torch.set_num_threads(args.threads)
     on_cuda = device.type == "cuda"

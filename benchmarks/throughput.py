@@ -291,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict] | None:
                         help="write the settings and every per-round time here")
     args = parser.parse_args(argv)
 
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, parser)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.conv_paths:

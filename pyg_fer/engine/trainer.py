@@ -78,7 +78,8 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
                          "device; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"config key 'train.device' is '{name}' but CUDA is not available")
+            raise ValueError(f"device {name!r} (config key 'train.device', or --device) needs "
+                             "CUDA, which is not available here")
         if device.index is None:
             device = torch.device("cuda", local_rank)
     return device

@@ -1,11 +1,14 @@
 """benchmarks/throughput.py and benchmarks/profile_model.py at toy sizes on the CPU: the
 settings grid, the ratios (exact on made-up times), the JSON records, the per-part profile."""
 
+import importlib
 import json
+import re
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))
@@ -126,3 +129,39 @@ def test_a_capped_run_reports_the_modes_it_finished(monkeypatch, capsys, tmp_pat
     assert {r["mode"] for r in records} == {"infer"} and len(records) == 2
     assert "interrupted before a whole train round" in capsys.readouterr().out
     assert json.loads(out.read_text())["interrupted"].endswith("train round")
+
+
+@pytest.mark.parametrize("script", ["throughput", "profile_model", "graph_ops", "inference"])
+def test_device_flag_is_a_usage_error_when_the_device_is_missing(script, capsys, monkeypatch):
+    """``--device cuda`` without CUDA, or a device that does not parse, stops every speed script
+    with argparse's usage error naming the device, before any model is built."""
+    module = importlib.import_module(script)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device, message in (("cuda", "'cuda' .* needs CUDA, which is not available"),
+                            ("gpu", "'gpu' .* is not a device")):
+        monkeypatch.setattr(sys, "argv", [f"{script}.py", "--device", device])
+        with pytest.raises(SystemExit) as err:
+            module.main()
+        assert err.value.code == 2
+        assert re.search(message, capsys.readouterr().err)
+
+
+def test_inference_benchmark_removes_its_work_folder_even_when_a_run_fails(monkeypatch):
+    """The photos and checkpoints ``inference.py`` writes live in a temporary folder that is
+    gone after the run, whether it ends normally or with an error."""
+    inference = importlib.import_module("inference")
+    seen = []
+
+    def run(args, device, work, fail):
+        (work / "best.safetensors").write_bytes(b"x")
+        seen.append(work)
+        if fail:
+            raise RuntimeError("detector found no face")
+
+    monkeypatch.setattr(sys, "argv", ["inference.py", "--device", "cpu", "--threads", "1"])
+    monkeypatch.setattr(inference, "_run", lambda *a: run(*a, fail=False))
+    inference.main()
+    monkeypatch.setattr(inference, "_run", lambda *a: run(*a, fail=True))
+    with pytest.raises(RuntimeError, match="no face"):
+        inference.main()
+    assert len(seen) == 2 and not any(w.exists() for w in seen)
