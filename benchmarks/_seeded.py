@@ -21,7 +21,7 @@ from typing import Any
 import torch.multiprocessing as mp
 
 __all__ = ["mean_std", "paired_delta", "paired_ci", "paired_cells", "markdown_table", "run_keys",
-           "write_json"]
+           "write_json", "read_results", "settings_diff", "invocations"]
 
 # Two-sided 95 % quantiles of Student's t for 1..30 degrees of freedom.
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
@@ -120,3 +120,33 @@ def write_json(path: str | Path, data: Any) -> None:
     tmp_path = path.with_name(path.name + ".tmp")
     tmp_path.write_text(json.dumps(data, indent=1))
     tmp_path.replace(path)
+
+
+def read_results(path: str | Path, flag: str) -> dict[str, Any]:
+    """A driver's ``--json`` file given to ``flag`` (``--reuse``, ``--versus``): the whole
+    record, which holds at least ``args`` (a dict) and ``runs`` (a list); anything else is a
+    ``ValueError`` naming the flag and the file."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record.get("args"), dict) or not isinstance(record.get("runs"), list):
+            raise ValueError("no 'args' dict and 'runs' list")
+    except (OSError, ValueError, AttributeError) as err:
+        raise ValueError(f"{flag} {path}: not a results file of this script ({err})") from None
+    return record
+
+
+def settings_diff(recorded: dict[str, Any], args: Any, keys: Iterable[str]) -> dict[str, tuple]:
+    """``{key: (recorded, now)}`` for each of ``keys`` whose recorded setting differs from
+    ``args``' (a key missing from the record counts as recorded ``None``)."""
+    return {k: (recorded.get(k), getattr(args, k)) for k in keys
+            if recorded.get(k) != getattr(args, k)}
+
+
+def invocations(reused: dict[str, Any] | None, computed: int, total_s: float) -> list[dict]:
+    """The invocation history a results file records: those of the ``--reuse``-d file (if
+    any, and if it recorded them), then this one's runs computed here and wall time. A file
+    rewritten by a fully reused invocation thus keeps the wall time of the invocations that
+    trained its runs."""
+    earlier = list(reused.get("invocations", [])) if reused else []
+    return earlier + [{"computed": computed, "total_s": round(total_s, 1)}]

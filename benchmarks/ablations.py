@@ -81,7 +81,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _seeded import markdown_table, mean_std, paired_cells, paired_ci, paired_delta  # noqa: E402
-from _seeded import run_keys, write_json  # noqa: E402
+from _seeded import invocations, read_results, run_keys, settings_diff, write_json  # noqa: E402
 
 from pyg_fer.data import build_dataset  # noqa: E402
 from pyg_fer.engine import train  # noqa: E402
@@ -240,30 +240,18 @@ SAME_RUN = ("img_size", "samples", "test_samples", "epochs", "batch_size", "trai
             "threads", "device", "f2n_base", "trunk_weights")
 
 
-def read_results(path: str | Path, flag: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The settings and runs of a ``--json`` file of this script (``flag`` names the option
-    that gave it, for the error)."""
-    path = Path(path)
-    try:
-        earlier = json.loads(path.read_text())
-        return earlier["args"], earlier["runs"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"{flag} {path}: not a results file of this script ({err})") from None
-
-
-def load_reused(args: argparse.Namespace, keys: list[tuple[str, int]]) -> dict:
-    """Runs of ``keys`` recorded in ``args.reuse`` (an earlier ``--json``) with the same
-    settings; CPU runs are bit-reproducible for a given thread count, so rerunning them would
-    give the same figures."""
-    path = Path(args.reuse)
-    old_args, runs = read_results(path, "--reuse")
-    diff = {k: (old_args.get(k), getattr(args, k)) for k in SAME_RUN
-            if old_args.get(k) != getattr(args, k)}
+def load_reused(args: argparse.Namespace, keys: list[tuple[str, int]],
+                earlier: dict[str, Any]) -> dict:
+    """Runs of ``keys`` recorded in ``earlier`` (the ``--reuse`` file, an earlier ``--json``)
+    with the same settings; CPU runs are bit-reproducible for a given thread count, so
+    rerunning them would give the same figures."""
+    diff = settings_diff(earlier["args"], args, SAME_RUN)
     if diff:
-        raise ValueError(f"--reuse {path}: recorded with other settings (recorded, now): {diff}")
+        raise ValueError(f"--reuse {args.reuse}: recorded with other settings (recorded, now): "
+                         f"{diff}")
     wanted = set(keys)
     return {(r["arm"], r["seed"]): {k: v for k, v in r.items() if k not in ("arm", "seed")}
-            for r in runs if (r["arm"], r["seed"]) in wanted}
+            for r in earlier["runs"] if (r["arm"], r["seed"]) in wanted}
 
 
 VERSUS_SETTINGS = ("train_fraction", "epochs", "trunk_weights", "img_size", "samples")
@@ -274,8 +262,9 @@ def versus(results: dict, arms: list[str], seeds: int,
     """Every arm against the **same arm and seed** recorded in ``path`` under other settings
     (e.g. the same arms trained from scratch, or on all the training images): a title with
     that file's settings, and one row per arm with the paired Δ (this run − that one)."""
-    other_args, runs = read_results(path, "--versus")
-    other = {(r["arm"], r["seed"]): r["acc"] for r in runs}
+    recorded = read_results(path, "--versus")
+    other_args = recorded["args"]
+    other = {(r["arm"], r["seed"]): r["acc"] for r in recorded["runs"]}
     header = ["arm", "here: acc %", f"{Path(path).name}: acc %", "Δ (points)", "95 % CI of Δ"]
     rows = []
     for arm in arms:
@@ -378,7 +367,9 @@ def main(argv: list[str] | None = None) -> dict:
           f"{time.perf_counter() - t_all:.0f} s", flush=True)
 
     keys = [(arm, seed) for seed in range(args.seeds) for arm in arms]
-    reused = load_reused(args, keys) if args.reuse else {}
+    # read once, before this invocation's --json (possibly the same file) is rewritten
+    earlier = read_results(args.reuse, "--reuse") if args.reuse else None
+    reused = load_reused(args, keys, earlier) if earlier else {}
     if reused:
         print(f"reusing {len(reused)} runs of {args.reuse}: "
               + ", ".join(f"{a} seed {s}" for a, s in sorted(reused)), flush=True)
@@ -388,7 +379,9 @@ def main(argv: list[str] | None = None) -> dict:
         _report(key, r)
         done[key] = r
         if args.json:  # every finished run at once: an interrupted invocation can be --reused
-            write_json(args.json, {"args": vars(args), "partial": True, "runs": _runs(done)})
+            write_json(args.json, {"args": vars(args), "partial": True, "runs": _runs(done),
+                                   "invocations": invocations(earlier, len(done) - len(reused),
+                                                              time.perf_counter() - t_all)})
 
     with tempfile.TemporaryDirectory() as tmp:
         results = run_keys([k for k in keys if k not in reused], _run_key, args.jobs,
@@ -403,8 +396,9 @@ def main(argv: list[str] | None = None) -> dict:
     times = [r["time_s"] for r in results.values()]
     print(f"\n{len(times)} runs ({len(reused)} reused), median {statistics.median(times):.0f} s "
           f"per run; total wall time of this invocation {total:.0f} s")
-    summary = {"args": vars(args), "header": header, "rows": rows,
-               "runs": _runs(results), "total_s": total}
+    summary = {"args": vars(args), "header": header, "rows": rows, "runs": _runs(results),
+               "total_s": total,  # this invocation's; "invocations": every one behind the runs
+               "invocations": invocations(earlier, len(results) - len(reused), total)}
     if args.versus:
         title, vheader, vrows = versus(results, arms, args.seeds, args.versus)
         print(f"\n{title}; Δ = here − there, paired by seed (points)")

@@ -54,7 +54,6 @@ from __future__ import annotations
 import argparse
 import copy
 import inspect
-import json
 import shutil
 import statistics
 import sys
@@ -69,7 +68,8 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fer_tensors import TensorFER, render  # noqa: E402
-from _seeded import markdown_table, mean_std, paired_cells, run_keys, write_json  # noqa: E402
+from _seeded import markdown_table, mean_std, paired_cells, read_results, run_keys  # noqa: E402
+from _seeded import settings_diff, write_json  # noqa: E402
 from noisy_labels import EVAL_GRAPHS, STATS_IMAGES, edge_stats, graph_stats  # noqa: E402
 
 from pyg_fer.engine import evaluate, train  # noqa: E402
@@ -470,7 +470,7 @@ def versus(results: dict, args: argparse.Namespace, path: str | Path) -> str:
     """Every branch and the graph-off probe against the same noise rate, seed and branch in
     another results file (e.g. the same runs without ``--trunk-weights``): Δ = here − there,
     paired by seed."""
-    other = {(r["noise"], r["seed"]): r for r in json.loads(Path(path).read_text())["runs"]}
+    other = {(r["noise"], r["seed"]): r for r in read_results(path, "--versus")["runs"]}
     seeds = range(args.seeds)
     keys = [b for b in BRANCHES if args.extra and (b == "off" or b in args.branches)]
     keys.append("probe_off")
@@ -550,10 +550,8 @@ def main(argv: list[str] | None = None) -> dict:
     keys = [(n, s) for n in args.noise for s in range(args.seeds)]
     results: dict = {}
     if args.reuse:
-        earlier = json.loads(Path(args.reuse).read_text())
-        recorded = {**RECORDED_DEFAULTS, **earlier["args"]}
-        diff = {k: (recorded.get(k), getattr(args, k)) for k in SAME_RUN
-                if recorded.get(k) != getattr(args, k)}
+        earlier = read_results(args.reuse, "--reuse")
+        diff = settings_diff({**RECORDED_DEFAULTS, **earlier["args"]}, args, SAME_RUN)
         if diff:
             raise SystemExit(f"--reuse {args.reuse}: other settings (recorded, now): {diff}")
         results = {(r["noise"], r["seed"]): r for r in earlier["runs"]

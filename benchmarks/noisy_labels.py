@@ -24,6 +24,9 @@ mean edge probability P over same- and different-class pairs of 256 test images.
 ``--agfn-kwargs`` passes model options to the AGFN arms (e.g. ``'{"feature_activation":
 "none"}'``). The difference to the first arm is the mean ± std over seeds
 of the per-seed difference (same seed: same initialisation, data order and noisy labels).
+``--json FILE`` records the settings and every run; ``--versus FILE`` pairs this invocation's
+arms with those of such a file (same data and training, other arms or ``--agfn-kwargs``) by
+noise rate and seed, so the two AGFN estimators compare seed by seed across invocations.
 
 Default size (CPU, ≤ 20 min on 2 cores: 1135 s measured on a quiet 2-core machine): 32×32 px,
 1 000 training / 500 test images with expression intensity ≥ 0.6 (``--min-intensity``; the
@@ -51,7 +54,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fer_tensors import TensorFER, render  # noqa: E402
-from _seeded import markdown_table, mean_std, paired_delta, run_keys  # noqa: E402
+from _seeded import invocations, markdown_table, mean_std, paired_delta, read_results  # noqa: E402
+from _seeded import run_keys, settings_diff, write_json  # noqa: E402
 
 from pyg_fer.engine import evaluate, train  # noqa: E402
 
@@ -167,6 +171,50 @@ def _report(key: tuple, r: dict) -> None:
           f"acc {100 * r['acc']:.1f}%{extra} ({r['time_s']:.0f} s)", flush=True)
 
 
+# Settings under which runs of two invocations are comparable seed by seed (--versus): the
+# data, the noise draw and the training; the arms and the AGFN model options may differ.
+SAME_DATA = ("img_size", "samples", "test_samples", "min_intensity", "epochs", "batch_size",
+             "optim", "lr", "pretrain_epochs", "threads", "device")
+
+
+def _runs(results: dict) -> list[dict]:
+    return [{"arm": a, "noise": n, "seed": s, **r} for (a, n, s), r in sorted(results.items())]
+
+
+def read_versus(path: str, args: argparse.Namespace) -> dict:
+    """The ``--versus`` file: an earlier ``--json`` of this script with the same data and
+    training settings (``SAME_DATA``), else a ``ValueError`` naming the settings that differ."""
+    recorded = read_results(path, "--versus")
+    diff = settings_diff(recorded["args"], args, SAME_DATA)
+    if diff:
+        raise ValueError(f"--versus {path}: recorded with other settings (recorded, now): {diff}")
+    return recorded
+
+
+def versus(results: dict, args: argparse.Namespace, path: str, recorded: dict) -> str:
+    """Each arm here against each arm ``recorded`` in ``path`` (:func:`read_versus`; e.g.
+    the same data with other ``--agfn-kwargs``), at the same noise rate and seed: Δ = here −
+    there, mean ± std of the per-seed differences."""
+    other = {(r["arm"], r["noise"], r["seed"]): r["acc"] for r in recorded["runs"]}
+    there_arms = [a for a in recorded["args"].get("arms", []) if a in {k[0] for k in other}]
+    pairs = [(a, b) for a in args.arms for b in there_arms]
+    header = ["noise"] + [f"{a} − there {b}" for a, b in pairs]
+    rows = []
+    for noise in args.noise:
+        row = [f"{100 * noise:.0f}%"]
+        for a, b in pairs:
+            there = [other.get((b, noise, s)) for s in range(args.seeds)]
+            if None in there:
+                row.append("not recorded there")
+                continue
+            row.append(paired_delta([results[(a, noise, s)]["acc"] for s in range(args.seeds)],
+                                    there))
+        rows.append(row)
+    kwargs = json.dumps(recorded["args"].get("agfn_kwargs", {}))
+    return (f"\nAgainst {path} (there: --agfn-kwargs {kwargs}); Δ = here − there, paired by "
+            f"noise rate and seed (points)\n" + markdown_table(header, rows))
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--img-size", type=int, default=32)
@@ -195,6 +243,12 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=None, help="keep the run folders here (default: a temp dir)")
     ap.add_argument("--jobs", type=int, default=2,
                     help="runs in parallel processes, each with --threads threads")
+    ap.add_argument("--json", default=None, metavar="FILE",
+                    help="write the settings and every run's results here (after each run)")
+    ap.add_argument("--versus", default=None, metavar="FILE",
+                    help="a --json file of an invocation with the same data and training "
+                         "settings (e.g. other --agfn-kwargs): also print each arm's Δ against "
+                         "each arm there, paired by noise rate and seed")
     ap.add_argument("--agfn-kwargs", type=json.loads, default={},
                     help='JSON model kwargs for the AGFN arms, e.g. \'{"feature_activation": '
                          '"none"}\'')
@@ -202,6 +256,11 @@ def main(argv=None) -> None:
     if args.pretrain_epochs >= args.epochs and "agfn_resnet18" in args.arms:
         ap.error(f"--pretrain-epochs ({args.pretrain_epochs}) must be < --epochs "
                  f"({args.epochs}) for AGFN to be switched on")
+
+    try:  # fail before hours of training, not after
+        recorded = read_versus(args.versus, args) if args.versus else None
+    except ValueError as err:
+        ap.error(str(err))
 
     t_all = time.perf_counter()
     train_ds = render("train", args.samples, args.img_size, flip=True,
@@ -215,9 +274,19 @@ def main(argv=None) -> None:
 
     keys = [(arm, noise, seed) for noise in args.noise for seed in range(args.seeds)
             for arm in args.arms]
+    done: dict = {}
+
+    def on_result(key: tuple, r: dict) -> None:
+        _report(key, r)
+        done[key] = r
+        if args.json:  # every finished run at once: an interrupted invocation keeps them
+            write_json(args.json, {"args": vars(args), "partial": True, "runs": _runs(done),
+                                   "invocations": invocations(None, len(done),
+                                                              time.perf_counter() - t_all)})
+
     with tempfile.TemporaryDirectory() as tmp:
         results = run_keys(keys, _run_key, args.jobs, _init_worker,
-                           (train_ds, test_ds, args, args.out or tmp), _report)
+                           (train_ds, test_ds, args, args.out or tmp), on_result)
 
     base = args.arms[0]
     seeds = range(args.seeds)
@@ -239,7 +308,7 @@ def main(argv=None) -> None:
     print(markdown_table(header, rows))
     if "agfn_resnet18" in args.arms:
         print("\nagfn_resnet18 sampler after training (mean over seeds): α, β, and mean P over "
-              "same-/different-class pairs of 256 test images")
+              f"same-/different-class pairs of {min(STATS_IMAGES, len(test_ds))} test images")
         print("| noise | α | β | P same class | P different class | degree |")
         print("|---|---|---|---|---|---|")
         for noise in args.noise:
@@ -248,9 +317,15 @@ def main(argv=None) -> None:
                 f"{statistics.fmean(r[k] for r in rs):.3f}"
                 for k in ("alpha", "beta", "p_same", "p_diff")) +
                 f" | {statistics.fmean(r['degree'] for r in rs):.1f} |")
+    if args.versus:
+        print(versus(results, args, args.versus, recorded))
     times = [r["time_s"] for r in results.values()]
+    total = time.perf_counter() - t_all
     print(f"\n{len(times)} runs, median {statistics.median(times):.0f} s per run; "
-          f"total wall time {time.perf_counter() - t_all:.0f} s")
+          f"total wall time {total:.0f} s")
+    if args.json:
+        write_json(args.json, {"args": vars(args), "runs": _runs(results),
+                               "invocations": invocations(None, len(results), total)})
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -12,7 +13,7 @@ sys.path.insert(0, str(BENCH))
 
 import ablations  # noqa: E402
 from _seeded import markdown_table, mean_std, paired_ci, paired_delta  # noqa: E402
-from _seeded import run_keys, write_json  # noqa: E402
+from _seeded import invocations, read_results, run_keys, settings_diff, write_json  # noqa: E402
 
 
 def test_mean_std_and_paired_delta_exact():
@@ -96,11 +97,17 @@ def test_quick_run_table(tmp_path, capsys, one_thread):
     assert card["epoch"] == 2
     assert json.loads(out_json.read_text())["rows"] == rows
     # --reuse takes the recorded runs instead of training again (same figures, no run line) ...
+    # Rewriting the reused file keeps the wall time of the invocation that trained its runs.
     again = ablations.main(["--quick", "--seeds", "1", "--jobs", "1", "--arms", "stem@2", "full",
-                            "--cache-dir", str(tmp_path / "cache"), "--reuse", str(out_json)])
+                            "--cache-dir", str(tmp_path / "cache"), "--reuse", str(out_json),
+                            "--json", str(out_json)])
     assert "reusing 2 runs" in capsys.readouterr().out
     assert [r[0] for r in again["rows"]] == ["stem@2", "full"]
     assert {r["arm"]: r["acc"] for r in again["runs"]} == {a: r["acc"] for a, r in runs.items()}
+    history = json.loads(out_json.read_text())["invocations"]
+    assert [h["computed"] for h in history] == [2, 0]
+    assert history[0]["total_s"] == round(summary["total_s"], 1)
+    assert history[1]["total_s"] == round(again["total_s"], 1)
     # --versus pairs every arm with the same arm and seed of another file (exact Δ) ...
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"args": {"train_fraction": 0.5}, "runs": [
@@ -160,3 +167,26 @@ def test_write_json_keeps_the_previous_file_when_a_write_fails(tmp_path):
         write_json(path, {"runs": [object()]})  # not serialisable: nothing replaces the file
     assert json.loads(path.read_text()) == {"runs": [1]}
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_read_results_names_the_flag_and_file(tmp_path):
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"args": {"a": 1}, "runs": [], "invocations": []}))
+    assert read_results(good, "--reuse")["args"] == {"a": 1}
+    for name, text in (("list.json", "[]"), ("norun.json", '{"args": {}}'),
+                       ("bad.json", "{"), ("absent.json", None)):
+        if text is not None:
+            (tmp_path / name).write_text(text)
+        with pytest.raises(ValueError, match=f"--versus .*{name}: not a results file"):
+            read_results(tmp_path / name, "--versus")
+
+
+def test_settings_diff_and_invocation_history():
+    args = SimpleNamespace(a=1, b=2, c=None)
+    assert settings_diff({"a": 1, "b": 3}, args, ["a", "b", "c"]) == {"b": (3, 2)}
+    assert settings_diff({"a": 1, "b": 2, "c": 0}, args, ["a", "c"]) == {"c": (0, None)}
+    assert invocations(None, 4, 12.34) == [{"computed": 4, "total_s": 12.3}]
+    first = {"invocations": [{"computed": 4, "total_s": 12.3}]}
+    assert invocations(first, 0, 0.5) == [{"computed": 4, "total_s": 12.3},
+                                          {"computed": 0, "total_s": 0.5}]
+    assert invocations({"runs": []}, 1, 2.0) == [{"computed": 1, "total_s": 2.0}]  # old file
