@@ -80,10 +80,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _eval_dataset(cfg: Config, model: torch.nn.Module, split: str):
     """The recipe's ``split`` as the engine builds it, at the checkpoint's input size and
-    normalisation."""
+    normalisation, with the evaluation transform; the training split (when it is not also the
+    evaluation split) keeps ``data.train_options``: the images the model trained on."""
     _, height, _ = model.cfg["input_size"]
+    options = "train" if cfg.data.eval_split != split == cfg.data.train_split else "eval"
     return build_split(cfg, split, train=False, img_size=height, mean=model.cfg["mean"],
-                       std=model.cfg["std"])
+                       std=model.cfg["std"], options=options)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -311,7 +313,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
     print(json.dumps(entry.to_dict(), indent=2))
     print(f"pyg-fer publish: wrote {entry.card['weights']}, {entry.name}.json, "
           f"{entry.card['weights']}.sha256 and {entry.name}.entry.json to {args.out_dir}; "
-          "paste the entry above into the 'entries' of pyg_fer/models/pretrained.json or "
+          "paste the entry above into the 'entries' of pyg_fer/models/pretrained.json, list "
+          f"'{Path(args.out_dir) / (entry.name + '.entry.json')}' in $PYG_FER_WEIGHTS, or "
           "register it with pyg_fer.models.register_weights", file=sys.stderr)
     return 0
 
@@ -338,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="overrides of the run's config (e.g. data.root=...)")
     cmd.add_argument("--config", help="recipe naming the data (default: the run's config.yaml)")
     cmd.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="more overrides")
-    cmd.add_argument("--split", help="dataset split (default: data.eval_split)")
+    cmd.add_argument("--split", help="dataset split (default: data.eval_split); the training "
+                     "split is read with data.train_options, any other with data.eval_options")
     cmd.add_argument("--tsne", action="store_true", help="add a t-SNE plot of the features")
     cmd.add_argument("--out", help="report folder (default: next to the checkpoint)")
     cmd.add_argument("--batch-size", type=int, default=64)
@@ -376,7 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "weights; PYG_FER_OFFLINE=1 forbids downloads.")
     cmd.add_argument("pattern", nargs="?", default="*", help="shell-style filter on the names")
     cmd.add_argument("--add", nargs="+", metavar="ENTRY.json",
-                     help="register these entry files (from pyg-fer publish) first")
+                     help="register these entry files (from pyg-fer publish) for this call; "
+                          "$PYG_FER_WEIGHTS lists entry files for every command")
     cmd.add_argument("--download", nargs="+", metavar="NAME",
                      help="fetch and verify these entries; print each cached card's path")
     cmd.set_defaults(func=cmd_weights)

@@ -23,6 +23,8 @@ The cache also holds the entry's card as ``<name>-<sha256[:8]>.json``, so a cach
 ordinary checkpoint: ``load_model``, ``pyg-fer eval`` and ``pyg-fer predict`` read it.
 
 Entries shipped with pyg-fer are the ``entries`` of ``pyg_fer/models/pretrained.json``;
+the entry files named in ``$PYG_FER_WEIGHTS`` (``os.pathsep``-separated, like ``PATH``) are
+registered beside them in every process, so the command line (and each DDP process) sees them;
 :func:`register_weights` adds more at run time (an entry, its dict, or a JSON file of them),
 e.g. the ``entry.json`` that ``pyg-fer publish`` writes.
 """
@@ -63,6 +65,9 @@ __all__ = [
 ENV_HOME = "PYG_FER_HOME"
 #: Environment variable that, set to ``1``/``true``/``yes``, forbids downloads.
 ENV_OFFLINE = "PYG_FER_OFFLINE"
+#: Environment variable listing more registry files (``os.pathsep``-separated), e.g. the
+#: ``entry.json`` of ``pyg-fer publish``: registered with the shipped entries.
+ENV_ENTRIES = "PYG_FER_WEIGHTS"
 #: The registry file shipped with pyg-fer.
 SHIPPED = Path(__file__).with_name("pretrained.json")
 
@@ -189,13 +194,32 @@ class PretrainedWeights:
 
 _entries: dict[str, PretrainedWeights] = {}
 _shipped_loaded = False
+# The $PYG_FER_WEIGHTS value whose files are registered, and the names they registered.
+_env_loaded: tuple[str, list[str]] = ("", [])
 
 
 def _ensure_shipped() -> None:
-    global _shipped_loaded
+    """Register the shipped entries once, and the files of ``$PYG_FER_WEIGHTS`` whenever its
+    value changes (the previous value's entries are removed first)."""
+    global _shipped_loaded, _env_loaded
     if not _shipped_loaded:
         _shipped_loaded = True
         register_weights(SHIPPED)
+    value = os.environ.get(ENV_ENTRIES, "")
+    if value == _env_loaded[0]:
+        return
+    for name in _env_loaded[1]:
+        _entries.pop(name, None)
+    _env_loaded = ("", [])
+    names: list[str] = []
+    for path in filter(None, value.split(os.pathsep)):
+        try:
+            names += [e.name for e in register_weights(path)]
+        except ValueError as err:  # nothing of a bad value stays registered; asked again, it
+            for name in names:     # raises again
+                _entries.pop(name, None)
+            raise ValueError(f"${ENV_ENTRIES}: {err}") from None
+    _env_loaded = (value, names)
 
 
 def register_weights(
@@ -262,7 +286,8 @@ def get_weights(name: str) -> PretrainedWeights:
     _ensure_shipped()
     if name not in _entries:
         raise ValueError(f"unknown pretrained weights '{name}'; registered: "
-                         f"{', '.join(list_pretrained()) or '(none)'}")
+                         f"{', '.join(list_pretrained()) or '(none)'} (add an entry file "
+                         f"with ${ENV_ENTRIES} or register_weights)")
     return _entries[name]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import sys
 import types
@@ -339,3 +340,50 @@ def test_cli_publish_then_weights_lists_downloads_and_predict_reads_the_cache(
                  "--command", "pyg-fer train x"]) == 2
     err = capsys.readouterr().err  # --command is not taken for the subcommand's name
     assert err.startswith("pyg-fer publish: error:") and "must be '<model>.<tag>'" in err
+
+
+def test_entry_files_in_the_environment_are_registered_for_every_command(
+        trained, tmp_path, monkeypatch, capsys):
+    """``$PYG_FER_WEIGHTS`` registers published entry files in every process, so a shell
+    command can train from a published entry; changing the variable changes the registry."""
+    from pyg_fer.cli import main
+
+    run, model = trained
+    out = tmp_path / "served"
+    publish(run, out, license="MIT", name="face2nodes.tiny")
+    entry_file = out / "face2nodes.tiny.entry.json"
+    monkeypatch.setenv(pw.ENV_ENTRIES, f"{entry_file}{os.pathsep}")  # empty parts are ignored
+    assert pw.list_pretrained() == ["face2nodes.tiny"]
+    loaded = pyg_fer.create_model("face2nodes", pretrained="face2nodes.tiny")
+    torch.testing.assert_close(loaded.state_dict(), model.state_dict(), rtol=0, atol=0)
+    assert main(["weights"]) == 0
+    assert capsys.readouterr().out.startswith("face2nodes.tiny\tface2nodes\t")
+    # `pyg-fer train RECIPE model.kwargs.pretrained=...` starts from it and records it.
+    recipe = tmp_path / "ft.yaml"
+    recipe.write_text(f"""
+model: {{name: face2nodes, kwargs: {{}}}}
+data: {{name: synthetic, img_size: 32, options: {{img_size: 32}},
+        train_options: {{num_samples: 32}}, eval_options: {{num_samples: 16}}}}
+train: {{epochs: 1, batch_size: 16, device: cpu, progress: false}}
+output: {{dir: {tmp_path / 'runs'}, name: ft}}
+""")
+    assert main(["train", str(recipe), "model.kwargs.pretrained=face2nodes.tiny"]) == 0
+    card = json.loads((tmp_path / "runs" / "ft" / "last.json").read_text())
+    assert card["model"]["init_kwargs"] == {"pretrained": "face2nodes.tiny"}
+    assert card["model"]["kwargs"]["embed_dim"] == KW["embed_dim"]  # the entry's architecture
+    # Unset: the entry is gone again.
+    monkeypatch.setenv(pw.ENV_ENTRIES, "")
+    assert pw.list_pretrained() == []
+    with pytest.raises(ValueError, match=r"registered: \(none\) \(add an entry file with "
+                                         r"\$PYG_FER_WEIGHTS or register_weights\)"):
+        pw.get_weights("face2nodes.tiny")
+    # A bad file is an error naming the variable and the file, every time it is asked; the
+    # good files of the same value are not left half-registered.
+    bad = tmp_path / "bad.entry.json"
+    bad.write_text("{")
+    monkeypatch.setenv(pw.ENV_ENTRIES, os.pathsep.join([str(entry_file), str(bad)]))
+    for _ in range(2):
+        with pytest.raises(ValueError, match=r"\$PYG_FER_WEIGHTS: cannot read weights registry "
+                                             r"file '.*bad\.entry\.json'"):
+            pw.list_pretrained()
+        assert "face2nodes.tiny" not in pw._entries
