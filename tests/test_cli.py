@@ -79,6 +79,15 @@ def test_train_eval_predict_round_trip(tmp_path, capsys):
     assert report["num_samples"] == 48 == sum(map(sum, report["confusion_matrix"]))
     assert f"{100 * report['overall_acc']:.2f}%" in out
     assert (tmp_path / "ev" / "tsne.png").is_file()
+    # --split train evaluates the training images (train_options: 96), not an eval-sized
+    # sample of them, and a train_options override counts.
+    assert main(["eval", str(run / "best.json"), "--split", "train", "--out",
+                 str(tmp_path / "ev_train"), "--device", "cpu"]) == 0
+    assert "synthetic/train: 96 images" in capsys.readouterr().out
+    assert main(["eval", str(run / "best.json"), "--split", "train", "--out",
+                 str(tmp_path / "ev_train"), "--device", "cpu",
+                 "data.train_options.num_samples=32"]) == 0
+    assert "synthetic/train: 32 images" in capsys.readouterr().out
     from PIL import Image
 
     img = tmp_path / "face.png"

@@ -23,7 +23,8 @@ def normalization(cfg: Config) -> tuple[list[float], list[float]]:
 
 
 def build_split(cfg: Config, split: str, *, train: bool, mean: Sequence[float],
-                std: Sequence[float], img_size: int | None = None) -> Dataset:
+                std: Sequence[float], img_size: int | None = None,
+                options: str | None = None) -> Dataset:
     """One split of ``cfg.data`` with the recipe's training or evaluation transform.
 
     Args:
@@ -33,12 +34,18 @@ def build_split(cfg: Config, split: str, *, train: bool, mean: Sequence[float],
             and ``data.eval_options`` (both on top of ``data.options``).
         mean, std: normalisation of the transform.
         img_size: network input size (default: ``data.img_size``).
+        options: ``'train'`` or ``'eval'``: whose options section to use, when it is not the
+            transform's (``pyg-fer eval --split train`` evaluates the training images the
+            recipe trained on: evaluation transform, ``data.train_options``).
     """
     data = cfg.data
     transform = build_transform(train, img_size=img_size or data.img_size, recipe=data.recipe,
                                 mean=mean, std=std)
-    options = dict(data.options, **(data.train_options if train else data.eval_options))
-    return build_dataset(data.name, data.root, split, transform=transform, **options)
+    if options not in (None, "train", "eval"):
+        raise ValueError(f"options must be 'train' or 'eval', got {options!r}")
+    use_train = train if options is None else options == "train"
+    kwargs = dict(data.options, **(data.train_options if use_train else data.eval_options))
+    return build_dataset(data.name, data.root, split, transform=transform, **kwargs)
 
 
 def build_datasets(cfg: Config, mean: Sequence[float],

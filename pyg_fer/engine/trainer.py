@@ -245,8 +245,10 @@ def train(
         run = setup(cfg, info, train_dataset, eval_dataset, resume, allow_recipe_changes)
         if resume not in (None, False):
             _resume(run)
-            if info.is_main:  # the recipe it continues under, once its state has loaded
-                save_config(cfg, run.run_dir / "config.yaml")
+        if info.is_main:  # the recipe it trains under, once the data, the model and (on a
+            # resume) the state have loaded: a recipe that fails to start leaves no run folder
+            run.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, run.run_dir / "config.yaml")
         _announce(run)
         for epoch in range(run.state.epoch + 1, cfg.train.epochs + 1):
             record = train_one_epoch(run, epoch)
@@ -446,8 +448,8 @@ def _check_resume_config(run_dir: Path, cfg: Config) -> None:
 
 def _prepare_run_dir(run_dir: Path, cfg: Config, resuming: bool,
                      allow_recipe_changes: bool = False) -> None:
-    """Check or clear the run folder; a new run's ``config.yaml`` is written here, a resumed
-    run's once its state has loaded (:func:`train`)."""
+    """Check or clear the run folder (:func:`train` writes ``config.yaml`` into it once the
+    run has been set up)."""
     if resuming:
         if not (run_dir / "train_state.pt").is_file():
             raise FileNotFoundError(f"cannot resume: '{run_dir / 'train_state.pt'}' does not "
@@ -464,8 +466,6 @@ def _prepare_run_dir(run_dir: Path, cfg: Config, resuming: bool,
         for folder in run_dir.glob("eval_*"):  # `pyg-fer eval` reports of the old weights
             if folder.is_dir():
                 shutil.rmtree(folder)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
 
 
 def _data(cfg: Config, train_ds: Dataset | None, eval_ds: Dataset | None,

@@ -192,7 +192,14 @@ def test_empty_evaluation_set_is_refused_before_training(tmp_path):
     cfg = tiny_config(tmp_path, train={"epochs": 1})
     with pytest.raises(ValueError, match="evaluation set .* is empty"):
         train(cfg, train_dataset=tr, eval_dataset=BlobImages(0, seed=2))
-    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+    assert not (tmp_path / "run").exists()  # no half-made run folder to trip over
+
+
+def test_a_recipe_that_cannot_start_leaves_no_run_folder(tmp_path):
+    cfg = tiny_config(tmp_path, data={"name": "rafdb", "root": str(tmp_path / "no_rafdb")})
+    with pytest.raises(FileNotFoundError, match="no_rafdb"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
 
 
 def test_existing_run_is_not_overwritten_by_accident(tmp_path):
