@@ -176,8 +176,10 @@ print(f"test accuracy {metrics['overall_acc']:.1%}, "
 # %%
 # Predict on new photos
 # ---------------------
-# ``pyg-fer predict CHECKPOINT IMAGE...`` prints the top classes of each image with their
-# probabilities. The photos should be face crops like the training images; the checkpoint
+# ``pyg-fer predict CHECKPOINT IMAGE...`` prints the top classes of each face with their
+# probabilities. These photos are face crops like the training images, so no face detector is
+# needed (``--detector none``: the whole image is the face; on ordinary photos the default
+# OpenCV detector, ``pip install "pyg-fer[predict]"``, finds the faces first). The checkpoint
 # carries the input size and normalisation, so any size is resized to the model's.
 
 from pyg_fer.cli import main as pyg_fer_cli
@@ -193,7 +195,9 @@ for i in range(len(fresh)):
     paths.append(str(path.relative_to(root.parent)))
 
 os.chdir(root.parent)  # so that the output below shows short relative paths
-pyg_fer_cli(["predict", str(run_dir / "best.json"), *paths, "--top", "3"])
+status = pyg_fer_cli(["predict", str(run_dir / "best.json"), *paths, "--top", "3",
+                      "--detector", "none"])
+assert status == 0, f"pyg-fer predict exited with {status}"
 os.chdir(cwd)
 
 # %%

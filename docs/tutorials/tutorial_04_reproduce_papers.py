@@ -125,5 +125,6 @@ for name in list_recipes():
 # Time per epoch
 # --------------
 # Not yet measured on a GPU. For planning: RAF-DB's training split has 12 271 images, so at the
-# recipe's batch of 64 an epoch is 192 iterations and the 300-epoch schedule 57 600 iterations
-# of Face2Nodes at 224×224.
+# recipe's batch of 64 an epoch is 191 iterations (the engine drops the last, partial batch of
+# 47 images; the shuffle changes which ones every epoch) and the 300-epoch schedule 57 300
+# iterations of Face2Nodes at 224×224.

@@ -58,8 +58,12 @@ class ImageFolder(FERDataset):
         subset (str, optional): a list file restricting the dataset to the names it lists.
         skip_corrupt (bool): drop unreadable images (counted, reported once) instead of raising.
 
+    A class listed in ``classes`` without a folder in this split has no samples here (a small
+    validation split may lack one); it is an error only when the split has no class folders.
+
     Raises:
-        FileNotFoundError: missing root, split folder or class folder (named).
+        FileNotFoundError: missing root or split folder, or a listed class's folder in a split
+            that has no class folders at all (named).
         ValueError: no class folders, an unknown class folder, or a non-image file (named).
     """
 

@@ -204,7 +204,8 @@ class SyntheticFER(FERDataset):
         self.grayscale_prob = float(grayscale_prob)
         self.occlusion_prob = float(occlusion_prob)
         self.min_intensity = float(min_intensity)
-        self.num_identities = int(num_identities or _DEFAULT_IDENTITIES[split])
+        self.num_identities = int(_DEFAULT_IDENTITIES[split] if num_identities is None
+                                  else num_identities)
         if not 1 <= self.num_identities <= _MAX_IDENTITIES:
             raise ValueError(f"num_identities must be in [1, {_MAX_IDENTITIES}] (the splits' "
                              f"identity ranges are that far apart), got {self.num_identities}")

@@ -113,9 +113,11 @@ def explain_block_edges(
             mode here and restored afterwards.
         image: one normalised image ``[C, H, W]`` or ``[1, C, H, W]``.
         block: 1-based block (default: the last).
-        target: class index, class name (needs ``class_names``) or ``None`` for the predicted
+        target: class index, class name (among ``class_names``) or ``None`` for the predicted
             class; the explanation is of that class's raw score (``explanation_type=
             "phenomenon"``).
+        class_names (list of str, optional): the names a string ``target`` is looked up in
+            (default: the model's, ``model.cfg["class_names"]``).
         algorithm: ``"gnnexplainer"`` (:class:`~torch_geometric.explain.algorithm.GNNExplainer`,
             ``epochs`` and ``lr``; the mask is random-initialised under ``seed`` without
             touching the global RNG), or through
@@ -123,6 +125,9 @@ def explain_block_edges(
             ``"integrated_gradients"`` / ``"saliency"`` (needs ``pip install
             'pyg-fer[explain]'``; their attributions are scaled to ``[0, 1]`` by the largest
             absolute value).
+        epochs (int): GNNExplainer's optimisation steps (default: ``100``).
+        lr (float): GNNExplainer's learning rate (default: ``0.01``).
+        seed (int): seed of GNNExplainer's random mask initialisation (default: ``0``).
         x: node features ``[N, D]`` to explain instead of the image's :math:`X^l` (a what-if:
             the graph stays the one the block built for ``image``, the rest of the model runs
             on ``image``).
@@ -150,7 +155,7 @@ def explain_block_edges(
         else:
             with torch.no_grad():
                 logits = wrapped(x, edge_index)
-        cls = int(_resolve_class(target, logits, class_names)[0])
+        cls = int(_resolve_class(target, logits, class_names, model)[0])
         if algorithm == "gnnexplainer":
             algo = GNNExplainer(epochs=epochs, lr=lr)
         else:

@@ -55,8 +55,14 @@ def target_layer(
 
 
 def _resolve_class(
-    target: int | str | None, logits: Tensor, class_names: Sequence[str] | None
+    target: int | str | None, logits: Tensor, class_names: Sequence[str] | None,
+    model: nn.Module | None = None,
 ) -> Tensor:
+    """The target class of each row of ``logits``: ``target`` as an index, as a name among
+    ``class_names`` (default: the ``class_names`` a pyg-fer model records in ``model.cfg``),
+    or the predicted class for ``None``."""
+    if class_names is None and model is not None:
+        class_names = (getattr(model, "cfg", None) or {}).get("class_names")
     num_classes = logits.size(1)
     if target is None:
         return logits.argmax(dim=1)
@@ -88,10 +94,12 @@ def grad_cam(
     Args:
         model: a pyg-fer model (put in eval mode here and restored afterwards).
         images: normalised images ``[B, C, H, W]``.
-        target: class index, class name (needs ``class_names``) or ``None`` for the predicted
+        target: class index, class name (among ``class_names``) or ``None`` for the predicted
             class of each image.
         block: 1-based RDGCN block (graph models) or ResNet stage (CNNs); default the last.
         method: ``"gradcam"`` or ``"gradcam++"``.
+        class_names (sequence of str, optional): the names a string ``target`` is looked up
+            in (default: the model's, ``model.cfg["class_names"]``).
         upsample: ``False`` returns the map at the layer's own resolution instead: the patch
             grid ``[B, h, w]`` of a graph model (node ``n`` at ``divmod(n, w)``, so
             ``cam.flatten(1)`` is one importance per node) or the stage's feature map.
@@ -114,7 +122,7 @@ def grad_cam(
         with torch.enable_grad():
             x = images.detach().requires_grad_(True)  # so hooks see a graph even if frozen
             logits = model(x)
-            classes = _resolve_class(target, logits, class_names)
+            classes = _resolve_class(target, logits, class_names, model)
             score = logits.gather(1, classes[:, None]).sum()
             model.zero_grad(set_to_none=True)
             score.backward()

@@ -60,10 +60,13 @@ def create_model(name: str, pretrained: Any = None, **kwargs: Any) -> nn.Module:
             (or just ``"<tag>"``); see :func:`~pyg_fer.models.list_pretrained`. The entry's card
             gives the defaults (architecture, classes, mean/std) that ``kwargs`` override, and
             its verified weights are loaded (downloaded into the cache when missing).
-        **kwargs: builder keywords.
+        **kwargs: builder keywords; ``class_names`` without ``num_classes`` sets it to their
+            number (with ``pretrained``, the entry's ``num_classes`` stands).
     """
     builder = model_entrypoint(name)
     if pretrained is None or pretrained is False:
+        if kwargs.get("class_names") is not None and "num_classes" not in kwargs:
+            kwargs["num_classes"] = len(kwargs["class_names"])  # the names say how many
         return builder(**kwargs)
     from pyg_fer.models.pretrained import resolve_weights  # the registry imports this module
 

@@ -138,6 +138,7 @@ def test_subset_and_summary(tmp_path):
     ({"num_samples": -1}, "num_samples"),
     ({"target": "age"}, r"target must be one of \['expression', 'identity'\], got 'age'"),
     ({"start": -1}, "start must be >= 0"), ({"num_identities": 1_000_001}, "num_identities"),
+    ({"num_identities": 0}, r"num_identities must be in \[1, 1000000\].*got 0"),
 ])
 def test_bad_arguments(kw, match):
     with pytest.raises(ValueError, match=match):

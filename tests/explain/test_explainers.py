@@ -90,6 +90,8 @@ def test_explain_block_edges_on_the_image_and_bad_inputs():
         explain_block_edges(model, image, block=3)
     with pytest.raises(ValueError, match="unknown class name 'joy'"):
         explain_block_edges(model, image, target="joy", class_names=["a", "b", "c"])
+    model.cfg["class_names"] = ["anger", "happy", "sad"]  # the model's names by default
+    assert explain_block_edges(model, image, epochs=20, target="sad").target == 2
     with pytest.raises(ValueError, match="unknown algorithm"):
         explain_block_edges(model, image, algorithm="lime")
     with pytest.raises(ValueError, match="x must have the block's input shape"):

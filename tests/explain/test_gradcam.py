@@ -39,6 +39,20 @@ def test_bad_inputs():
         grad_cam(model, x, block=3)
     with pytest.raises(ValueError, match="unknown class name 'joy'"):
         grad_cam(model, x, "joy", class_names=["a", "b", "c"])
+    with pytest.raises(ValueError, match=r"unknown class name 'joy'; known classes: \[\]"):
+        grad_cam(model, x, "joy")  # a model without class names knows none
+
+
+def test_class_names_default_to_the_models():
+    torch.manual_seed(0)
+    model = create_model("face2nodes_stem", class_names=["a", "b", "c"],
+                         **SMALL["face2nodes_stem"])
+    x = torch.randn(2, 3, 32, 32)
+    cam, classes = grad_cam(model, x, "c")
+    assert classes.tolist() == [2, 2]
+    torch.testing.assert_close(cam, grad_cam(model, x, 2)[0], rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"known classes: \['a', 'b', 'c'\]"):
+        grad_cam(model, x, "joy")
     with pytest.raises(ValueError, match="method"):
         grad_cam(model, x, method="lime")
 

@@ -28,3 +28,11 @@ def test_duplicate_and_unknown_names_raise():
 
     with pytest.raises(ValueError, match="unknown model 'nope'; registered models: .*face2nodes"):
         create_model("nope")
+
+
+def test_class_names_alone_set_the_number_of_classes():
+    model = create_model("resnet18_fer", class_names=["calm", "joy", "anger"], img_size=32)
+    assert model.cfg["num_classes"] == 3 and model.fc.out_features == 3
+    assert model.cfg["class_names"] == ["calm", "joy", "anger"]
+    with pytest.raises(ValueError, match="class_names has 3 entries .* but num_classes=7"):
+        create_model("resnet18_fer", class_names=["calm", "joy", "anger"], num_classes=7)
