@@ -246,12 +246,27 @@ class SyntheticFER(FERDataset):
         super().__init__(classes=classes, targets=targets, names=names, transform=transform,
                          source=source)
         self._cache: np.ndarray | None = None
+        self._cache_path: str | None = None  # the memory-mapped .npy behind _cache
         self._cache_rows = np.arange(len(self))  # sample i is row _cache_rows[i] of the cache
         if subset is not None:
             self.apply_subset(subset)
         if cache_dir is not None:
             self._cache = self._load_or_build_cache(cache_dir)
             self._cache_rows = np.arange(len(self))
+
+    def __getstate__(self) -> dict:
+        # A pickled np.memmap carries its whole data: a DataLoader worker started by spawn
+        # (macOS, Windows) would hold a private copy of the cache. Send the file's path
+        # instead; the copy maps the same file.
+        state = self.__dict__.copy()
+        if self._cache_path is not None:
+            state["_cache"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self._cache_path is not None:
+            self._cache = np.load(self._cache_path, mmap_mode="r", allow_pickle=False)
 
     # ----------------------------------------------------------------------------------------
     def _restrict(self, keep: Sequence[int]) -> None:
@@ -281,12 +296,14 @@ class SyntheticFER(FERDataset):
                               "rebuilding it", stacklevel=3)
                 arr = None
             if arr is not None and arr.shape == (len(self), self.img_size, self.img_size, 3):
+                self._cache_path = path
                 return arr
         arr = np.empty((len(self), self.img_size, self.img_size, 3), dtype=np.uint8)
         for i in range(len(self)):
             arr[i] = np.asarray(self.render(i))
         with atomic_path(path, suffix=".npy") as tmp:
             np.save(tmp, arr, allow_pickle=False)
+        self._cache_path = path
         return np.load(path, mmap_mode="r", allow_pickle=False)
 
     def load_image(self, i: int) -> Image.Image:

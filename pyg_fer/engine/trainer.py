@@ -310,7 +310,10 @@ def setup(cfg: Config, info: D.DistInfo, train_ds: Dataset | None = None,
                         num_workers=cfg.data.num_workers,
                         drop_last=len(sampler) >= per_rank_batch,
                         pin_memory=device.type == "cuda",
-                        persistent_workers=cfg.data.num_workers > 0)
+                        # Fresh workers every epoch, seeded from the main process's RNG, which
+                        # train_state.pt restores: persistent workers would carry random state
+                        # no checkpoint holds, and a resumed run would augment differently.
+                        persistent_workers=False)
     if len(loader) == 0:
         raise ValueError(f"the training set ({len(train_ds)} samples) gives no batch")
     if len(eval_ds) == 0:
@@ -338,9 +341,12 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
     correct_sum = torch.zeros((), dtype=torch.int64, device=run.device)
     seen = 0
     t0 = time.perf_counter()
-    bar = tqdm(run.loader, desc=f"epoch {epoch}/{cfg.train.epochs}", leave=False,
+    # The bar counts steps rather than wrapping the loader: tqdm.auto's class calls iter() on
+    # what it wraps, which would start (and with workers, prefetch) the epoch a second time.
+    bar = tqdm(total=len(run.loader), desc=f"epoch {epoch}/{cfg.train.epochs}", leave=False,
                dynamic_ncols=True, disable=not _show_progress(run))
-    for step, (images, targets) in enumerate(bar, 1):
+    for step, (images, targets) in enumerate(run.loader, 1):
+        bar.update()
         images = images.to(run.device, non_blocking=True)
         if run.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)

@@ -1,3 +1,5 @@
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -105,6 +107,24 @@ def test_cache_dir(tmp_path):
         assert np.array_equal(_arr(ds, i), _arr(fresh, i))
     again = SyntheticFER("test", num_samples=6, img_size=32, cache_dir=str(tmp_path))
     assert isinstance(again._cache, np.memmap)
+
+
+def test_a_pickled_cached_dataset_maps_the_file_instead_of_copying_it(tmp_path):
+    """What a spawn-started DataLoader worker receives: the cache file's path, mapped again,
+    not the cache's pixels; a later subset's rows travel with it."""
+    ds = SyntheticFER("test", num_samples=40, img_size=32, cache_dir=str(tmp_path))
+    ds.apply_subset([f"synthetic_{i:06d}" for i in (3, 17, 31)])
+    blob = pickle.dumps(ds)
+    assert len(blob) < ds._cache.nbytes // 4  # 40 x 32 x 32 x 3 bytes are not in it
+    copy = pickle.loads(blob)
+    (path,) = tmp_path.glob("synthetic_fer_*.npy")
+    assert isinstance(copy._cache, np.memmap) and copy._cache.filename == str(path.resolve())
+    assert copy.targets == ds.targets
+    for i in range(len(ds)):
+        assert np.array_equal(_arr(copy, i), _arr(ds, i))
+    uncached = SyntheticFER("test", num_samples=4, img_size=32)
+    plain = pickle.loads(pickle.dumps(uncached))
+    assert plain._cache is None and np.array_equal(_arr(plain, 2), _arr(uncached, 2))
 
 
 def test_cached_images_follow_a_later_subset_and_a_damaged_cache_is_rebuilt(tmp_path):

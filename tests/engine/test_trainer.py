@@ -338,3 +338,50 @@ def test_compiled_training_learns_and_saves_the_bare_model(tmp_path):
     model = load_model(tmp_path / "run")  # plain keys: no '_orig_mod.' prefix
     assert type(model).__name__ == "TinyMLP"
     assert not any(k.startswith("_orig_mod") for k in model.state_dict())
+
+
+class _AugmentedBlobs(BlobImages):
+    """BlobImages with a random augmentation drawn in whichever process loads the item, and a
+    log of every load (one line per item, appended by the loading process)."""
+
+    def __init__(self, *args, log=None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.log = log
+
+    def __getitem__(self, i: int):
+        if self.log is not None:
+            with open(self.log, "a") as f:
+                f.write(f"{i}\n")
+        image, target = super().__getitem__(i)
+        return image + 0.5 * torch.randn_like(image), target
+
+
+def test_resume_with_loader_workers_gives_the_same_weights(tmp_path):
+    """Worker processes augment with seeds drawn from the restored RNG each epoch, so a killed
+    and resumed run equals an uninterrupted one with workers too."""
+    tr, ev = _AugmentedBlobs(64, seed=1), BlobImages(32, seed=2)
+    cfg = tiny_config(tmp_path, train={"epochs": 2}, data={"num_workers": 2},
+                      output={"name": "full"})
+    train(cfg, train_dataset=tr, eval_dataset=ev)
+
+    def kill_after_1(epoch, model, record):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    cfg_b = dict(cfg, output={"dir": str(tmp_path), "name": "killed"})
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg_b, train_dataset=tr, eval_dataset=ev, on_epoch_end=kill_after_1)
+    train(cfg_b, train_dataset=tr, eval_dataset=ev, resume=tmp_path / "killed")
+    a = load_model(tmp_path / "full" / "last.json").state_dict()
+    b = load_model(tmp_path / "killed" / "last.json").state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_each_training_image_is_loaded_once_per_epoch_with_workers(tmp_path):
+    log = tmp_path / "loads.txt"
+    tr = _AugmentedBlobs(64, seed=1, log=log)
+    cfg = tiny_config(tmp_path, train={"epochs": 2, "progress": True}, data={"num_workers": 2})
+    train(cfg, train_dataset=tr, eval_dataset=BlobImages(32, seed=2))
+    loads = [int(x) for x in log.read_text().split()]
+    assert sorted(loads) == sorted(list(range(64)) * 2)  # no epoch started twice
