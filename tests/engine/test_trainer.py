@@ -88,30 +88,37 @@ def test_evaluate_matches_manual_count_and_returns_features(tmp_path):
     assert out["confusion_matrix"].sum() == len(ev)
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
-    tr, ev = _data()
-    cfg_a = tiny_config(tmp_path, train={"epochs": 4, "grad_clip": 1.0},
-                        output={"name": "full"}, schedule={"warmup_epochs": 0.5})
-    train(cfg_a, train_dataset=tr, eval_dataset=ev)
+class _Killed(Exception):
+    pass
 
-    class Killed(Exception):
-        pass
 
-    def kill_after_2(epoch, model, record):
-        if epoch == 2:
-            raise Killed
+def _full_and_resumed(tmp_path, cfg, tr, ev, kill_after: int) -> None:
+    """Train ``cfg`` uninterrupted into ``full/``, and into ``killed/`` killed after epoch
+    ``kill_after`` then resumed; both runs' last weights must be bit-identical."""
+    cfg = dict(cfg, output={"dir": str(tmp_path), "name": "full"})
+    train(cfg, train_dataset=tr, eval_dataset=ev)
 
-    cfg_b = dict(cfg_a, output={"dir": str(tmp_path), "name": "killed"})
-    with pytest.raises(Killed):
-        train(cfg_b, train_dataset=tr, eval_dataset=ev, on_epoch_end=kill_after_2)
-    assert read_card(tmp_path / "killed" / "last.json")["epoch"] == 2
+    def kill(epoch, model, record):
+        if epoch == kill_after:
+            raise _Killed
+
+    cfg_b = dict(cfg, output={"dir": str(tmp_path), "name": "killed"})
+    with pytest.raises(_Killed):
+        train(cfg_b, train_dataset=tr, eval_dataset=ev, on_epoch_end=kill)
+    assert read_card(tmp_path / "killed" / "last.json")["epoch"] == kill_after
     train(cfg_b, train_dataset=tr, eval_dataset=ev, resume=tmp_path / "killed")
-
     a = load_model(tmp_path / "full" / "last.json").state_dict()
     b = load_model(tmp_path / "killed" / "last.json").state_dict()
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    tr, ev = _data()
+    cfg = tiny_config(tmp_path, train={"epochs": 4, "grad_clip": 1.0},
+                      schedule={"warmup_epochs": 0.5})
+    _full_and_resumed(tmp_path, cfg, tr, ev, kill_after=2)
     ma = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
     mb = (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
     strip = ("img_per_s", "epoch_time_s")
@@ -359,23 +366,9 @@ class _AugmentedBlobs(BlobImages):
 def test_resume_with_loader_workers_gives_the_same_weights(tmp_path):
     """Worker processes augment with seeds drawn from the restored RNG each epoch, so a killed
     and resumed run equals an uninterrupted one with workers too."""
-    tr, ev = _AugmentedBlobs(64, seed=1), BlobImages(32, seed=2)
-    cfg = tiny_config(tmp_path, train={"epochs": 2}, data={"num_workers": 2},
-                      output={"name": "full"})
-    train(cfg, train_dataset=tr, eval_dataset=ev)
-
-    def kill_after_1(epoch, model, record):
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    cfg_b = dict(cfg, output={"dir": str(tmp_path), "name": "killed"})
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg_b, train_dataset=tr, eval_dataset=ev, on_epoch_end=kill_after_1)
-    train(cfg_b, train_dataset=tr, eval_dataset=ev, resume=tmp_path / "killed")
-    a = load_model(tmp_path / "full" / "last.json").state_dict()
-    b = load_model(tmp_path / "killed" / "last.json").state_dict()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    cfg = tiny_config(tmp_path, train={"epochs": 2}, data={"num_workers": 2})
+    _full_and_resumed(tmp_path, cfg, _AugmentedBlobs(64, seed=1), BlobImages(32, seed=2),
+                      kill_after=1)
 
 
 def test_each_training_image_is_loaded_once_per_epoch_with_workers(tmp_path):
