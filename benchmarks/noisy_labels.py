@@ -276,13 +276,17 @@ def main(argv=None) -> None:
             for arm in args.arms]
     done: dict = {}
 
+    def save(partial: bool) -> None:
+        """The --json record of the runs done so far (after each run, then once complete)."""
+        if args.json:
+            record = {"args": vars(args), "runs": _runs(done),
+                      "invocations": invocations(None, len(done), time.perf_counter() - t_all)}
+            write_json(args.json, dict(record, partial=True) if partial else record)
+
     def on_result(key: tuple, r: dict) -> None:
         _report(key, r)
         done[key] = r
-        if args.json:  # every finished run at once: an interrupted invocation keeps them
-            write_json(args.json, {"args": vars(args), "partial": True, "runs": _runs(done),
-                                   "invocations": invocations(None, len(done),
-                                                              time.perf_counter() - t_all)})
+        save(partial=True)  # an interrupted invocation keeps its finished runs
 
     with tempfile.TemporaryDirectory() as tmp:
         results = run_keys(keys, _run_key, args.jobs, _init_worker,
@@ -323,9 +327,7 @@ def main(argv=None) -> None:
     total = time.perf_counter() - t_all
     print(f"\n{len(times)} runs, median {statistics.median(times):.0f} s per run; "
           f"total wall time {total:.0f} s")
-    if args.json:
-        write_json(args.json, {"args": vars(args), "runs": _runs(results),
-                               "invocations": invocations(None, len(results), total)})
+    save(partial=False)
 
 
 if __name__ == "__main__":

@@ -80,12 +80,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _eval_dataset(cfg: Config, model: torch.nn.Module, split: str):
     """The recipe's ``split`` as the engine builds it, at the checkpoint's input size and
-    normalisation, with the evaluation transform; the training split (when it is not also the
-    evaluation split) keeps ``data.train_options``: the images the model trained on."""
+    normalisation, with the evaluation transform."""
     _, height, _ = model.cfg["input_size"]
-    options = "train" if cfg.data.eval_split != split == cfg.data.train_split else "eval"
     return build_split(cfg, split, train=False, img_size=height, mean=model.cfg["mean"],
-                       std=model.cfg["std"], options=options)
+                       std=model.cfg["std"])
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

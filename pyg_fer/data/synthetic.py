@@ -104,6 +104,11 @@ class _Pose:
         return float(abs(self.m[0, 0] + 1j * self.m[1, 0]) * v)
 
 
+def _map_cache(path: str) -> np.ndarray:
+    """A SyntheticFER cache file, memory-mapped read-only (never unpickled)."""
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
 class SyntheticFER(FERDataset):
     r"""Procedurally rendered facial-expression images, needing no files.
 
@@ -251,7 +256,7 @@ class SyntheticFER(FERDataset):
         if subset is not None:
             self.apply_subset(subset)
         if cache_dir is not None:
-            self._cache = self._load_or_build_cache(cache_dir)
+            self._cache_path, self._cache = self._load_or_build_cache(cache_dir)
             self._cache_rows = np.arange(len(self))
 
     def __getstate__(self) -> dict:
@@ -266,7 +271,7 @@ class SyntheticFER(FERDataset):
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         if self._cache_path is not None:
-            self._cache = np.load(self._cache_path, mmap_mode="r", allow_pickle=False)
+            self._cache = _map_cache(self._cache_path)
 
     # ----------------------------------------------------------------------------------------
     def _restrict(self, keep: Sequence[int]) -> None:
@@ -285,26 +290,26 @@ class SyntheticFER(FERDataset):
                     self._indices.tolist(), self._expressions.tolist()))
         return hashlib.sha1(key.encode()).hexdigest()[:16]
 
-    def _load_or_build_cache(self, cache_dir: str) -> np.ndarray:
+    def _load_or_build_cache(self, cache_dir: str) -> tuple[str, np.ndarray]:
+        """The cache file of this dataset's pixels (built when missing or damaged), and its
+        memory map."""
         os.makedirs(cache_dir, exist_ok=True)
         path = os.path.join(cache_dir, f"synthetic_fer_{self._cache_key()}.npy")
         if os.path.exists(path):
             try:
-                arr = np.load(path, mmap_mode="r", allow_pickle=False)
+                arr = _map_cache(path)
             except (ValueError, OSError) as err:  # truncated or foreign: rebuilt below
                 warnings.warn(f"{self.source}: cache file {path} is unreadable ({err}); "
                               "rebuilding it", stacklevel=3)
                 arr = None
             if arr is not None and arr.shape == (len(self), self.img_size, self.img_size, 3):
-                self._cache_path = path
-                return arr
+                return path, arr
         arr = np.empty((len(self), self.img_size, self.img_size, 3), dtype=np.uint8)
         for i in range(len(self)):
             arr[i] = np.asarray(self.render(i))
         with atomic_path(path, suffix=".npy") as tmp:
             np.save(tmp, arr, allow_pickle=False)
-        self._cache_path = path
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        return path, _map_cache(path)
 
     def load_image(self, i: int) -> Image.Image:
         if self._cache is not None:

@@ -23,27 +23,24 @@ def normalization(cfg: Config) -> tuple[list[float], list[float]]:
 
 
 def build_split(cfg: Config, split: str, *, train: bool, mean: Sequence[float],
-                std: Sequence[float], img_size: int | None = None,
-                options: str | None = None) -> Dataset:
+                std: Sequence[float], img_size: int | None = None) -> Dataset:
     """One split of ``cfg.data`` with the recipe's training or evaluation transform.
 
     Args:
         cfg: the recipe.
         split: the dataset split (``'train'``, ``'test'``, ...).
-        train: training transform and ``data.train_options``, else the evaluation transform
-            and ``data.eval_options`` (both on top of ``data.options``).
+        train: the training transform, else the evaluation transform. The options (on top of
+            ``data.options``) are ``data.train_options`` for training and for evaluating the
+            training split (the images the model trained on, as ``pyg-fer eval --split
+            train`` does), ``data.eval_options`` otherwise (also when the evaluation split is
+            the training split's name).
         mean, std: normalisation of the transform.
         img_size: network input size (default: ``data.img_size``).
-        options: ``'train'`` or ``'eval'``: whose options section to use, when it is not the
-            transform's (``pyg-fer eval --split train`` evaluates the training images the
-            recipe trained on: evaluation transform, ``data.train_options``).
     """
     data = cfg.data
     transform = build_transform(train, img_size=img_size or data.img_size, recipe=data.recipe,
                                 mean=mean, std=std)
-    if options not in (None, "train", "eval"):
-        raise ValueError(f"options must be 'train' or 'eval', got {options!r}")
-    use_train = train if options is None else options == "train"
+    use_train = train or data.eval_split != split == data.train_split
     kwargs = dict(data.options, **(data.train_options if use_train else data.eval_options))
     return build_dataset(data.name, data.root, split, transform=transform, **kwargs)
 

@@ -198,7 +198,7 @@ _shipped_loaded = False
 _env_loaded: tuple[str, list[str]] = ("", [])
 
 
-def _ensure_shipped() -> None:
+def _ensure_loaded() -> None:
     """Register the shipped entries once, and the files of ``$PYG_FER_WEIGHTS`` whenever its
     value changes (the previous value's entries are removed first)."""
     global _shipped_loaded, _env_loaded
@@ -273,7 +273,7 @@ def unregister_weights(name: str) -> None:
 
 def list_pretrained(pattern: str = "*") -> list[str]:
     """Sorted names of the registered weights that match a shell-style ``pattern``."""
-    _ensure_shipped()
+    _ensure_loaded()
     return sorted(n for n in _entries if fnmatch.fnmatch(n, pattern))
 
 
@@ -283,7 +283,7 @@ def get_weights(name: str) -> PretrainedWeights:
     Raises:
         ValueError: unknown name (the message lists the registered entries).
     """
-    _ensure_shipped()
+    _ensure_loaded()
     if name not in _entries:
         raise ValueError(f"unknown pretrained weights '{name}'; registered: "
                          f"{', '.join(list_pretrained()) or '(none)'} (add an entry file "
@@ -303,7 +303,7 @@ def resolve_weights(model: str, pretrained: bool | str | PretrainedWeights) -> P
         ValueError: no such entry for this model; the message lists the model's entries (or
             all entries when it has none).
     """
-    _ensure_shipped()
+    _ensure_loaded()
     if isinstance(pretrained, PretrainedWeights):
         entry = pretrained
     else:
