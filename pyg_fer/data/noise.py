@@ -1,4 +1,4 @@
-"""Symmetric label noise, as in AGFN's noisy-label experiments (Sec. 4.4, Table 2)."""
+"""Symmetric label noise, as in AGFN's noisy-label experiments (§4.3, Table 2)."""
 
 from __future__ import annotations
 
