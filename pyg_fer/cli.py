@@ -33,7 +33,7 @@ import torch  # noqa: E402
 
 from pyg_fer.engine import evaluate, load_config, load_model, train  # noqa: E402
 from pyg_fer.engine.checkpoint import read_card  # noqa: E402
-from pyg_fer.engine.config import CONFIG_DIR, Config, list_recipes  # noqa: E402
+from pyg_fer.engine.config import CONFIG_DIR, Config, is_override, list_recipes  # noqa: E402
 from pyg_fer.engine.datasets import build_split  # noqa: E402
 from pyg_fer.engine.distributed import launch  # noqa: E402
 from pyg_fer.engine.report import write_report  # noqa: E402
@@ -42,10 +42,11 @@ from pyg_fer.models import list_models  # noqa: E402
 
 
 def _split_positionals(items: Sequence[str]) -> tuple[str | None, list[str]]:
-    """First item without ``=`` is the recipe; ``key=value`` items are overrides."""
+    """``key=value`` items (a dotted name before the ``=``) are overrides; the one other item is
+    the recipe (a path may hold ``=``: ``runs/lr=0.01/config.yaml``)."""
     recipe, overrides = None, []
     for item in items:
-        if "=" in item:
+        if is_override(item):
             overrides.append(item)
         elif recipe is None:
             recipe = item

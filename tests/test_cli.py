@@ -36,6 +36,9 @@ def test_config_errors_exit_2_with_the_key(capsys):
     assert "unknown recipe 'no_such_recipe'" in capsys.readouterr().err
     assert main(["train", "a", "b"]) == 2
     assert "unexpected argument 'b'" in capsys.readouterr().err
+    # a recipe path with '=' in it is a path, not an override
+    assert main(["train", "sweep/lr=0.01/recipe.yaml", "train.epochs=1"]) == 2
+    assert "config file 'sweep/lr=0.01/recipe.yaml' does not exist" in capsys.readouterr().err
     assert main(["eval", "/nowhere/best.json"]) == 2
     assert "/nowhere/best.json" in capsys.readouterr().err
     assert main(["train", "synthetic_face2nodes", "train.device=gpu"]) == 2

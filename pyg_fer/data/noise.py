@@ -32,16 +32,25 @@ def add_label_noise(
         ``True`` exactly where the label was changed.
 
     Raises:
-        ValueError: if ``ratio`` is outside ``[0, 1]``, ``num_classes < 2`` or a label is out of
-            range.
+        ValueError: if ``ratio`` is outside ``[0, 1]``, ``num_classes < 2``, ``labels`` is not
+            one-dimensional, or a label is not an integer or out of range.
     """
     ratio = float(ratio)
     if not 0.0 <= ratio <= 1.0:  # also rejects NaN
         raise ValueError(f"noise ratio must be in [0, 1], got {ratio}")
     if int(num_classes) != num_classes or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes}")
-    y = torch.as_tensor(np.asarray(labels.tolist() if torch.is_tensor(labels) else labels),
-                        dtype=torch.long).clone().reshape(-1)
+    values = np.asarray(labels.tolist() if torch.is_tensor(labels) else labels)
+    if values.ndim != 1:
+        raise ValueError(f"labels must be one-dimensional (one class index per sample), got "
+                         f"shape {tuple(values.shape)}")
+    if values.dtype.kind == "f" and values.size:
+        fractional = values[np.mod(values, 1) != 0]  # NaN and inf included
+        if fractional.size:
+            raise ValueError(f"labels must be integer class indices, got {fractional[0]}")
+    elif values.dtype.kind not in "iu" and values.size:
+        raise ValueError(f"labels must be integer class indices, got dtype {values.dtype}")
+    y = torch.as_tensor(values.astype(np.int64), dtype=torch.long)
     if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
         bad = int(y[(y < 0) | (y >= num_classes)][0])
         raise ValueError(f"label {bad} is outside [0, {num_classes})")

@@ -8,6 +8,7 @@ luminance and back to three identical channels, so a 3-channel model accepts it 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -31,6 +32,17 @@ class ToRGB:
 
     def __repr__(self) -> str:
         return "ToRGB()"
+
+
+def _check_range(name: str, bounds: Sequence[float], low_open: bool) -> None:
+    """An area range ``(low, high)`` with ``0 < low`` (``0 <= low`` unless ``low_open``),
+    ``low <= high <= 1``."""
+    ok = len(bounds) == 2 and bounds[0] <= bounds[1] <= 1
+    ok = ok and (bounds[0] > 0 if low_open else bounds[0] >= 0)
+    if not ok:
+        low = "0 <" if low_open else "0 <="
+        raise ValueError(f"{name} must be an area range (low, high) with {low} low <= high <= 1, "
+                         f"got {tuple(bounds)}")
 
 
 def build_transform(
@@ -68,14 +80,24 @@ def build_transform(
         erasing_prob (float): RandomErasing probability of the FER recipe (default: ``0.5``).
 
     Raises:
-        ValueError: on an unknown recipe or a bad size/statistics.
+        ValueError: on an unknown recipe, a bad size or statistics, an area range that is not
+            ``low <= high`` within ``[0, 1]``, a negative jitter or a probability outside
+            ``[0, 1]``.
     """
     if recipe not in RECIPES:
         raise ValueError(f"unknown transform recipe {recipe!r}; expected one of {RECIPES}")
     if int(img_size) != img_size or img_size < 1:
         raise ValueError(f"img_size must be a positive integer, got {img_size}")
-    if len(mean) != 3 or len(std) != 3 or any(s <= 0 for s in std):
-        raise ValueError(f"mean/std must be 3 numbers with std > 0, got mean={mean}, std={std}")
+    if (len(mean) != 3 or len(std) != 3 or not all(math.isfinite(m) for m in mean)
+            or not all(0 < s < math.inf for s in std)):
+        raise ValueError(f"mean/std must be 3 finite numbers with std > 0, got mean={mean}, "
+                         f"std={std}")
+    _check_range("scale", scale, low_open=True)
+    _check_range("erasing", erasing, low_open=False)
+    if not color_jitter >= 0:
+        raise ValueError(f"color_jitter must be >= 0, got {color_jitter}")
+    if not 0 <= erasing_prob <= 1:
+        raise ValueError(f"erasing_prob must be in [0, 1], got {erasing_prob}")
     size = (int(img_size), int(img_size))
     ops: list = [ToRGB()]
     if grayscale:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -28,6 +30,65 @@ from pyg_fer.engine.checkpoint import atomic_write_bytes
 from pyg_fer.models import is_model, list_models
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 core-schema numbers and no duplicate keys.
+
+    YAML 1.1 (PyYAML's default) reads ``1e-3`` as a string and ``0042`` as octal 34; in YAML
+    1.2, as here, they are the float 0.001 and the int 42 (``0o17`` / ``0x1f`` spell octal and
+    hex). Recipe files and command-line overrides are read by this one loader, so a value means
+    the same wherever it is written; a quoted value (``'001'``) stays a string.
+    """
+
+
+class _RecipeDumper(yaml.SafeDumper):
+    """Writes what :class:`_RecipeLoader` reads back unchanged: it quotes a string such as
+    ``'1e3'`` that the loader would read as a number."""
+
+
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_RESOLVERS = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_YAML12_NUMBERS = [
+    (_INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), "-+0123456789"),
+    (_FLOAT, re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), "-+.0123456789"),
+]
+for _cls in (_RecipeLoader, _RecipeDumper):
+    _cls.yaml_implicit_resolvers = copy.deepcopy(_RESOLVERS)
+    for _tag, _regexp, _first in _YAML12_NUMBERS:  # ints first: the first match wins
+        _cls.add_implicit_resolver(_tag, _regexp, list(_first))
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = loader.construct_scalar(node)
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text, 10)
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})",
+                key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node)
+
+
+_RecipeLoader.add_constructor(_INT, _construct_int)
+_RecipeLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
 @dataclass
@@ -298,14 +359,10 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
     if tp is Any:
         return value
     if tp is float:
-        # YAML 1.1 reads '1e-3' (no dot) as a string; accept it as the float it spells.
-        if isinstance(value, str) and _looks_numeric(value):
-            try:
-                return float(value)
-            except ValueError:
-                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"config key '{key}' must be a float, got {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"config key '{key}' must be a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -408,6 +465,9 @@ def validate_config(cfg: Config) -> None:
          cfg.train.eval_batch_size is None or cfg.train.eval_batch_size >= 1,
          ">= 1, or null for train.batch_size"),
         ("data.num_workers", cfg.data.num_workers, cfg.data.num_workers >= 0, ">= 0"),
+        ("train.seed", cfg.train.seed, cfg.train.seed >= 0, ">= 0"),
+        ("data.label_noise_seed", cfg.data.label_noise_seed, cfg.data.label_noise_seed >= 0,
+         ">= 0"),
         ("optim.weight_decay", cfg.optim.weight_decay, cfg.optim.weight_decay >= 0, ">= 0"),
         ("optim.momentum", cfg.optim.momentum, 0 <= cfg.optim.momentum < 1, "in [0, 1)"),
         ("optim.betas", cfg.optim.betas,
@@ -426,6 +486,15 @@ def validate_config(cfg: Config) -> None:
             raise ValueError(f"config key '{key}' must be {what}, got {value!r}")
 
 
+_OVERRIDE = re.compile(r"^\s*[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*\s*=")
+
+
+def is_override(item: str) -> bool:
+    """Whether a command-line item is a ``key=value`` override: a dotted name, then ``=``
+    (``runs/lr=0.01/config.yaml`` is not one)."""
+    return _OVERRIDE.match(item) is not None
+
+
 def _parse_override(item: str) -> tuple[list[str], Any]:
     """``'optim.lr=1e-3'`` → ``(['optim', 'lr'], 0.001)``."""
     if "=" not in item:
@@ -435,15 +504,9 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ValueError(f"override '{item}' has an empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
         raise ValueError(f"override '{item}': cannot parse value {raw!r}: {err}") from None
-    # YAML 1.1 reads 1e-3 as a string; accept it as the float it is meant to be.
-    if isinstance(value, str):
-        try:
-            value = float(value) if _looks_numeric(value) else value
-        except ValueError:
-            pass
     return key.split("."), value
 
 
@@ -486,12 +549,6 @@ def apply_overrides(data: Mapping[str, Any], items: Sequence[str]) -> dict[str, 
     return out
 
 
-def _looks_numeric(text: str) -> bool:
-    word = text.strip().lower()
-    return bool(word) and any(c.isdigit() for c in word) and all(c in "0123456789.e+-"
-                                                                 for c in word)
-
-
 def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     """Recursively merge ``update`` into a copy of ``base`` (mappings merge, the rest replaces)."""
     out = copy.deepcopy(dict(base))
@@ -506,15 +563,17 @@ def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
 def resolve_recipe(source: str | Path) -> Path:
     """Path of a recipe given by a shipped name (``'synthetic_face2nodes'``) or a file path."""
     path = Path(source)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise FileNotFoundError(f"config file '{path}' does not exist")
+    if path.is_file():
         return path
+    if path.suffix in (".yaml", ".yml"):
+        what = "is a directory" if path.exists() else "does not exist"
+        raise FileNotFoundError(f"config file '{path}' {what}")
     shipped = CONFIG_DIR / f"{source}.yaml"
-    if shipped.is_file():
+    if shipped.is_file():  # a shipped name wins over a folder of that name (e.g. its run folder)
         return shipped
+    folder = f"'{path}' is a directory, " if path.is_dir() else ""
     raise ValueError(
-        f"unknown recipe '{source}': not a file, and not one of the shipped recipes: "
+        f"unknown recipe '{source}': {folder}not a file, and not one of the shipped recipes: "
         f"{', '.join(list_recipes())}"
     )
 
@@ -523,7 +582,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, naming the file (and line) on a syntax error."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = _load_yaml(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"config file '{path}': not UTF-8 text ({err})") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark is not None else ""
@@ -568,11 +629,19 @@ def load_config(
         if data.get("output", {}).get("name") is None:
             data = merge(data, {"output": {"name": path.stem}})
     if isinstance(overrides, Mapping):
-        return config_from_dict(merge(data, overrides))
-    return config_from_dict(apply_overrides(data, overrides))
+        data = merge(data, overrides)
+    else:
+        data = apply_overrides(data, overrides)
+    try:
+        return config_from_dict(data)
+    except ValueError as err:
+        if isinstance(source, (str, Path)):
+            with_overrides = " with the overrides" if overrides else ""
+            raise ValueError(f"config file '{path}'{with_overrides}: {err}") from None
+        raise
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write ``cfg`` as YAML (atomically)."""
-    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    text = yaml.dump(cfg.to_dict(), Dumper=_RecipeDumper, sort_keys=False)
     atomic_write_bytes(Path(path), text.encode())

@@ -38,23 +38,39 @@ def write_confusion_csv(cm: torch.Tensor, class_names: Sequence[str], path: Path
     atomic_write_text(path, buf.getvalue())
 
 
+#: Above ``_MAX_ANNOTATED`` classes the confusion plot drops the per-cell percentages, above
+#: ``_MAX_NAMED`` the class names; the figure stops growing at ``_MAX_INCHES`` a side.
+_MAX_ANNOTATED, _MAX_NAMED, _MAX_INCHES = 20, 40, 16.0
+
+
 def plot_confusion(cm: torch.Tensor, class_names: Sequence[str], path: Path,
                    title: str = "") -> None:
-    """Row-normalised confusion matrix in percent, like the papers' Fig. 4–6."""
+    """Row-normalised confusion matrix in percent, like the papers' Fig. 4–6.
+
+    A small matrix has its cells labelled and its classes named; a large one (an identity
+    pre-training run has hundreds of classes) is a heat map of bounded size, its counts and
+    names in the CSV.
+    """
     counts = cm.to(torch.float64).numpy()
     support = counts.sum(axis=1, keepdims=True)
     pct = np.divide(100 * counts, support, out=np.zeros_like(counts), where=support > 0)
     num_classes = len(class_names)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * num_classes, 0.8 + 0.7 * num_classes))
+    fig, ax = plt.subplots(figsize=(min(1.0 + 0.75 * num_classes, _MAX_INCHES),
+                                    min(0.8 + 0.7 * num_classes, _MAX_INCHES)))
     im = ax.imshow(pct, cmap="Blues", vmin=0, vmax=100)
-    ax.set_xticks(range(num_classes), labels=class_names, rotation=45, ha="right")
-    ax.set_yticks(range(num_classes), labels=class_names)
-    ax.set_xlabel("Predicted")
-    ax.set_ylabel("True")
-    for i in range(num_classes):
-        for j in range(num_classes):
-            ax.text(j, i, f"{pct[i, j]:.1f}", ha="center", va="center", fontsize=8,
-                    color="white" if pct[i, j] > 50 else "black")
+    if num_classes <= _MAX_NAMED:
+        ax.set_xticks(range(num_classes), labels=class_names, rotation=45, ha="right")
+        ax.set_yticks(range(num_classes), labels=class_names)
+        ax.set_xlabel("Predicted")
+        ax.set_ylabel("True")
+    else:
+        ax.set_xlabel(f"Predicted (class index; {num_classes} classes, names in the CSV)")
+        ax.set_ylabel("True (class index)")
+    if num_classes <= _MAX_ANNOTATED:
+        for i in range(num_classes):
+            for j in range(num_classes):
+                ax.text(j, i, f"{pct[i, j]:.1f}", ha="center", va="center", fontsize=8,
+                        color="white" if pct[i, j] > 50 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="% of true class")
     if title:
         ax.set_title(title)
@@ -122,14 +138,19 @@ def plot_tsne(features: torch.Tensor, targets: torch.Tensor, class_names: Sequen
     emb = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed) \
         .fit_transform(feats)
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
-    cmap = plt.get_cmap("tab10")
+    num_classes = len(class_names)
+    if num_classes <= 10:
+        colors = [plt.get_cmap("tab10")(index) for index in range(num_classes)]
+    else:  # one hue per class along a continuous map
+        colors = [plt.get_cmap("turbo")(index / (num_classes - 1)) for index in range(num_classes)]
     for index, name in enumerate(class_names):
         mask = labels == index
         if mask.any():
-            ax.scatter(emb[mask, 0], emb[mask, 1], s=6, color=cmap(index % 10), label=name)
+            ax.scatter(emb[mask, 0], emb[mask, 1], s=6, color=colors[index], label=name)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.legend(markerscale=3, fontsize=8, loc="best")
+    if num_classes <= _MAX_NAMED:  # a legend of hundreds of names would outgrow the plot
+        ax.legend(markerscale=3, fontsize=8, loc="best")
     ax.set_title("t-SNE of forward_features")
     _save_fig(fig, path)
 

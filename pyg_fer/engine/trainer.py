@@ -16,6 +16,7 @@ import random
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -664,8 +665,12 @@ def _epoch_line(record: dict[str, Any], epochs: int, is_best: bool) -> str:
 def _announce(run: Run) -> None:
     if not run.info.is_main:
         return
-    info, noisy = run.info, run.noisy_labels
-    print(f"[pyg-fer] run folder {run.run_dir} | model {run.cfg.model.name} "
+    info, noisy, cfg = run.info, run.noisy_labels, run.cfg
+    if cfg.agfn.enabled and cfg.agfn.pretrain_epochs >= cfg.train.epochs:
+        warnings.warn(f"agfn.pretrain_epochs ({cfg.agfn.pretrain_epochs}) >= train.epochs "
+                      f"({cfg.train.epochs}): AGFN is never switched on in this run",
+                      stacklevel=2)
+    print(f"[pyg-fer] run folder {run.run_dir} | model {cfg.model.name} "
           f"({sum(p.numel() for p in run.bare.parameters()) / 1e6:.2f} M params) | "
           f"{len(run.train_ds)} train / {len(run.eval_ds)} eval images, "
           f"{len(run.class_names)} classes{f', {noisy} noisy labels' if noisy else ''} | "

@@ -46,3 +46,19 @@ def test_bad_labels_and_classes():
         add_label_noise([0, 7], 0.5, 7)
     with pytest.raises(ValueError, match="num_classes"):
         add_label_noise([0, 0], 0.5, 1)
+
+
+def test_labels_must_be_one_class_index_per_sample():
+    # a one-hot [4, 3] matrix used to come back as 12 labels, fractions truncated silently
+    with pytest.raises(ValueError, match=r"one-dimensional.*shape \(4, 3\)"):
+        add_label_noise(torch.eye(3)[[0, 1, 2, 0]], 0.5, 3)
+    with pytest.raises(ValueError, match="integer class indices, got 0.5"):
+        add_label_noise([0.5, 1.7, 2.9], 0.5, 3)
+    with pytest.raises(ValueError, match="integer class indices, got nan"):
+        add_label_noise(np.array([0.0, np.nan]), 0.5, 3)
+    with pytest.raises(ValueError, match="integer class indices, got dtype <U1"):
+        add_label_noise(["a", "b"], 0.5, 3)
+    noisy, changed = add_label_noise(torch.tensor([0.0, 1.0, 2.0, 0.0]), 0.5, 3, seed=0)
+    assert noisy.dtype == torch.long and int(changed.sum()) == 2  # whole floats are indices
+    assert torch.equal(noisy, add_label_noise([0, 1, 2, 0], 0.5, 3, seed=0)[0])
+    assert add_label_noise([], 0.5, 3)[0].numel() == 0

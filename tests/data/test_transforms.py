@@ -49,6 +49,25 @@ def test_errors():
         build_transform(True, img_size=0)
     with pytest.raises(ValueError, match="std"):
         build_transform(False, std=(0, 1, 1))
+    with pytest.raises(ValueError, match="std"):
+        build_transform(False, std=(float("nan"), 1, 1))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"scale": (1.0, 0.8)}, r"scale must be an area range \(low, high\) with 0 < low <= high "
+                            r"<= 1, got \(1.0, 0.8\)"),
+    ({"scale": (-0.5, 0.5)}, "scale must be an area range"),
+    ({"scale": (0.0, 1.0)}, "scale must be an area range"),  # a crop of no area
+    ({"scale": (0.5,)}, "scale must be an area range"),
+    ({"recipe": "fer", "erasing": (0.25, 0.02)}, "erasing must be an area range"),
+    ({"recipe": "fer", "erasing": (0.1, 1.5)}, "erasing must be an area range"),
+    ({"color_jitter": -0.1}, "color_jitter must be >= 0"),
+    ({"recipe": "fer", "erasing_prob": 1.5}, r"erasing_prob must be in \[0, 1\]"),
+])
+def test_bad_augmentation_ranges_fail_when_built_not_at_the_first_image(kwargs, message):
+    # torchvision accepted each of these and failed (or warned) only on the first image
+    with pytest.raises(ValueError, match=message):
+        build_transform(True, **kwargs)
 
 
 def test_16_bit_gray_is_scaled_not_clipped(tmp_path):

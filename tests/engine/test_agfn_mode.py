@@ -89,6 +89,15 @@ def test_agfn_training_mode_with_pretraining_epochs(tmp_path):
     assert [json.loads(x)["agfn"] for x in lines] == [False, True, True]
 
 
+def test_a_run_that_never_switches_agfn_on_says_so(tmp_path):
+    tr, ev = BlobImages(32, seed=1), BlobImages(16, seed=2)
+    cfg = tiny_config(tmp_path, model={"name": "_tiny_test_agfn"}, train={"epochs": 1},
+                      agfn={"enabled": True, "pretrain_epochs": 1})
+    with pytest.warns(UserWarning, match=r"agfn.pretrain_epochs \(1\) >= train.epochs \(1\): "
+                                         "AGFN is never switched on"):
+        train(cfg, train_dataset=tr, eval_dataset=ev)
+
+
 def test_a_checkpoint_of_a_pretraining_epoch_reloads_with_the_graph_off(tmp_path):
     # the best epoch may be one of the graph-off pre-training epochs: the card says so, and
     # load_model (and so the final report) rebuilds the model that was selected

@@ -1,11 +1,14 @@
 import pytest
 
 from pyg_fer.engine.config import (
+    CONFIG_DIR,
     Config,
     config_from_dict,
+    is_override,
     list_recipes,
     load_config,
     parse_overrides,
+    resolve_recipe,
     save_config,
 )
 from pyg_fer.models import is_model
@@ -151,9 +154,101 @@ def test_yaml_floats_without_dot(tmp_path):
     assert cfg.output.name == "r"  # run name defaults to the recipe's stem
 
 
+def test_numbers_read_the_same_in_a_file_and_an_override(tmp_path):
+    # YAML 1.2 numbers in both: 1e-1 is a float (YAML 1.1: a string) and 0042 is 42 (YAML 1.1:
+    # octal 34), in typed keys and in free-form ones (model.kwargs, data.options) alike.
+    path = tmp_path / "r.yaml"
+    path.write_text("model:\n  name: _tiny_test_mlp\n  kwargs: {rate: 1e-1, hex: 0x1f}\n"
+                    "train:\n  seed: 0042\n  epochs: 010\ndata:\n  options: {subset: '0042'}\n")
+    from_file = load_config(path)
+    assert from_file.model.kwargs == {"rate": 0.1, "hex": 31}
+    assert (from_file.train.seed, from_file.train.epochs) == (42, 10)
+    assert from_file.data.options == {"subset": "0042"}  # quoted: a string
+    from_cli = load_config({"model": {"name": "_tiny_test_mlp"}},
+                           ["model.kwargs={rate: 1e-1, hex: 0x1f}", "train.seed=0042",
+                            "train.epochs=010", "data.options.subset='0042'", "output.name='001'",
+                            "train.eval_every=0o10"])
+    assert from_cli.model.kwargs == from_file.model.kwargs
+    assert (from_cli.train.seed, from_cli.train.epochs) == (42, 10)
+    assert from_cli.data.options == {"subset": "0042"}
+    assert (from_cli.output.name, from_cli.train.eval_every) == ("001", 8)
+    with pytest.raises(ValueError, match=r"'optim.lr' must be a float, got '1e-3'"):
+        config_from_dict({"model": {"name": "_tiny_test_mlp"}, "optim": {"lr": "1e-3"}})
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.lr=.inf", "'optim.lr' must be a finite number"),
+    ("optim.lr=1e999", "'optim.lr' must be a finite number"),
+    ("agfn.graph_lr=.nan", "'agfn.graph_lr' must be a finite number"),
+    ("data.std=[.nan, 1, 1]", r"'data.std\[0\]' must be a finite number"),
+    ("train.seed=-1", "'train.seed' must be >= 0"),
+    ("data.label_noise_seed=-1", "'data.label_noise_seed' must be >= 0"),
+])
+def test_non_finite_numbers_and_negative_seeds_are_refused(override, message):
+    with pytest.raises(ValueError, match=message):
+        load_config({"model": {"name": "_tiny_test_mlp"}}, [override])
+
+
+def test_a_duplicate_key_in_a_recipe_file_is_an_error_naming_its_lines(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("model:\n  name: _tiny_test_mlp\ntrain:\n  epochs: 3\n"
+                    "optim:\n  lr: 0.1\ntrain:\n  batch_size: 8\n")
+    with pytest.raises(ValueError, match=r"dup.yaml', line 7: invalid YAML: duplicate key "
+                                         r"'train' \(first on line 3\)"):
+        load_config(path)
+    with pytest.raises(ValueError, match="override 'model.kwargs={a: 1, a: 2}'.*duplicate key"):
+        parse_overrides(["model.kwargs={a: 1, a: 2}"])
+
+
+def test_a_validation_error_from_a_recipe_file_names_the_file(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("model:\n  name: face2nodez\n")
+    with pytest.raises(ValueError, match=r"config file '.*r.yaml': config key 'model.name': "
+                                         "unknown model 'face2nodez'"):
+        load_config(path)
+    path.write_text("model:\n  name: _tiny_test_mlp\n")
+    with pytest.raises(ValueError, match=r"r.yaml' with the overrides: config key "
+                                         "'train.batch_size' must be >= 1"):
+        load_config(path, ["train.batch_size=0"])
+
+
+def test_a_recipe_file_is_read_as_utf8_and_other_bytes_name_the_file(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_bytes("model:\n  name: _tiny_test_mlp\noutput:\n  name: café\n".encode())
+    assert load_config(path).output.name == "café"
+    path.write_bytes("model:\n  name: _tiny_test_mlp\noutput:\n  name: café\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"config file '.*r.yaml': not UTF-8 text"):
+        load_config(path)
+
+
+def test_a_shipped_recipe_name_is_not_hidden_by_a_folder_of_that_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "synthetic_face2nodes").mkdir()  # e.g. inside runs/, its run folder
+    assert resolve_recipe("synthetic_face2nodes") == CONFIG_DIR / "synthetic_face2nodes.yaml"
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(ValueError, match="unknown recipe 'mine': 'mine' is a directory"):
+        resolve_recipe("mine")
+    (tmp_path / "folder.yaml").mkdir()
+    with pytest.raises(FileNotFoundError, match="'folder.yaml' is a directory"):
+        resolve_recipe("folder.yaml")
+
+
+def test_is_override_wants_a_dotted_name_before_the_equals_sign():
+    assert is_override("optim.lr=0.01") and is_override("model.kwargs.k = 9")
+    assert is_override("output.name=a=b")
+    assert not is_override("runs/lr=0.01/config.yaml")
+    assert not is_override("my recipe=1.yaml") and not is_override("=3")
+
+
 def test_save_and_reload_round_trip(tmp_path):
     cfg = load_config({"model": {"name": "_tiny_test_mlp", "kwargs": {"hidden": 8}}},
                       ["train.grad_clip=1.0", "output.name=x"])
+    save_config(cfg, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == cfg
+    # strings that read as numbers in YAML 1.2 but not in 1.1 are quoted when written
+    cfg = load_config({"model": {"name": "_tiny_test_mlp",
+                                 "kwargs": {"a": "1e3", "b": "08", "c": "0o17", "d": 1e-5}}},
+                      ["output.name='0042'"])
     save_config(cfg, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == cfg
 
