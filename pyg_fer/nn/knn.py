@@ -71,7 +71,8 @@ def dilated_knn(
         backend (str, optional): ``"dense"`` (batched pairwise distances + ``topk``, pure
             PyTorch, chunked to bound memory), ``"torch_cluster"`` (``torch_cluster.knn_graph``)
             or ``"auto"``: ``"dense"`` unless the graphs differ in size and torch-cluster is
-            installed. (default: :obj:`"auto"`)
+            installed (always ``"dense"`` under :func:`torch.compile`, which cannot trace
+            torch-cluster). (default: :obj:`"auto"`)
         epsilon (float, optional): Stochastic dilation (DeepGCNs/ViG): with this probability,
             keep a random ``k`` of the ``k * dilation`` nearest nodes (one random choice of
             positions shared by all centres) instead of every ``dilation``-th. The draw is made
@@ -98,6 +99,8 @@ def dilated_knn(
     batched = x.dim() == 3
     shape = x.shape
     x, batch, num_graphs, sizes = _normalise_input(x, batch)
+    if x.size(0) == 0:  # no nodes (e.g. a batch of no faces): no centres, no neighbours
+        return torch.empty((*shape[:-1], k), dtype=torch.long, device=x.device)
     kd = k * dilation
     min_size = int(sizes.min()) if sizes is not None else x.size(0) // max(num_graphs, 1)
     available = min_size - (0 if loop else 1)
@@ -108,13 +111,18 @@ def dilated_knn(
         )
 
     equal_sizes = sizes is None
+    compiling = _is_compiling()
     if backend == "auto":
-        backend = "dense" if equal_sizes or not WITH_TORCH_CLUSTER else "torch_cluster"
+        use_cluster = not equal_sizes and WITH_TORCH_CLUSTER and not compiling
+        backend = "torch_cluster" if use_cluster else "dense"
     if backend == "torch_cluster" and not WITH_TORCH_CLUSTER:
         raise ValueError(
             "backend='torch_cluster' needs the torch-cluster package "
             "(pip install 'pyg-fer[cluster]'); use backend='dense' or 'auto'"
         )
+    if backend == "torch_cluster" and compiling:
+        raise ValueError("backend='torch_cluster' cannot run under torch.compile (TorchDynamo "
+                         "cannot trace torch-cluster's operator); use backend='dense' or 'auto'")
     with torch.autocast(device_type=x.device.type, enabled=False):
         if x.dtype != torch.float64:
             x = x.float()
@@ -139,6 +147,12 @@ def dilated_knn(
                 offset = torch.arange(num_graphs, device=x.device).mul_(nodes)
                 nbr = nbr.view(num_graphs, nodes, kd) - offset.view(-1, 1, 1)
     return _select_dilated(nbr, k, dilation, epsilon)
+
+
+def _is_compiling() -> bool:
+    """Whether TorchDynamo is tracing (``torch.compiler.is_compiling``, torch >= 2.3)."""
+    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return bool(is_compiling()) if is_compiling is not None else False
 
 
 def neighbours_to_edge_index(neighbours: Tensor) -> Tensor:
@@ -208,13 +222,9 @@ def _normalise_input(
                 f"(x: {tuple(x.shape)}, batch: {tuple(batch.shape)})"
             )
         num_graphs, num_nodes, _ = x.shape
-        if num_nodes == 0:
-            raise ValueError(f"x of shape {tuple(x.shape)} has graphs with no nodes")
         return x.reshape(num_graphs * num_nodes, x.size(-1)), None, num_graphs, None
     if x.dim() != 2:
         raise ValueError(f"x must have shape [num_nodes, F] or [B, N, F], got {tuple(x.shape)}")
-    if x.size(0) == 0:
-        raise ValueError("x has no nodes")
     if batch is None:
         return x, None, 1, None
     if batch.dim() != 1 or batch.numel() != x.size(0):
@@ -224,6 +234,8 @@ def _normalise_input(
         )
     if batch.dtype.is_floating_point or batch.dtype == torch.bool:
         raise ValueError(f"batch must hold integer graph ids, got dtype {batch.dtype}")
+    if batch.numel() == 0:
+        return x, batch, 0, None
     if batch.numel() > 1 and bool((batch[1:] < batch[:-1]).any()):
         raise ValueError("batch must be sorted (nodes of each graph contiguous, as in PyG)")
     if int(batch[0]) < 0:
@@ -359,13 +371,20 @@ def _rebatch_edges(data: Batch, batch: Tensor) -> None:
     data._inc_dict["edge_index"] = torch.cat([nodes.new_zeros(1), nodes.cumsum(0)[:-1]]).cpu()
 
 
+#: Attributes that PyG layers read beside ``edge_index``, one entry per edge.
+_EDGE_FEATURES = ("edge_attr", "edge_weight", "edge_type")
+
+
 class DilatedKNNGraph(nn.Module):
     r"""Module and transform wrapper of :func:`dilated_knn_graph`.
 
     Called on a tensor it returns ``edge_index``; called on a PyG
     :class:`~torch_geometric.data.Data` or :class:`~torch_geometric.data.Batch` it returns a
     shallow copy whose ``edge_index`` is built from ``data[feature_key]`` (and ``data.batch``).
-    Stochastic dilation is active only in training mode.
+    The input's ``edge_attr``, ``edge_weight`` and ``edge_type`` describe its old edges and are
+    not carried over (PyG's :class:`~torch_geometric.transforms.KNNGraph` drops ``edge_attr``
+    likewise); other attributes, e.g. a link task's ``edge_label_index``, are kept. Stochastic
+    dilation is active only in training mode.
 
     Args:
         k (int): Neighbours per node.
@@ -415,6 +434,9 @@ class DilatedKNNGraph(nn.Module):
         if not isinstance(feats, Tensor):
             raise ValueError(f"the data object has no tensor attribute '{self.feature_key}'")
         batch = getattr(data, "batch", None)
+        for key in _EDGE_FEATURES:  # they describe the edges being replaced
+            if key in data:
+                del data[key]
         data.edge_index = dilated_knn_graph(
             feats, self.k, self.dilation, batch, self.loop, self.cosine, self.backend, eps,
         )

@@ -137,6 +137,9 @@ class PoissonGraph(nn.Module):
         """
         if x.dim() != 2:
             raise ValueError(f"PoissonGraph expects features of shape [B, F], got {tuple(x.shape)}")
+        if x.size(0) == 0:
+            raise ValueError(f"PoissonGraph needs at least one sample, got features of shape "
+                             f"{tuple(x.shape)}")
         return self._prob(self._cosine(x, y), diagonal=y is None)
 
     @staticmethod
@@ -161,6 +164,9 @@ class PoissonGraph(nn.Module):
         """
         if x.dim() != 2:
             raise ValueError(f"PoissonGraph expects features of shape [B, F], got {tuple(x.shape)}")
+        if x.size(0) == 0:
+            raise ValueError(f"PoissonGraph needs at least one sample, got features of shape "
+                             f"{tuple(x.shape)}")
         cos = self._cosine(x)
         prob = self._prob(cos, diagonal=True)
         sample = self.training if sample is None else sample
@@ -223,7 +229,10 @@ _PAIRS_CACHE: dict = {}
 
 
 def all_pairs_edge_index(num_nodes: int, device: torch.device) -> Tensor:
-    """``[2, n·(n-1)]`` every ordered pair ``j → i``, ``i ≠ j``, grouped by target ``i``."""
+    """``[2, n·(n-1)]`` every ordered pair ``j → i``, ``i ≠ j``, grouped by target ``i``.
+
+    Built once per size and device; each call returns a copy, the caller's to change.
+    """
     key = (num_nodes, str(device))
     cached = _PAIRS_CACHE.get(key)
     if cached is None:
@@ -234,4 +243,4 @@ def all_pairs_edge_index(num_nodes: int, device: torch.device) -> Tensor:
         if len(_PAIRS_CACHE) > 16:
             _PAIRS_CACHE.clear()
         _PAIRS_CACHE[key] = cached
-    return cached
+    return cached.clone()

@@ -47,6 +47,13 @@ def test_forward_train_gradients(name):
 
 
 @pytest.mark.parametrize("name", pyg_fer.list_models())
+def test_eval_on_a_batch_of_no_images_gives_no_rows(name):
+    # e.g. a video frame in which no face was found
+    with torch.no_grad():
+        assert small(name).eval()(torch.randn(0, 3, IMG, IMG)).shape == (0, 7)
+
+
+@pytest.mark.parametrize("name", pyg_fer.list_models())
 def test_eval_batch_of_one_and_determinism(name):
     model = small(name).eval()
     x = torch.randn(1, 3, IMG, IMG)

@@ -182,6 +182,19 @@ def test_module_on_data_and_batch():
         assert torch.equal(part.edge_index, dilated_knn_graph(data_list[i].x, 3, 2))
     single = DilatedKNNGraph(2)(data_list[0])
     assert single.edge_index.shape == (2, 24)
+    # the old edges' features do not travel to the new edges (as PyG's KNNGraph); other
+    # attributes, the input and the batch's split stay as they were
+    with_features = Data(x=torch.randn(6, 3), edge_index=torch.tensor([[0, 1], [1, 0]]),
+                         edge_attr=torch.randn(2, 4), edge_weight=torch.ones(2),
+                         edge_type=torch.zeros(2, dtype=torch.long), y=torch.tensor([1]),
+                         edge_label_index=torch.tensor([[0], [5]]))
+    rebuilt = DilatedKNNGraph(2)(with_features)
+    assert sorted(rebuilt.keys()) == ["edge_index", "edge_label_index", "x", "y"]
+    assert with_features.edge_attr.shape == (2, 4)
+    three = Batch.from_data_list([with_features, with_features.clone(), with_features.clone()])
+    out = DilatedKNNGraph(2)(three)
+    assert "edge_attr" not in out and out.ptr.tolist() == [0, 6, 12, 18]
+    assert [part.edge_index.shape for part in out.to_data_list()] == [(2, 12)] * 3
     with pytest.raises(ValueError, match="'pos'"):
         DilatedKNNGraph(2, feature_key="pos")(data_list[0])
 
@@ -205,6 +218,23 @@ def test_module_on_data_and_batch():
 def test_bad_input_raises_clear_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         dilated_knn_graph(**kwargs)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_no_nodes_give_an_empty_table(backend):
+    assert dilated_knn(torch.randn(0, 49, 16), 9, 2, backend=backend).shape == (0, 49, 9)
+    assert dilated_knn(torch.randn(0, 16), 9, backend=backend).shape == (0, 9)
+    empty = torch.zeros(0, dtype=torch.long)
+    assert dilated_knn_graph(torch.randn(0, 16), 9, batch=empty, backend=backend).shape == (2, 0)
+
+
+def test_torch_cluster_under_torch_compile_is_refused_and_auto_is_dense(monkeypatch):
+    monkeypatch.setattr(knn_module, "_is_compiling", lambda: True)
+    monkeypatch.setattr(knn_module, "WITH_TORCH_CLUSTER", True)
+    x, batch = torch.randn(10, 3), torch.tensor([0] * 6 + [1] * 4)
+    with pytest.raises(ValueError, match="cannot run under torch.compile"):
+        dilated_knn_graph(x, 2, batch=batch, backend="torch_cluster")
+    assert torch.equal(dilated_knn_graph(x, 2, batch=batch), reference_knn(x, 2, 1, batch))
 
 
 def test_smallest_graph_is_named_in_the_error():

@@ -21,6 +21,20 @@ def test_probabilities_follow_eq_3_and_4_with_clamped_rate():
     assert torch.equal(prob.diagonal(), torch.zeros(4))
 
 
+def test_all_pairs_edge_index_is_the_callers_to_change():
+    first = all_pairs_edge_index(4, torch.device("cpu"))
+    first.add_(100)  # e.g. offsetting to stack graphs
+    assert int(all_pairs_edge_index(4, torch.device("cpu")).max()) == 3
+    graph = PoissonGraph()(torch.randn(4, 8))
+    graph.edge_index.add_(100)
+    assert int(PoissonGraph()(torch.randn(4, 8)).edge_index.max()) == 3
+
+
+def test_no_samples_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"at least one sample, got features of shape \(0, 8\)"):
+        PoissonGraph().train()(torch.randn(0, 8))
+
+
 def test_all_pairs_layout():
     assert all_pairs_edge_index(3, torch.device("cpu")).tolist() == [
         [1, 2, 0, 2, 0, 1],

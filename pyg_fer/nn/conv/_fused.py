@@ -4,6 +4,8 @@ and a max/min aggregation whose gradient is exact on ties with zero."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch_geometric
 from torch import Tensor
@@ -166,6 +168,17 @@ def reduce_neighbours(messages: Tensor, aggr: str) -> Tensor:
     if aggr == "min":
         return messages.amin(dim=1)
     raise ValueError(f"no fused reduction for aggr='{aggr}'; expected one of {FUSED_AGGRS}")
+
+
+def check_channels(conv: MessagePassing, in_channels: Any, out_channels: Any) -> None:
+    """Refuses PyG's lazy ``-1`` and ``(source, target)`` channel pairs, which these layers do
+    not take (``x_j - x_i`` needs both ends in one feature space of a known width)."""
+    for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(
+                f"{conv.__class__.__name__}: {name} must be a positive int, got {value!r} "
+                "(lazy -1 and (source, target) pairs are not supported)"
+            )
 
 
 def aggregated_channels(conv: MessagePassing, in_channels: int) -> int:

@@ -7,7 +7,7 @@ from torch_geometric.typing import Adj, PairTensor
 
 from pyg_fer.nn.conv._fused import (
     ExactExtremumAggregation, NoFeatureDecomposition, aggregated_channels, can_fuse,
-    check_same_graph, flat_neighbours, node_features, reduce_neighbours,
+    check_channels, check_same_graph, flat_neighbours, node_features, reduce_neighbours,
 )
 from pyg_fer.nn.knn import neighbours_to_edge_index
 
@@ -56,6 +56,7 @@ class MRConv(ExactExtremumAggregation, NoFeatureDecomposition, MessagePassing):
     def __init__(self, in_channels: int, out_channels: int, **kwargs) -> None:
         kwargs.setdefault("aggr", "max")
         super().__init__(**kwargs)
+        check_channels(self, in_channels, out_channels)
         self.in_channels = in_channels
         self.out_channels = out_channels
         aggr_channels = aggregated_channels(self, in_channels)

@@ -7,7 +7,8 @@ from torch_geometric.typing import Adj, PairTensor
 
 from pyg_fer.nn.conv._fused import (
     ExactExtremumAggregation, NoFeatureDecomposition, aggregated_channels, can_fuse,
-    check_neighbours, check_same_graph, flatten_neighbours, node_features, reduce_neighbours,
+    check_channels, check_neighbours, check_same_graph, flatten_neighbours, node_features,
+    reduce_neighbours,
 )
 from pyg_fer.nn.knn import neighbours_to_edge_index
 
@@ -78,6 +79,7 @@ class RGConv(ExactExtremumAggregation, NoFeatureDecomposition, MessagePassing):
         super().__init__(**kwargs)
         if gate not in GATES:
             raise ValueError(f"unknown gate '{gate}'; expected one of {GATES}")
+        check_channels(self, in_channels, out_channels)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.gate = gate
@@ -157,8 +159,8 @@ class RGConv(ExactExtremumAggregation, NoFeatureDecomposition, MessagePassing):
         edges :math:`j \to i`, :math:`g_i = (A X)_i - (A \mathbf{1})_i\, x_i`; no per-edge
         features and no ``[B N, k, F]`` gather (``benchmarks/throughput.py --conv-paths``)."""
         num_graphs, nodes, k = neighbours.shape
-        src = x_src.view(num_graphs, nodes, -1)
-        dst = x_dst.view(num_graphs, nodes, -1)
+        src = x_src.view(num_graphs, nodes, x_src.size(-1))  # (-1 is ambiguous at B = 0)
+        dst = x_dst.view(num_graphs, nodes, x_dst.size(-1))
         # Gate logit per node, [B, N]. Twice, although src is dst in a block: one product used
         # twice sums its two gradients before the weight's, which rounds differently and
         # moved the demo's seed-0 result (docs/design.md, Speed); this keeps it to the digit.
@@ -173,7 +175,7 @@ class RGConv(ExactExtremumAggregation, NoFeatureDecomposition, MessagePassing):
         )
         # A X - (A 1) x_i in one batched product with the subtraction in its epilogue.
         out = torch.baddbmm(adj.sum(-1, keepdim=True) * dst, adj, src, beta=-1.0)
-        return out.view(num_graphs * nodes, -1)
+        return out.view(num_graphs * nodes, out.size(-1))
 
     def __repr__(self) -> str:
         return (

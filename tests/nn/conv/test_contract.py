@@ -239,22 +239,62 @@ def test_extremum_gradient_is_exact_when_a_neighbour_duplicates_its_centre(name,
     assert torch.allclose(grads[0], grads[2], atol=1e-10)
 
 
-def test_docs_example_rgconv_in_your_own_pyg_model():
-    """The example in docs/graph_ops.md runs and trains on graphs of unequal sizes."""
+@pytest.mark.parametrize("cls", [RGConv, MRConv])
+@pytest.mark.parametrize("channels", [(-1, 8), ((8, 8), 8), (8, 0), (8.0, 8)])
+def test_lazy_and_paired_channel_sizes_are_refused_clearly(cls, channels):
+    with pytest.raises(ValueError, match=rf"{cls.__name__}: (in|out)_channels must be a "
+                                         r"positive int.*lazy -1 and \(source, target\)"):
+        cls(*channels)
+
+
+@pytest.mark.parametrize("name", list(CONVS))
+@pytest.mark.parametrize("aggr", AGGRS)
+def test_a_batch_of_no_graphs_gives_no_rows(name, aggr):
+    # e.g. a video frame with no face: [0, N, F] nodes and a [0, N, k] table
+    conv = CONVS[name](aggr=aggr).eval()
+    nbr = dilated_knn(torch.randn(0, 10, 8), 3)
+    assert nbr.shape == (0, 10, 3)
+    assert conv(torch.randn(0, 8), neighbours=nbr).shape == (0, 6)
+
+
+def _docs_example_model():
+    """``PointNetLike`` of docs/graph_ops.md's "RG-Conv in your own PyG model"."""
     import re
     from pathlib import Path
-
-    from torch_geometric.data import Batch, Data
 
     text = (Path(__file__).resolve().parents[3] / "docs" / "graph_ops.md").read_text()
     section = text.split("## RG-Conv in your own PyG model", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     namespace = {}
     exec(compile(code, "docs/graph_ops.md", "exec"), namespace)
-    torch.manual_seed(0)
+    return namespace["PointNetLike"]
+
+
+def _unequal_batch():
+    from torch_geometric.data import Batch, Data
+
     graphs_ = [Data(x=torch.randn(n, 3), y=torch.tensor([n % 2])) for n in (30, 40, 50, 35)]
-    batch = Batch.from_data_list(graphs_)
-    model = namespace["PointNetLike"](3, 16, 2)
+    return Batch.from_data_list(graphs_)
+
+
+def test_docs_example_compiles_on_graphs_of_unequal_sizes():
+    # 'auto' picked torch-cluster for unequal graphs, which TorchDynamo cannot trace; under
+    # torch.compile it now builds the graph densely (the same graph)
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = _docs_example_model()(3, 16, 2).eval()
+    batch = _unequal_batch()
+    compiled = torch.compile(model)
+    with torch.no_grad():
+        assert torch.allclose(compiled(batch.x, batch.batch), model(batch.x, batch.batch),
+                              atol=1e-5)
+
+
+def test_docs_example_rgconv_in_your_own_pyg_model():
+    """The example in docs/graph_ops.md runs and trains on graphs of unequal sizes."""
+    torch.manual_seed(0)
+    batch = _unequal_batch()
+    model = _docs_example_model()(3, 16, 2)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
     for _ in range(5):
