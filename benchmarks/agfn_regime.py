@@ -70,6 +70,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fer_tensors import TensorFER, render  # noqa: E402
 from _seeded import markdown_table, mean_std, paired_cells, read_results, run_keys  # noqa: E402
 from _seeded import settings_diff, write_json  # noqa: E402
+# (importing noisy_labels also silences the warning that a graph-off arm keeps AGFN off)
 from noisy_labels import EVAL_GRAPHS, STATS_IMAGES, edge_stats, graph_stats  # noqa: E402
 
 from pyg_fer.engine import evaluate, train  # noqa: E402

@@ -48,6 +48,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -58,6 +59,10 @@ from _seeded import invocations, markdown_table, mean_std, paired_delta, read_re
 from _seeded import run_keys, settings_diff, write_json  # noqa: E402
 
 from pyg_fer.engine import evaluate, train  # noqa: E402
+
+# The graph-off arms keep AGFN off on purpose (agfn.pretrain_epochs >= train.epochs).
+warnings.filterwarnings("ignore", message=r"agfn\.pretrain_epochs .* AGFN is never switched on",
+                        category=UserWarning)
 
 ARMS = ("resnet18_fer", "agfn_resnet18", "agfn_off", "baseline_gcn_resnet18")
 EVAL_GRAPHS = ("bank", "expected", "identity")

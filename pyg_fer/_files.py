@@ -1,14 +1,18 @@
-"""Atomic file writes and file hashing, shared by every layer that writes or checks files."""
+"""Atomic file writes, strict JSON text and file hashing, shared by every layer that writes or
+checks files."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import os
 import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 PathLike = str | Path
 
@@ -62,6 +66,22 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
 def atomic_write_text(path: PathLike, text: str) -> None:
     """:func:`atomic_write_bytes` of ``text`` encoded as UTF-8."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def json_text(obj: Any, **kwargs: Any) -> str:
+    """``json.dumps`` that writes standard JSON: a NaN or infinite float (a diverged loss, the
+    accuracy of no samples) becomes ``null``, not the ``NaN`` literal strict parsers reject."""
+    return json.dumps(_finite_or_none(obj), allow_nan=False, **kwargs)
 
 
 def sha256_file(path: PathLike, chunk_size: int = 1 << 20) -> str:

@@ -31,6 +31,7 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
 
 import torch  # noqa: E402
 
+from pyg_fer import __version__  # noqa: E402
 from pyg_fer.engine import evaluate, load_config, load_model, train  # noqa: E402
 from pyg_fer.engine.checkpoint import read_card  # noqa: E402
 from pyg_fer.engine.config import CONFIG_DIR, Config, is_override, list_recipes  # noqa: E402
@@ -101,11 +102,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model = load_model(card_path, device=device)
     split = args.split or cfg.data.eval_split
-    dataset = _eval_dataset(cfg, model, split)
-    names = model.cfg.get("class_names")
-    if names and list(dataset.classes) != list(names):
-        raise ValueError(f"dataset classes {list(dataset.classes)} differ from the checkpoint's "
-                         f"{names} ('{card_path}')")
+    dataset = _eval_dataset(cfg, model, split)  # evaluate() checks its classes are the model's
     t0 = time.perf_counter()
     ev = evaluate(model, dataset, device=device, batch_size=args.batch_size,
                   num_workers=cfg.data.num_workers, return_features=args.tsne,
@@ -321,6 +318,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyg-fer", description="Facial expression recognition with PyTorch Geometric.")
+    parser.add_argument("--version", action="version", version=f"pyg-fer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     cmd = sub.add_parser("train", help="train a model from a recipe",

@@ -22,6 +22,14 @@ def test_models_lists_public_registered_models(capsys):
     assert capsys.readouterr().out.split() == []
 
 
+def test_version(capsys):
+    from pyg_fer import __version__
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out == f"pyg-fer {__version__}\n"
+
+
 def test_recipes_lists_shipped_files(capsys):
     assert main(["recipes"]) == 0
     out = capsys.readouterr().out

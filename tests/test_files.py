@@ -1,11 +1,13 @@
-"""pyg_fer._files: atomic writes keep the permissions an ordinary write would give."""
+"""pyg_fer._files: atomic writes keep the permissions an ordinary write would give; JSON text
+is standard JSON."""
 
+import json
 import os
 import stat
 
 import pytest
 
-from pyg_fer._files import atomic_path, atomic_write_text
+from pyg_fer._files import atomic_path, atomic_write_text, json_text
 
 
 def _mode(path):
@@ -43,3 +45,9 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("writer failed")
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["records.jsonl"]
+
+
+def test_json_text_writes_standard_json_with_null_for_non_finite_floats():
+    text = json_text({"loss": float("nan"), "acc": [0.5, float("inf")], "n": 3, "s": "NaN"})
+    assert text == '{"loss": null, "acc": [0.5, null], "n": 3, "s": "NaN"}'
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in strict JSON"))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import random
 import subprocess
 from collections.abc import Mapping
@@ -31,7 +30,7 @@ from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
 from pyg_fer import __version__
-from pyg_fer._files import atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported)
+from pyg_fer._files import atomic_write_bytes, atomic_write_text, json_text  # noqa: F401  (re-exported)
 
 # The card format and its reading live with the models (the pretrained-weights registry reads
 # the same cards); this module writes cards and re-exports the readers for the engine's users.
@@ -51,8 +50,11 @@ PathLike = str | Path
 
 
 def git_hash() -> str | None:
-    """The commit of the pyg-fer source tree, or ``None`` outside a git checkout."""
+    """The commit of the pyg-fer source tree, or ``None`` outside a git checkout of pyg-fer
+    (an installed wheel's parent folder may be the user's own repository)."""
     root = Path(__file__).resolve().parent.parent.parent
+    if not ((root / ".git").exists() and (root / "setup.cfg").is_file()):
+        return None
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], check=False, cwd=root, capture_output=True, text=True,
@@ -100,6 +102,8 @@ def model_card(model: nn.Module) -> dict[str, Any]:
             "models (which carry model.cfg) can be checkpointed"
         )
     kwargs = dict(cfg.get("kwargs") or {})
+    if hasattr(model, "rebuild_kwargs"):  # settings changed since construction
+        kwargs.update(model.rebuild_kwargs())
     init = {k: kwargs.pop(k) for k in _INIT_ONLY_KWARGS if k in kwargs}
     return _jsonable(
         {
@@ -194,7 +198,7 @@ def save_checkpoint(
     if extra:
         meta.update(_jsonable(dict(extra), "extra"))
     atomic_write_bytes(weights, blob)
-    atomic_write_text(card_path, json.dumps(meta, indent=2))
+    atomic_write_text(card_path, json_text(meta, indent=2))
     return weights, card_path
 
 

@@ -49,20 +49,33 @@ def evaluate(
     In a distributed run each rank evaluates a disjoint shard and the confusion matrices and
     loss sums are summed over ranks, so every rank returns the metrics of the whole set.
 
+    ``loss`` is the objective named by ``loss`` and ``label_smoothing`` (both returned with
+    it): the trainer evaluates with the recipe's training loss, while a plain call gives
+    cross-entropy without smoothing, so the two losses of one checkpoint differ.
+
     Returns:
-        A dict with ``loss``, ``confusion_matrix`` (``[C, C]`` int64), ``num_samples``,
-        ``overall_acc``, ``mean_class_acc``, ``per_class_acc``, ``support``; with
-        ``return_features`` also ``features`` (pooled ``forward_features``), ``targets`` and
-        ``preds`` (this rank's samples only).
+        A dict with ``loss``, ``loss_kind``, ``label_smoothing``, ``confusion_matrix``
+        (``[C, C]`` int64), ``num_samples``, ``overall_acc``, ``mean_class_acc``,
+        ``per_class_acc``, ``support``; with ``return_features`` also ``features`` (pooled
+        ``forward_features``), ``targets`` and ``preds`` (this rank's samples only).
+
+    Raises:
+        ValueError: the dataset's ``classes`` differ from the model's ``class_names``, the
+            model's outputs are not ``num_classes`` wide, the set is empty, or the model's
+            outputs are not finite (a diverged model: no accuracy is computed from them).
     """
     info = dist_info or D.DistInfo()
     bare = unwrap(model)
     if device is None:
         device = next(bare.parameters()).device
     device = torch.device(device)
+    data_names = getattr(data.dataset if isinstance(data, DataLoader) else data, "classes", None)
+    model_names = (getattr(bare, "cfg", {}) or {}).get("class_names")
+    if data_names and model_names and list(data_names) != list(model_names):
+        raise ValueError(f"the dataset's classes {list(data_names)} differ from the model's "
+                         f"class_names {list(model_names)}")
     if class_names is None:
-        class_names = getattr(data, "classes", None) or (getattr(bare, "cfg", {}) or {}).get(
-            "class_names")
+        class_names = data_names or model_names
     if num_classes is None:
         num_classes = len(class_names) if class_names else (bare.cfg or {}).get("num_classes")
     if not num_classes:
@@ -82,6 +95,7 @@ def evaluate(
     bare.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     loss_sum = torch.zeros((), dtype=torch.float64)
+    nonfinite = torch.zeros((), dtype=torch.float64)  # samples with a NaN or inf output
     feats, tgts, preds = [], [], []
     for images, targets in loader:
         images = images.to(device, non_blocking=True)
@@ -93,6 +107,10 @@ def evaluate(
                 features = bare.forward_features(images)
                 feats.append(_pool_features(features.float()).cpu())
             logits = bare(images)
+        if logits.dim() != 2 or logits.shape[1] != num_classes:
+            raise ValueError(f"the model's outputs have shape {tuple(logits.shape)}, not "
+                             f"[batch, {num_classes}] for the {num_classes} classes evaluated")
+        nonfinite += (~torch.isfinite(logits)).any(dim=1).sum().cpu()
         loss_sum += compute_loss(logits, targets, loss, label_smoothing).double().cpu() * len(
             images)
         pred = logits.argmax(dim=1).cpu()
@@ -104,14 +122,22 @@ def evaluate(
     if info.enabled:
         # gloo and NCCL both reduce float64/int64; move to the process group's device.
         red_dev = device if device.type == "cuda" else torch.device("cpu")
-        packed = torch.cat([confusion.flatten().double(), loss_sum.reshape(1)]).to(red_dev)
+        packed = torch.cat([confusion.flatten().double(), loss_sum.reshape(1),
+                            nonfinite.reshape(1)]).to(red_dev)
         D.all_reduce_sum(packed, info)
         packed = packed.cpu()
-        confusion = packed[:-1].round().long().reshape(num_classes, num_classes)
-        loss_sum = packed[-1]
+        confusion = packed[:-2].round().long().reshape(num_classes, num_classes)
+        loss_sum, nonfinite = packed[-2], packed[-1]
     summary = summarize_confusion(confusion, class_names if class_names else None)
-    total = max(1, summary["num_samples"])
-    out = {"loss": loss_sum.item() / total, "confusion_matrix": confusion, **summary}
+    total = summary["num_samples"]
+    if total == 0:
+        raise ValueError("evaluate(): the evaluation set is empty")
+    if nonfinite > 0:
+        raise ValueError(f"the model's outputs are not finite (NaN or inf) for "
+                         f"{int(nonfinite)} of {total} samples: a diverged model or bad input, "
+                         "from which no accuracy is computed")
+    out = {"loss": loss_sum.item() / total, "loss_kind": loss,
+           "label_smoothing": float(label_smoothing), "confusion_matrix": confusion, **summary}
     if return_features:
         out["features"] = torch.cat(feats) if feats else torch.empty(0)
         out["targets"] = torch.cat(tgts) if tgts else torch.empty(0, dtype=torch.long)

@@ -13,8 +13,12 @@ from torch import Tensor
 
 
 def hard_targets(targets: Tensor) -> Tensor:
-    """Class indices from integer labels ``[B]`` or soft targets ``[B, C]`` (their argmax)."""
+    """Class indices from integer labels ``[B]`` or soft targets ``[B, C]`` (their argmax, the
+    first class on a tie)."""
     if targets.dim() == 2:
+        if targets.size(1) < 2:  # a column of labels would all become class 0
+            raise ValueError(f"targets of shape {tuple(targets.shape)} are neither [B] labels "
+                             f"nor [B, C] soft targets (C >= 2): flatten a column of labels")
         return targets.argmax(dim=1)
     if targets.dim() != 1:
         raise ValueError(f"targets must be [B] labels or [B, C] soft targets, got shape "
@@ -30,7 +34,11 @@ def confusion_matrix(preds: Tensor, targets: Tensor, num_classes: int) -> Tensor
         targets: true class indices ``[N]`` (or soft targets ``[N, C]``).
         num_classes: C.
     """
-    targets = hard_targets(targets)
+    hard = hard_targets(targets)
+    if targets.dim() == 2 and targets.size(1) != num_classes:
+        raise ValueError(f"soft targets of shape {tuple(targets.shape)} for {num_classes} "
+                         "classes")
+    targets = hard
     preds = preds.long().reshape(-1).cpu()
     targets = targets.reshape(-1).cpu()
     if preds.shape != targets.shape:

@@ -14,12 +14,11 @@ Upload the ``.safetensors`` file (and, for people, the card) to where the entry'
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
-from pyg_fer._files import atomic_write_bytes, atomic_write_text
+from pyg_fer._files import atomic_write_bytes, atomic_write_text, json_text
 from pyg_fer.models.card import load_safetensors_bytes, read_card, weights_file
 from pyg_fer.models.pretrained import PretrainedWeights
 
@@ -95,7 +94,7 @@ def publish(
                               size=len(blob), description=description, default=default,
                               **where)
     atomic_write_bytes(out_dir / file_name, blob)
-    atomic_write_text(out_dir / f"{name}.json", json.dumps(card, indent=2))
+    atomic_write_text(out_dir / f"{name}.json", json_text(card, indent=2))
     atomic_write_text(out_dir / f"{file_name}.sha256", f"{entry.sha256}  {file_name}\n")
-    atomic_write_text(out_dir / f"{name}.entry.json", json.dumps(entry.to_dict(), indent=2))
+    atomic_write_text(out_dir / f"{name}.entry.json", json_text(entry.to_dict(), indent=2))
     return entry

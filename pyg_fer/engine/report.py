@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from pyg_fer.engine.checkpoint import atomic_write_bytes, atomic_write_text
+from pyg_fer._files import atomic_write_bytes, atomic_write_text, json_text
 
 
 def _save_fig(fig: plt.Figure, path: Path) -> None:
@@ -195,7 +195,7 @@ def write_report(
         "confusion_matrix": cm.tolist(),
         "files": {k: Path(v).name for k, v in files.items()},
     }
-    atomic_write_text(files["report_json"], json.dumps(report, indent=2))
+    atomic_write_text(files["report_json"], json_text(report, indent=2))
     atomic_write_text(files["report_md"], _markdown(report))
     return {k: str(v) for k, v in files.items()}
 
@@ -214,6 +214,13 @@ def _markdown(report: Mapping[str, Any]) -> str:
         f"- **overall accuracy**: {_pct(report['overall_acc'])}",
         (f"- **mean class accuracy**: {_pct(report['mean_class_acc'])} (from the confusion "
         f"matrix)"),
+    ]
+    if report.get("loss") is not None:
+        how = report.get("loss_kind", "ce")
+        if report.get("label_smoothing"):
+            how += f", label smoothing {report['label_smoothing']:g}"
+        lines.append(f"- **loss**: {report['loss']:.4f} ({how})")
+    lines += [
         "",
         "| class | support | accuracy |",
         "|---|---:|---:|",

@@ -28,6 +28,13 @@ def compute_loss(logits: Tensor, targets: Tensor, kind: str = "ce",
     ``'mse'``: AGFN Eq. 7, ``‖softmax(f(X̂)) − y‖²`` with ``y`` one-hot (or the soft target),
     averaged over the batch.
     """
+    if logits.dim() != 2:
+        raise ValueError(f"logits must have shape [batch, classes], got {tuple(logits.shape)}")
+    batch, num_classes = logits.shape
+    if tuple(targets.shape) not in ((batch,), (batch, num_classes)):
+        raise ValueError(f"targets of shape {tuple(targets.shape)} for logits of shape "
+                         f"{tuple(logits.shape)}: expected [{batch}] class indices or "
+                         f"[{batch}, {num_classes}] probabilities")
     logits = logits.float()
     if kind == "ce":
         return label_smoothing_cross_entropy(logits, targets, label_smoothing)

@@ -10,7 +10,6 @@ CUDA only).
 from __future__ import annotations
 
 import functools
-import json
 import math
 import random
 import shutil
@@ -30,6 +29,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
+from pyg_fer._files import json_text
 from pyg_fer.engine import checkpoint as ckpt
 from pyg_fer.engine import distributed as D
 from pyg_fer.engine.agfn import (
@@ -48,7 +48,7 @@ from pyg_fer.engine.datasets import (
 from pyg_fer.engine.evaluate import evaluate
 from pyg_fer.engine.metrics import hard_targets
 from pyg_fer.engine.optim import LRFactor, build_optimizer
-from pyg_fer.engine.report import write_report
+from pyg_fer.engine.report import read_metrics, write_report
 from pyg_fer.engine.steps import compute_loss, sampled_forward, standard_step
 from pyg_fer.models import create_model
 
@@ -595,9 +595,8 @@ def _truncate_metrics(path: Path, last_epoch: int) -> None:
     """Drop records of epochs after ``last_epoch`` (written after the last saved state)."""
     if not path.is_file():
         return
-    keep = [line for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line)["epoch"] <= last_epoch]
-    ckpt.atomic_write_text(path, "".join(line + "\n" for line in keep))
+    keep = [record for record in read_metrics(path) if record["epoch"] <= last_epoch]
+    ckpt.atomic_write_text(path, "".join(json_text(record) + "\n" for record in keep))
 
 
 # ----------------------------------------------------------------------------- per epoch
@@ -636,6 +635,11 @@ def _end_epoch(run: Run, record: dict[str, Any], is_best: bool) -> None:
     prints the epoch line; every rank waits for it."""
     rngs = _gather_rng(run.info)
     if run.info.is_main:
+        # the metrics line first, rewritten whole: killed before the state below, the resume
+        # drops it (_truncate_metrics); killed after, the line is there
+        metrics = run.run_dir / "metrics.jsonl"
+        before = metrics.read_text(encoding="utf-8") if metrics.is_file() else ""
+        ckpt.atomic_write_text(metrics, before + json_text(record) + "\n")
         extra = {"epoch": record["epoch"], "config": run.cfg.to_dict()}
         if "agfn" in record:  # the batch graph is off in the pre-training epochs
             extra["agfn_enabled"] = record["agfn"]
@@ -647,8 +651,6 @@ def _end_epoch(run: Run, record: dict[str, Any], is_best: bool) -> None:
         # cannot leave a state whose weights are gone
         ckpt.save_train_state(run.run_dir / "train_state.pt",
                               dict(run.state.state_dict(rngs), model=weights))
-        with open(run.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
         print(_epoch_line(record, run.cfg.train.epochs, is_best), flush=True)
     D.barrier(run.info)
 

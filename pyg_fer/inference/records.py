@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pyg_fer._files import atomic_write_text, temp_path_beside
+from pyg_fer._files import atomic_write_text, json_text, temp_path_beside
 
 FORMATS = (".jsonl", ".csv")
 
@@ -108,7 +107,7 @@ class RecordWriter:
         if self._csv is not None:
             self._csv.writerow(_csv_row(record, self.class_names))
         else:
-            self._file.write(json.dumps(record.to_dict()) + "\n")
+            self._file.write(json_text(record.to_dict()) + "\n")
 
     def close(self) -> None:
         """Flush, sync and move the file into place."""
@@ -158,7 +157,7 @@ def to_csv(records: Sequence[FaceRecord], class_names: Sequence[str] | None = No
 
 def to_jsonl(records: Iterable[FaceRecord]) -> str:
     """Records as JSON lines, one object per record."""
-    return "".join(json.dumps(r.to_dict()) + "\n" for r in records)
+    return "".join(json_text(r.to_dict()) + "\n" for r in records)
 
 
 def write_records(records: Sequence[FaceRecord], path: str | Path,

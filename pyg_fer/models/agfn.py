@@ -187,6 +187,14 @@ class BatchGraphFER(nn.Module):
         if isinstance(self.graph_norm, AGFN):
             self.graph_norm.use_graph = bool(enabled)
 
+    def rebuild_kwargs(self) -> dict[str, Any]:
+        """Builder keywords whose current value a checkpoint must record instead of the one
+        the model was built with: the evaluation graph, which may be switched after training
+        (``model.graph_norm.eval_graph = "identity"``)."""
+        if isinstance(self.graph_norm, AGFN):
+            return {"eval_graph": self.graph_norm.eval_graph}
+        return {}
+
     def set_global_graph(self, enabled: bool) -> None:
         """``True``: under DDP the training graph spans the global batch (AGFN's
         ``global_graph``); ``False``: each process's own batch."""

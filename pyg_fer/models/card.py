@@ -61,7 +61,8 @@ def check_card(meta: Any, where: str) -> dict[str, Any]:
     """Check that ``meta`` is a card this pyg-fer reads; ``where`` names it in errors.
 
     Raises:
-        ValueError: not a pyg-fer card, another format version, or a required field missing.
+        ValueError: not a pyg-fer card, another format version, or a required field missing or
+            of the wrong type (the field is named).
     """
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{where} is not a pyg-fer checkpoint card (no \"format\": \"{FORMAT}\")")
@@ -75,6 +76,25 @@ def check_card(meta: Any, where: str) -> dict[str, Any]:
             raise ValueError(f"checkpoint card {where} lacks the field '{key}'")
     if not isinstance(meta["model"], Mapping) or "name" not in meta["model"]:
         raise ValueError(f"checkpoint card {where}: field 'model' has no registry 'name'")
+    model = meta["model"]
+    types_ = [  # (field, value, holds, what it must be); a hand-edited card fails here
+        ("weights", meta["weights"], isinstance(meta["weights"], str), "a file name"),
+        ("weights_sha256", meta["weights_sha256"], isinstance(meta["weights_sha256"], str),
+         "a hex string"),
+        ("model.name", model["name"], isinstance(model["name"], str), "a string"),
+        ("model.kwargs", model.get("kwargs"), isinstance(model.get("kwargs", {}), Mapping),
+         "a mapping"),
+        ("model.num_classes", model.get("num_classes"),
+         model.get("num_classes") is None or (isinstance(model["num_classes"], int)
+                                              and not isinstance(model["num_classes"], bool)),
+         "an int"),
+        ("agfn_enabled", meta.get("agfn_enabled"),
+         isinstance(meta.get("agfn_enabled", False), bool), "true or false"),
+    ]
+    for key, value, holds, what in types_:
+        if not holds:
+            raise ValueError(f"checkpoint card {where}: field '{key}' must be {what}, got "
+                             f"{value!r}")
     return meta
 
 
@@ -153,8 +173,9 @@ def build_from_card(meta: Mapping[str, Any]) -> nn.Module:
     """
     try:
         return create_model(meta["model"]["name"], **card_model_kwargs(meta))
-    except ValueError as err:
-        raise ValueError(f"checkpoint '{meta['_card_path']}': {err}") from None
+    except (ValueError, TypeError) as err:  # TypeError: a keyword the builder does not take
+        raise ValueError(f"checkpoint '{meta['_card_path']}' (model {meta['model']['name']!r}, "
+                         f"its 'kwargs'): {err}") from None
 
 
 def load_model(
@@ -190,6 +211,6 @@ def load_model(
         ) from None
     if "agfn_enabled" in meta and hasattr(model, "set_agfn_enabled"):
         # a checkpoint of an AGFN run's pre-training epochs was selected with the graph off
-        model.set_agfn_enabled(bool(meta["agfn_enabled"]))
+        model.set_agfn_enabled(meta["agfn_enabled"])
     model.checkpoint = {k: v for k, v in meta.items() if not k.startswith("_")}
     return model.to(device).eval()

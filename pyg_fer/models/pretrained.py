@@ -46,7 +46,7 @@ from typing import IO, Any
 
 from torch import nn
 
-from pyg_fer._files import atomic_path, atomic_write_text, sha256_file
+from pyg_fer._files import atomic_path, atomic_write_text, json_text, sha256_file
 from pyg_fer.models.card import card_model_kwargs, check_card, load_safetensors_bytes
 
 __all__ = [
@@ -403,7 +403,7 @@ def download_weights(entry: PretrainedWeights | str, *, progress: bool = True) -
         _fetch_hub(entry, target, progress)
     card_path = target.with_suffix(".json")
     card = dict(entry.to_dict()["card"], weights=target.name)
-    text = json.dumps(card, indent=2)
+    text = json_text(card, indent=2)
     if not card_path.is_file() or card_path.read_text() != text:
         atomic_write_text(card_path, text)
     return card_path

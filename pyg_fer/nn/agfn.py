@@ -120,17 +120,14 @@ class AGFN(nn.Module):
         global_graph: bool = False,
     ) -> None:
         super().__init__()
-        if eval_graph not in EVAL_GRAPHS:
-            raise ValueError(f"unknown eval_graph '{eval_graph}'; expected one of {EVAL_GRAPHS}")
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        if bank_size < 0 or (eval_graph == "bank" and bank_size == 0):
-            raise ValueError(
-                f"bank_size must be >= 0 (> 0 for eval_graph='bank'), got {bank_size}"
-            )
+        if bank_size < 0:
+            raise ValueError(f"bank_size must be >= 0, got {bank_size}")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.num_samples = num_samples
+        self.bank_size = bank_size  # set before eval_graph, which checks 'bank' against it
         self.eval_graph = eval_graph
         self.graph = PoissonGraph(alpha, beta, sampling=sampling, symmetric=symmetric,
                                   straight_through=straight_through,
@@ -141,12 +138,25 @@ class AGFN(nn.Module):
         self.use_graph = True
         self.gcn = GCNConv(in_channels, out_channels, add_self_loops=True, normalize=True,
                            bias=bias)
-        self.bank_size = bank_size
         # FIFO of detached training features; bank_ptr: next slot, bank_count: valid rows.
         self.register_buffer("bank", torch.zeros(bank_size, in_channels))
         self.register_buffer("bank_ptr", torch.zeros((), dtype=torch.long))
         self.register_buffer("bank_count", torch.zeros((), dtype=torch.long))
         self.reset_parameters()
+
+    @property
+    def eval_graph(self) -> str:
+        """The evaluation graph, ``"identity"``, ``"expected"`` or ``"bank"``; it may be
+        switched after training (a checkpoint records the current one)."""
+        return self._eval_graph
+
+    @eval_graph.setter
+    def eval_graph(self, value: str) -> None:
+        if value not in EVAL_GRAPHS:
+            raise ValueError(f"unknown eval_graph '{value}'; expected one of {EVAL_GRAPHS}")
+        if value == "bank" and self.bank_size == 0:
+            raise ValueError("eval_graph='bank' needs bank_size > 0 (this layer keeps no bank)")
+        self._eval_graph = value
 
     def reset_parameters(self) -> None:
         self.graph.reset_parameters()

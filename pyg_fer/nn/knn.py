@@ -150,9 +150,8 @@ def dilated_knn(
 
 
 def _is_compiling() -> bool:
-    """Whether TorchDynamo is tracing (``torch.compiler.is_compiling``, torch >= 2.3)."""
-    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
-    return bool(is_compiling()) if is_compiling is not None else False
+    """Whether TorchDynamo is tracing (the one place the graph builders ask)."""
+    return torch.compiler.is_compiling()
 
 
 def neighbours_to_edge_index(neighbours: Tensor) -> Tensor:
@@ -276,7 +275,7 @@ def _dense_sorted_neighbours(
         valid = torch.arange(n, device=x.device)[None, :] < sizes[:, None]
 
     rows_per_chunk = max(1, _DENSE_CHUNK_BYTES // max(1, num_graphs * n * x3.element_size()))
-    if torch.compiler.is_compiling():  # one chunk: no guard on the batch size when exported
+    if _is_compiling():  # one chunk: no guard on the batch size when exported
         rows_per_chunk = n
     out = []
     for start in range(0, n, rows_per_chunk):
@@ -307,7 +306,7 @@ def _dense_sorted_neighbours(
 
 def _tracing() -> bool:
     """Whether the call is being compiled, exported or traced rather than run eagerly."""
-    return (torch.compiler.is_compiling() or torch.jit.is_tracing()
+    return (_is_compiling() or torch.jit.is_tracing()
             or torch.jit.is_scripting())
 
 

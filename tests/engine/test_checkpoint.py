@@ -86,6 +86,40 @@ def test_weights_of_another_model_do_not_fit(tmp_path, model):
         load_model(card)
 
 
+@pytest.mark.parametrize("field, value, message", [
+    (("model", "kwargs", "hiden"), 8, r"\(model '_tiny_test_mlp', its 'kwargs'\).*'hiden'"),
+    (("model", "kwargs"), [1, 2], r"field 'model.kwargs' must be a mapping, got \[1, 2\]"),
+    (("model", "num_classes"), "4", r"field 'model.num_classes' must be an int, got '4'"),
+    (("weights",), None, r"field 'weights' must be a file name, got None"),
+    (("agfn_enabled",), "false", r"field 'agfn_enabled' must be true or false, got 'false'"),
+])
+def test_a_hand_edited_card_names_the_field_at_fault(tmp_path, model, field, value, message):
+    _, card = save_checkpoint(model, tmp_path / "best")
+    meta = json.loads(card.read_text())
+    node = meta
+    for key in field[:-1]:
+        node = node[key]
+    node[field[-1]] = value
+    card.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"best.json'.*" + message):
+        load_model(card)
+
+
+def test_the_card_records_an_evaluation_graph_switched_after_training(tmp_path):
+    torch.manual_seed(0)
+    agfn = create_model("agfn_resnet18", num_classes=4, feature_dim=16, img_size=32,
+                        eval_graph="bank", bank_size=8).train()
+    agfn(torch.randn(8, 3, 32, 32))  # fills the bank
+    agfn.eval().graph_norm.eval_graph = "identity"  # as docs/agfn.md shows
+    _, card = save_checkpoint(agfn, tmp_path / "m")
+    assert read_card(card)["model"]["kwargs"]["eval_graph"] == "identity"
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(load_model(card)(x), agfn(x), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="unknown eval_graph 'bnak'"):
+        agfn.graph_norm.eval_graph = "bnak"
+
+
 def test_model_without_cfg_cannot_be_saved(tmp_path):
     with pytest.raises(ValueError, match="has no 'cfg'"):
         save_checkpoint(torch.nn.Linear(2, 2), tmp_path / "x")
@@ -153,3 +187,18 @@ def test_input_spec_reads_the_card_of_a_loaded_model(tmp_path):
     assert spec.mean == pytest.approx((0.4, 0.5, 0.6)) and spec.std == pytest.approx((0.3,) * 3)
     with pytest.raises(ValueError, match="no 'cfg'"):
         input_spec(torch.nn.Linear(2, 2))
+
+
+def test_git_hash_is_pyg_fers_own_commit_or_none(tmp_path, monkeypatch):
+    import subprocess
+
+    import pyg_fer.engine.checkpoint as checkpoint
+
+    # a wheel installed in a project's .venv: the folder above the package is the user's repo
+    site = tmp_path / "proj" / ".venv" / "lib" / "site-packages"
+    (site / "pyg_fer" / "engine").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(tmp_path / "proj")], check=True)
+    monkeypatch.setattr(checkpoint, "__file__", str(site / "pyg_fer" / "engine" / "x.py"))
+    assert checkpoint.git_hash() is None
+    (site / ".git").mkdir()  # a git folder without pyg-fer's setup.cfg beside it
+    assert checkpoint.git_hash() is None

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from pyg_fer.engine.metrics import confusion_matrix, summarize_confusion
+from pyg_fer.engine.steps import compute_loss
 
 
 def test_confusion_matrix_exact():
@@ -43,3 +44,16 @@ def test_bad_inputs():
         confusion_matrix(torch.tensor([0, 1]), torch.tensor([0]), 3)
     with pytest.raises(ValueError, match="2 class names"):
         summarize_confusion(torch.eye(3, dtype=torch.long), ["a", "b"])
+
+
+def test_a_column_of_labels_is_not_read_as_soft_targets():
+    # [N, 1] labels used to become class 0 for every sample (the argmax of one column)
+    with pytest.raises(ValueError, match=r"targets of shape \(3, 1\).*flatten a column"):
+        confusion_matrix(torch.tensor([0, 1, 2]), torch.tensor([[0], [1], [2]]), 3)
+    with pytest.raises(ValueError, match=r"soft targets of shape \(2, 4\) for 3 classes"):
+        confusion_matrix(torch.tensor([0, 1]), torch.rand(2, 4), 3)
+    with pytest.raises(ValueError, match=r"targets of shape \(3, 1\) for logits of shape "
+                                         r"\(3, 4\): expected \[3\] class indices or \[3, 4\]"):
+        compute_loss(torch.randn(3, 4), torch.tensor([[0], [1], [2]]), "mse")
+    with pytest.raises(ValueError, match="logits must have shape"):
+        compute_loss(torch.randn(2, 3, 4), torch.tensor([0, 1]))

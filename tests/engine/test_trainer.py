@@ -156,6 +156,49 @@ def test_a_kill_between_the_checkpoint_writes_still_resumes(tmp_path, monkeypatc
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_metrics_lines_survive_a_kill_after_the_state_and_a_bad_line_is_named(tmp_path,
+                                                                              monkeypatch):
+    import pyg_fer.engine.trainer as trainer
+
+    tr, ev = _data(64, 32)
+    cfg = tiny_config(tmp_path, train={"epochs": 3})
+    real = trainer.ckpt.save_train_state
+
+    def save_then_die(path, state):
+        real(path, state)
+        if state["epoch"] == 2:
+            raise _Killed
+
+    monkeypatch.setattr(trainer.ckpt, "save_train_state", save_then_die)
+    with pytest.raises(_Killed):
+        train(cfg, train_dataset=tr, eval_dataset=ev)
+    monkeypatch.setattr(trainer.ckpt, "save_train_state", real)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    assert [json.loads(x)["epoch"] for x in metrics.read_text().splitlines()] == [1, 2]
+    good = metrics.read_text()
+    metrics.write_text(good + '{"epoch": 3, "train_lo')  # a torn line, e.g. from an old version
+    with pytest.raises(ValueError, match=r"metrics.jsonl', line 3: invalid JSON"):
+        train(cfg, train_dataset=tr, eval_dataset=ev, resume=tmp_path / "run")
+    metrics.write_text(good)
+    train(cfg, train_dataset=tr, eval_dataset=ev, resume=tmp_path / "run")
+    assert [json.loads(x)["epoch"] for x in metrics.read_text().splitlines()] == [1, 2, 3]
+
+
+def test_a_diverged_run_stops_at_its_evaluation_and_writes_standard_json(tmp_path):
+    tr, ev = _data(64, 32)
+    cfg = tiny_config(tmp_path, optim={"lr": 1e30}, train={"epochs": 3, "eval_every": 2})
+    with pytest.raises(ValueError, match="outputs are not finite"):
+        train(cfg, train_dataset=tr, eval_dataset=ev)
+    # epoch 1 (not evaluated) was written with its NaN loss as null, not a NaN literal
+    def strict(text):
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in {text}"))
+
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [strict(line)["train_loss"] for line in lines] == [None]
+    card = strict((tmp_path / "run" / "last.json").read_text())
+    assert card["epoch"] == 1 and card["metrics"]["train_loss"] is None
+
+
 def test_resume_refuses_a_changed_recipe_and_keeps_the_runs_config(tmp_path):
     tr, ev = _data(64, 32)
     cfg = tiny_config(tmp_path, train={"epochs": 1})
