@@ -7,8 +7,8 @@ import hashlib
 import json
 import math
 import os
+import secrets
 import stat
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,29 +17,35 @@ from typing import Any
 PathLike = str | Path
 
 
-def _umask() -> int:
-    """The process's file-creation mask (read by setting it and setting it back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def temp_path_beside(path: PathLike, suffix: str = ".tmp") -> Path:
     """A new empty temporary file in ``path``'s folder (created if needed), named after it, for
     writing ``path`` atomically: write the temporary file, then ``os.replace`` it onto ``path``
     (same file system, so the move is atomic).
 
     The file gets the permissions ``path`` has, or, for a new ``path``, those an ordinary
-    ``open(path, 'w')`` would give (``0o666`` less the umask), not ``mkstemp``'s private
-    ``0o600``: outputs stay readable by whoever could read them before.
+    ``open(path, 'w')`` would give (``0o666`` less the umask, applied by the system: the
+    process's umask is never changed), not ``mkstemp``'s private ``0o600``: outputs stay
+    readable by whoever could read them before.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    mode = stat.S_IMODE(os.stat(path).st_mode) if path.exists() else 0o666 & ~_umask()
-    os.chmod(tmp, mode)
-    return Path(tmp)
+    try:  # read first: another process may remove ``path`` at any time
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = None
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}{suffix}"
+        try:
+            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            continue
+        break
+    try:
+        if mode is not None:
+            os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+    return tmp
 
 
 @contextmanager

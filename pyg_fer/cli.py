@@ -15,8 +15,11 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -470,13 +473,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _sigterm_as_exit():
+    """A ``kill PID`` (SIGTERM, e.g. a pre-empted job) ends the command through ``SystemExit``
+    (status 143), so that ``finally`` blocks run: partial downloads and temporary outputs are
+    removed and the run folder is released, as for Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``pyg-fer`` and ``python -m pyg_fer``; returns the exit status."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # argparse stops filling a positional list at the first option: accept key=value overrides
     # given after options too (`train RECIPE --nproc 2 optim.lr=0.1`).
-    bad = [e for e in extra if e.startswith("-") or "=" not in e]
+    bad = [e for e in extra if not is_override(e)]
     if bad or (extra and args.command not in ("train", "eval", "demo")):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
@@ -485,7 +503,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             args.overrides = list(args.overrides) + extra
     try:
-        status = args.func(args)
+        with _sigterm_as_exit():
+            status = args.func(args)
         sys.stdout.flush()  # a closed pipe shows up here, inside the handler below
     except (ValueError, FileNotFoundError) as err:
         print(f"pyg-fer {args.command}: error: {err}", file=sys.stderr)

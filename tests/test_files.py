@@ -51,3 +51,34 @@ def test_json_text_writes_standard_json_with_null_for_non_finite_floats():
     text = json_text({"loss": float("nan"), "acc": [0.5, float("inf")], "n": 3, "s": "NaN"})
     assert text == '{"loss": null, "acc": [0.5, null], "n": 3, "s": "NaN"}'
     json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in strict JSON"))
+
+
+def test_writing_never_changes_the_process_umask(tmp_path, monkeypatch):
+    # reading the umask means setting it: another thread creating a file meanwhile would get
+    # the temporary one; the system applies the umask to the new file instead
+    def no_umask(mask):
+        raise AssertionError("os.umask called")
+
+    monkeypatch.setattr(os, "umask", no_umask)
+    atomic_write_text(tmp_path / "new.txt", "a")
+    atomic_write_text(tmp_path / "new.txt", "b")
+    assert (tmp_path / "new.txt").read_text() == "b"
+
+
+def test_a_target_removed_during_the_write_is_simply_created(tmp_path, monkeypatch):
+    import pyg_fer._files as files
+
+    target = tmp_path / "report.json"
+    target.write_text("old")
+    real_stat = os.stat
+
+    def removed_meanwhile(path, *args, **kwargs):  # another process unlinks it just now
+        if os.fspath(path) == os.fspath(target):
+            os.unlink(target)
+            raise FileNotFoundError(path)
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(files.os, "stat", removed_meanwhile)
+    atomic_write_text(target, "new")
+    monkeypatch.undo()
+    assert target.read_text() == "new" and os.listdir(tmp_path) == ["report.json"]

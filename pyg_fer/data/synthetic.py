@@ -295,20 +295,25 @@ class SyntheticFER(FERDataset):
         memory map."""
         os.makedirs(cache_dir, exist_ok=True)
         path = os.path.join(cache_dir, f"synthetic_fer_{self._cache_key()}.npy")
+        shape = (len(self), self.img_size, self.img_size, 3)
         if os.path.exists(path):
             try:
                 arr = _map_cache(path)
-            except (ValueError, OSError) as err:  # truncated or foreign: rebuilt below
-                warnings.warn(f"{self.source}: cache file {path} is unreadable ({err}); "
-                              "rebuilding it", stacklevel=3)
-                arr = None
-            if arr is not None and arr.shape == (len(self), self.img_size, self.img_size, 3):
+                problem = None if (arr.shape, arr.dtype) == (shape, np.uint8) else (
+                    f"holds {arr.dtype} {arr.shape}, not uint8 {shape}")
+            except (ValueError, OSError, EOFError) as err:  # truncated (even empty) or foreign
+                problem = str(err)
+            if problem is None:
                 return path, arr
-        arr = np.empty((len(self), self.img_size, self.img_size, 3), dtype=np.uint8)
+            warnings.warn(f"{self.source}: cache file {path} is unusable ({problem}); "
+                          "rebuilding it", stacklevel=3)
+        arr = np.empty(shape, dtype=np.uint8)
         for i in range(len(self)):
             arr[i] = np.asarray(self.render(i))
-        with atomic_path(path, suffix=".npy") as tmp:
-            np.save(tmp, arr, allow_pickle=False)
+        with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as f:
+            np.save(f, arr, allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before it replaces the name: a crash leaves no stub
         return path, _map_cache(path)
 
     def load_image(self, i: int) -> Image.Image:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import random
 import shutil
+import socket
 import sys
 import time
 import warnings
@@ -242,6 +244,7 @@ def train(
     t_start = time.perf_counter()
     pre_device = resolve_device(cfg.train.device)
     info = D.init_distributed(cfg.distributed.backend, pre_device.type)
+    lock = None
     try:
         run = setup(cfg, info, train_dataset, eval_dataset, resume, allow_recipe_changes)
         if resume not in (None, False):
@@ -249,6 +252,7 @@ def train(
         if info.is_main:  # the recipe it trains under, once the data, the model and (on a
             # resume) the state have loaded: a recipe that fails to start leaves no run folder
             run.run_dir.mkdir(parents=True, exist_ok=True)
+            lock = _claim_run_dir(run.run_dir, cfg, resuming=resume not in (None, False))
             save_config(cfg, run.run_dir / "config.yaml")
         _announce(run)
         for epoch in range(run.state.epoch + 1, cfg.train.epochs + 1):
@@ -265,6 +269,8 @@ def train(
                 on_epoch_end(epoch, run.model, record)
         return _final_report(run, time.perf_counter() - t_start)
     finally:
+        if lock is not None:
+            lock.unlink(missing_ok=True)
         D.cleanup(info)
 
 
@@ -453,10 +459,64 @@ def _check_resume_config(run_dir: Path, cfg: Config) -> None:
             "output.name, to change the others)")
 
 
+#: The file by which a training process holds its run folder (its host and process id).
+RUN_LOCK = ".pyg-fer.lock"
+
+
+def _lock_holder(run_dir: Path) -> str | None:
+    """``'host:pid'`` of the live process holding ``run_dir``, or ``None`` (no lock, or one
+    left by a process of this host that has ended)."""
+    try:
+        holder = (run_dir / RUN_LOCK).read_text().strip()
+    except FileNotFoundError:
+        return None
+    host, _, pid = holder.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return None  # a killed run's lock
+        except PermissionError:
+            pass  # alive, another user's
+    return holder  # alive here, or on another host (which cannot be asked)
+
+
+def _refuse_if_held(run_dir: Path) -> None:
+    holder = _lock_holder(run_dir)
+    if holder is not None:
+        raise ValueError(f"run folder '{run_dir}' is in use by another training process "
+                         f"({holder}); wait for it, or pick another output.name (if no run is "
+                         f"writing there, delete '{run_dir / RUN_LOCK}')")
+
+
+def _claim_run_dir(run_dir: Path, cfg: Config, resuming: bool) -> Path:
+    """Hold ``run_dir`` for this process (an exclusively created lock file), so that two runs
+    started at once under one name cannot mix their files; a stale lock is replaced. A new run
+    re-checks here that no run finished in the folder while this one was set up."""
+    lock = run_dir / RUN_LOCK
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            _refuse_if_held(run_dir)
+            lock.unlink(missing_ok=True)  # stale: its process has ended
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{socket.gethostname()}:{os.getpid()}\n")
+        break
+    if not resuming and not cfg.output.overwrite and (run_dir / "metrics.jsonl").exists():
+        lock.unlink()
+        raise ValueError(f"run folder '{run_dir}' already holds a run (written while this one "
+                         "was being set up); resume it (--resume), pick another output.name, "
+                         "or set output.overwrite=true")
+    return lock
+
+
 def _prepare_run_dir(run_dir: Path, cfg: Config, resuming: bool,
                      allow_recipe_changes: bool = False) -> None:
     """Check or clear the run folder (:func:`train` writes ``config.yaml`` into it once the
-    run has been set up)."""
+    run has been set up); a folder another training process holds is refused."""
+    _refuse_if_held(run_dir)
     if resuming:
         if not (run_dir / "train_state.pt").is_file():
             raise FileNotFoundError(f"cannot resume: '{run_dir / 'train_state.pt'}' does not "

@@ -14,7 +14,8 @@ model's default entry) builds the model the card describes and loads the weights
    ``$XDG_CACHE_HOME/pyg_fer`` or ``~/.cache/pyg_fer``), as ``<name>-<sha256[:8]>.safetensors``;
 2. when missing, it is downloaded (with a progress bar) into a temporary file in the cache
    folder, its SHA-256 is compared with the card's, and only a matching file is moved into
-   place (``os.replace``); a failed, interrupted or mismatched download leaves nothing behind;
+   place (``os.replace``); a failed, interrupted (an exception, Ctrl-C, or SIGTERM to the
+   ``pyg-fer`` command) or mismatched download leaves nothing behind;
 3. with ``PYG_FER_OFFLINE=1`` nothing is downloaded: a missing file is an error that says what
    to download and where to put it;
 4. the bytes are hashed again and parsed as safetensors (never unpickled) before loading.

@@ -135,8 +135,17 @@ def test_cached_images_follow_a_later_subset_and_a_damaged_cache_is_rebuilt(tmp_
     assert np.array_equal(_arr(ds, 0), _arr(fresh, 4)) and np.array_equal(_arr(ds, 1),
                                                                            _arr(fresh, 5))
     (path,) = tmp_path.glob("synthetic_fer_*.npy")
-    path.write_bytes(path.read_bytes()[:1000])  # truncated
-    with pytest.warns(UserWarning, match="is unreadable .*rebuilding it"):
+    good = path.read_bytes()
+    # truncated; empty (np.load raises EOFError); the right shape in another dtype
+    damaged = [(good[:1000], "is unusable .*rebuilding it"),
+               (b"", "is unusable .*No data left.*rebuilding it")]
+    for data, message in damaged:
+        path.write_bytes(data)
+        with pytest.warns(UserWarning, match=message):
+            again = SyntheticFER("test", num_samples=6, img_size=24, cache_dir=str(tmp_path))
+        assert np.array_equal(_arr(again, 3), _arr(fresh, 3))
+    np.save(path, np.zeros((6, 24, 24, 3), dtype=np.float32))
+    with pytest.warns(UserWarning, match=r"holds float32 \(6, 24, 24, 3\), not uint8"):
         again = SyntheticFER("test", num_samples=6, img_size=24, cache_dir=str(tmp_path))
     assert np.array_equal(_arr(again, 3), _arr(fresh, 3))
 

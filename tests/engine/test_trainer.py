@@ -184,6 +184,47 @@ def test_metrics_lines_survive_a_kill_after_the_state_and_a_bad_line_is_named(tm
     assert [json.loads(x)["epoch"] for x in metrics.read_text().splitlines()] == [1, 2, 3]
 
 
+def test_a_run_folder_is_held_by_one_training_process_at_a_time(tmp_path, monkeypatch):
+    import socket
+    import subprocess
+    import sys
+
+    import pyg_fer.engine.trainer as trainer
+
+    tr, ev = _data(32, 16)
+    cfg = tiny_config(tmp_path, train={"epochs": 1})
+    run = tmp_path / "run"
+    run.mkdir()
+    lock = run / trainer.RUN_LOCK
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.write_text(f"{socket.gethostname()}:{other.pid}\n")  # a live run holds it
+        with pytest.raises(ValueError, match=rf"'{run}' is in use by another training process "
+                                             rf"\({socket.gethostname()}:{other.pid}\)"):
+            train(cfg, train_dataset=tr, eval_dataset=ev)
+    finally:
+        other.kill()
+        other.wait()
+    # the same lock once its process has ended (a killed run): taken over, released at the end
+    train(cfg, train_dataset=tr, eval_dataset=ev)
+    assert not lock.exists() and (run / "metrics.jsonl").is_file()
+    # two runs under one name set up at once: the one that claims the folder second finds the
+    # other's finished run there, and stops instead of mixing files into it
+    real_setup = trainer.setup
+
+    def setup_while_another_run_finishes(cfg_, *args, **kwargs):
+        out = real_setup(cfg_, *args, **kwargs)
+        (tmp_path / "two").mkdir()
+        (tmp_path / "two" / "metrics.jsonl").write_text('{"epoch": 1}\n')
+        return out
+
+    monkeypatch.setattr(trainer, "setup", setup_while_another_run_finishes)
+    with pytest.raises(ValueError, match="already holds a run .written while this one was"):
+        train(dict(cfg, output={"dir": str(tmp_path), "name": "two"}), train_dataset=tr,
+              eval_dataset=ev)
+    assert not (tmp_path / "two" / trainer.RUN_LOCK).exists()
+
+
 def test_a_diverged_run_stops_at_its_evaluation_and_writes_standard_json(tmp_path):
     tr, ev = _data(64, 32)
     cfg = tiny_config(tmp_path, optim={"lr": 1e30}, train={"epochs": 3, "eval_every": 2})
@@ -264,7 +305,8 @@ def test_existing_run_is_not_overwritten_by_accident(tmp_path):
         # every file of the old run is gone before the new one writes its first epoch
         None if set(p.name for p in (tmp_path / "run").iterdir()) <= {
             "config.yaml", "metrics.jsonl", "train_state.pt", "last.json", "last.safetensors",
-            "best.json", "best.safetensors"} else pytest.fail("old run files left")))
+            "best.json", "best.safetensors", ".pyg-fer.lock"} else pytest.fail(
+                "old run files left")))
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
     with pytest.raises(FileNotFoundError, match="train_state.pt"):
         train(cfg, train_dataset=tr, eval_dataset=ev, resume=tmp_path / "nothing")
