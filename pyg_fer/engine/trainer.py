@@ -459,18 +459,20 @@ def _check_resume_config(run_dir: Path, cfg: Config) -> None:
             "output.name, to change the others)")
 
 
-#: The file by which a training process holds its run folder (its host and process id).
+#: The file by which a training process holds its run folder: its ``host:pid``, then the folder.
 RUN_LOCK = ".pyg-fer.lock"
 
 
 def _lock_holder(run_dir: Path) -> str | None:
-    """``'host:pid'`` of the live process holding ``run_dir``, or ``None`` (no lock, or one
-    left by a process of this host that has ended)."""
+    """``'host:pid'`` of the live process holding ``run_dir``, or ``None`` (no lock, one left
+    by a process of this host that has ended, or one copied with the folder from another)."""
     try:
-        holder = (run_dir / RUN_LOCK).read_text().strip()
+        holder, _, folder = (run_dir / RUN_LOCK).read_text().partition("\n")
     except FileNotFoundError:
         return None
-    host, _, pid = holder.rpartition(":")
+    if folder.strip() and folder.strip() != str(run_dir.resolve()):
+        return None  # the lock of the folder this one was copied from
+    host, _, pid = holder.strip().rpartition(":")
     if host == socket.gethostname() and pid.isdigit():
         try:
             os.kill(int(pid), 0)
@@ -478,7 +480,7 @@ def _lock_holder(run_dir: Path) -> str | None:
             return None  # a killed run's lock
         except PermissionError:
             pass  # alive, another user's
-    return holder  # alive here, or on another host (which cannot be asked)
+    return holder.strip()  # alive here, or on another host (which cannot be asked)
 
 
 def _refuse_if_held(run_dir: Path) -> None:
@@ -502,7 +504,7 @@ def _claim_run_dir(run_dir: Path, cfg: Config, resuming: bool) -> Path:
             lock.unlink(missing_ok=True)  # stale: its process has ended
             continue
         with os.fdopen(fd, "w") as f:
-            f.write(f"{socket.gethostname()}:{os.getpid()}\n")
+            f.write(f"{socket.gethostname()}:{os.getpid()}\n{run_dir.resolve()}\n")
         break
     if not resuming and not cfg.output.overwrite and (run_dir / "metrics.jsonl").exists():
         lock.unlink()

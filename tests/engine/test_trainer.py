@@ -202,6 +202,12 @@ def test_a_run_folder_is_held_by_one_training_process_at_a_time(tmp_path, monkey
         with pytest.raises(ValueError, match=rf"'{run}' is in use by another training process "
                                              rf"\({socket.gethostname()}:{other.pid}\)"):
             train(cfg, train_dataset=tr, eval_dataset=ev)
+        held = f"{socket.gethostname()}:{other.pid}\n"
+        lock.write_text(held + f"{run.resolve()}\n")
+        assert trainer._lock_holder(run) == held.strip()
+        lock.write_text(held + f"{tmp_path / 'original'}\n")  # copied with the folder: not held
+        assert trainer._lock_holder(run) is None
+        lock.write_text(held)
     finally:
         other.kill()
         other.wait()
