@@ -70,10 +70,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fer_tensors import TensorFER, render  # noqa: E402
 from _seeded import markdown_table, mean_std, paired_cells, read_results, run_keys  # noqa: E402
 from _seeded import settings_diff, write_json  # noqa: E402
-# (importing noisy_labels also silences the warning that a graph-off arm keeps AGFN off)
-from noisy_labels import EVAL_GRAPHS, STATS_IMAGES, edge_stats, graph_stats  # noqa: E402
+from noisy_labels import (  # noqa: E402
+    EVAL_GRAPHS,
+    STATS_IMAGES,
+    edge_stats,
+    graph_stats,
+    train_quietly,
+)
 
-from pyg_fer.engine import evaluate, train  # noqa: E402
+from pyg_fer.engine import evaluate  # noqa: E402
 from pyg_fer.engine.agfn import coordinate_descent_step  # noqa: E402
 from pyg_fer.engine.checkpoint import (  # noqa: E402
     read_card,
@@ -314,8 +319,8 @@ def one_pair(noise: float, seed: int, args: argparse.Namespace, train_ds: Tensor
         curves["gcn"].append([epoch, record["eval_acc"], record["train_acc"]])
 
     t0 = time.perf_counter()
-    train(run_config(args, noise, seed, warm_dir, "off"), train_dataset=train_copy,
-          eval_dataset=test_ds.copy(), on_epoch_end=off_epoch)
+    train_quietly(run_config(args, noise, seed, warm_dir, "off"), train_dataset=train_copy,
+                  eval_dataset=test_ds.copy(), on_epoch_end=off_epoch)
     res["time_off_s"] = time.perf_counter() - t0
     for branch, callback in (("agfn", agfn_epoch), ("gcn", gcn_epoch)):
         if branch not in args.branches or args.extra == 0:
@@ -325,9 +330,10 @@ def one_pair(noise: float, seed: int, args: argparse.Namespace, train_ds: Tensor
         if branch == "gcn":
             _to_baseline_gcn(snap, bdir)
         t = time.perf_counter()
-        train(run_config(args, noise, seed, bdir, branch), train_dataset=train_ds.copy(),
-              eval_dataset=test_ds.copy(), resume=bdir, on_epoch_end=callback,
-              allow_recipe_changes=True)  # a branch: another recipe on the copied run
+        train_quietly(run_config(args, noise, seed, bdir, branch),
+                      train_dataset=train_ds.copy(), eval_dataset=test_ds.copy(), resume=bdir,
+                      on_epoch_end=callback,
+                      allow_recipe_changes=True)  # a branch: another recipe on the copied run
         res[f"time_{branch}_s"] = time.perf_counter() - t
     res["curves"] = curves
     res["agfn_stats"] = stats

@@ -60,9 +60,14 @@ from _seeded import run_keys, settings_diff, write_json  # noqa: E402
 
 from pyg_fer.engine import evaluate, train  # noqa: E402
 
-# The graph-off arms keep AGFN off on purpose (agfn.pretrain_epochs >= train.epochs).
-warnings.filterwarnings("ignore", message=r"agfn\.pretrain_epochs .* AGFN is never switched on",
-                        category=UserWarning)
+
+def train_quietly(cfg: dict, **kwargs):
+    """``train``, without the warning that AGFN is never switched on: the graph-off arms keep
+    it off on purpose (``agfn.pretrain_epochs >= train.epochs``)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"agfn\.pretrain_epochs .* never switched on",
+                                category=UserWarning)
+        return train(cfg, **kwargs)
 
 ARMS = ("resnet18_fer", "agfn_resnet18", "agfn_off", "baseline_gcn_resnet18")
 EVAL_GRAPHS = ("bank", "expected", "identity")
@@ -146,8 +151,8 @@ def one_run(arm: str, args, noise: float, seed: int, train_ds: TensorFER, test_d
     t0 = time.perf_counter()
     cfg = run_config(arm, args, noise, seed, out)
     # A fresh copy of the clean labels per run: the engine writes the noisy ones into it.
-    train(cfg, train_dataset=train_ds.copy(), eval_dataset=test_ds.copy(),
-          on_epoch_end=on_epoch_end)
+    train_quietly(cfg, train_dataset=train_ds.copy(), eval_dataset=test_ds.copy(),
+                  on_epoch_end=on_epoch_end)
     final["time_s"] = time.perf_counter() - t0
     return final
 
