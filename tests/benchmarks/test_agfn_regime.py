@@ -15,7 +15,6 @@ sys.path.insert(0, str(BENCH))
 import agfn_regime  # noqa: E402
 import plots  # noqa: E402
 
-from pyg_fer.engine import train  # noqa: E402
 from pyg_fer.engine.checkpoint import read_card  # noqa: E402
 from pyg_fer.models.card import read_weights  # noqa: E402
 
@@ -74,9 +73,9 @@ def test_branch_resumed_from_snapshot_continues_the_warm_up_exactly(quick):
     test_ds = agfn_regime.render("test", args.test_samples, args.img_size,
                                  min_intensity=args.min_intensity)
     accs = []
-    train(agfn_regime.run_config(args, 0.4, 0, again, "off"), train_dataset=train_ds,
-          eval_dataset=test_ds, resume=again,
-          on_epoch_end=lambda e, m, rec: accs.append(rec["eval_acc"]))
+    agfn_regime.train_quietly(agfn_regime.run_config(args, 0.4, 0, again, "off"),
+                              train_dataset=train_ds, eval_dataset=test_ds, resume=again,
+                              on_epoch_end=lambda e, m, rec: accs.append(rec["eval_acc"]))
     assert accs == [acc for _, acc, _ in results[(0.4, 0)]["curves"]["off"][args.warmup:]]
 
 
