@@ -217,10 +217,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
         predictor = Predictor.from_checkpoint(
             args.checkpoint, device="cpu", detector=args.detector if args.detect else "none",
             detector_model=args.detector_model, margin=args.margin)
+        # checks block, class, methods before reading any image; no --method: its default
         results = explain_images(
-            predictor, args.inputs, args.out, methods=args.method, block=args.block,
-            target=args.target, size=args.size, top=args.top, node=args.node,
-            epochs=args.epochs)  # checks block, class, methods before reading any image
+            predictor, args.inputs, args.out, block=args.block, target=args.target,
+            size=args.size, top=args.top, node=args.node, epochs=args.epochs,
+            **({"methods": args.method} if args.method else {}))
     except (ImportError, TypeError) as err:
         print(f"pyg-fer explain: error: {err}", file=sys.stderr)
         return 2
@@ -329,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "key=value overrides. Under torchrun, trains with DDP.")
     cmd.add_argument("items", nargs="*", metavar="RECIPE|KEY=VALUE",
                      help="recipe name or YAML file, then dotted overrides like optim.lr=0.01")
-    cmd.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="more overrides")
+    cmd.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
+                     help="more overrides (repeatable)")
     cmd.add_argument("--resume", metavar="RUN_DIR",
                      help="continue a run from its train_state.pt (recipe: its config.yaml)")
     cmd.add_argument("--nproc", type=int, help="spawn this many local DDP processes")
@@ -340,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                      help="overrides of the run's config (e.g. data.root=...)")
     cmd.add_argument("--config", help="recipe naming the data (default: the run's config.yaml)")
-    cmd.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="more overrides")
+    cmd.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
+                     help="more overrides (repeatable)")
     cmd.add_argument("--split", help="dataset split (default: data.eval_split); the training "
                      "split is read with data.train_options, any other with data.eval_options")
     cmd.add_argument("--tsne", action="store_true", help="add a t-SNE plot of the features")
@@ -379,10 +382,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "cached or not, and where (cache path or source). Cache: $PYG_FER_HOME/"
                     "weights; PYG_FER_OFFLINE=1 forbids downloads.")
     cmd.add_argument("pattern", nargs="?", default="*", help="shell-style filter on the names")
-    cmd.add_argument("--add", nargs="+", metavar="ENTRY.json",
+    cmd.add_argument("--add", nargs="+", action="extend", metavar="ENTRY.json",
                      help="register these entry files (from pyg-fer publish) for this call; "
                           "$PYG_FER_WEIGHTS lists entry files for every command")
-    cmd.add_argument("--download", nargs="+", metavar="NAME",
+    cmd.add_argument("--download", nargs="+", action="extend", metavar="NAME",
                      help="fetch and verify these entries; print each cached card's path")
     cmd.set_defaults(func=cmd_weights)
 
@@ -430,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "others are still explained), 2 on a usage or checkpoint error.")
     cmd.add_argument("checkpoint", help="checkpoint .json/.safetensors, stem, or run folder")
     cmd.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files or folders of them")
-    cmd.add_argument("--method", nargs="+", default=["gradcam"],
+    cmd.add_argument("--method", nargs="+", action="extend",  # repeated: all of them
                      choices=("gradcam", "gradcam++", "graph", "gnnexplainer"),
                      help="one or more figures per face (default: gradcam)")
     cmd.add_argument("--block", type=int, metavar="L",

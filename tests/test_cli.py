@@ -22,6 +22,19 @@ def test_models_lists_public_registered_models(capsys):
     assert capsys.readouterr().out.split() == []
 
 
+def test_repeated_list_options_add_up_instead_of_replacing_each_other():
+    from pyg_fer.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "r", "--set", "optim.lrr=3", "--set", "train.epochs=1"])
+    assert args.set == ["optim.lrr=3", "train.epochs=1"]  # so the typo is still refused
+    args = parser.parse_args(["explain", "ck", "img", "--method", "gradcam", "--method", "graph"])
+    assert args.method == ["gradcam", "graph"]
+    assert parser.parse_args(["explain", "ck", "img"]).method is None  # explain_images' default
+    args = parser.parse_args(["weights", "--add", "a.json", "--add", "b.json"])
+    assert args.add == ["a.json", "b.json"]
+
+
 def test_version(capsys):
     from pyg_fer import __version__
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pyg_fer.data.affectnet import AffectNet
@@ -34,6 +35,19 @@ def list_datasets() -> list[str]:
     return sorted(DATASETS)
 
 
+def dataset_options(name: str) -> list[str]:
+    """The ``**options`` :func:`build_dataset` passes to dataset ``name``'s class (its keyword
+    arguments beyond ``root``, ``split`` and ``transform``)."""
+    params = inspect.signature(DATASETS[name.lower()].__init__).parameters
+    return [p for p in params if p not in ("self", "root", "split", "transform")]
+
+
+def unknown_options(name: str, options: Iterable[str]) -> list[str]:
+    """The names among ``options`` that dataset ``name`` does not take."""
+    valid = dataset_options(name)
+    return [key for key in options if key not in valid]
+
+
 def build_dataset(name: str, root: str | None = None, split: str = "train",
                   transform: Callable | None = None, **options: Any) -> FERDataset:
     """Build a dataset by name.
@@ -58,7 +72,8 @@ def build_dataset(name: str, root: str | None = None, split: str = "train",
         7 classes, synthetic RAF-DB order.
 
     Raises:
-        ValueError: unknown name, unsupported split, or missing ``root``.
+        ValueError: unknown name, unsupported split, an option the dataset does not take
+            (named, with the valid ones), or missing ``root``.
         FileNotFoundError: as raised by the dataset for missing files.
     """
     key = name.lower()
@@ -68,6 +83,10 @@ def build_dataset(name: str, root: str | None = None, split: str = "train",
         extra = " (its official validation set is 'test')" if key == "affectnet" else ""
         raise ValueError(f"dataset {name!r} has no split {split!r}; expected one of "
                          f"{list(SPLITS[key])}{extra}")
+    unknown = unknown_options(key, options)
+    if unknown:
+        raise ValueError(f"dataset {name!r} has no option {unknown[0]!r}; valid options: "
+                         f"{', '.join(dataset_options(key))}")
     if key == "synthetic":
         return SyntheticFER(split=split, transform=transform, **options)
     if root is None:

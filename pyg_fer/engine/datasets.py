@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from pyg_fer.constants import IMAGENET_MEAN, IMAGENET_STD
 from pyg_fer.data import add_label_noise, build_dataset, build_transform
+from pyg_fer.data.build import dataset_options, unknown_options
 from pyg_fer.engine.config import Config
 
 
@@ -41,7 +42,14 @@ def build_split(cfg: Config, split: str, *, train: bool, mean: Sequence[float],
     transform = build_transform(train, img_size=img_size or data.img_size, recipe=data.recipe,
                                 mean=mean, std=std)
     use_train = train or data.eval_split != split == data.train_split
-    kwargs = dict(data.options, **(data.train_options if use_train else data.eval_options))
+    section = "train_options" if use_train else "eval_options"
+    kwargs = dict(data.options, **getattr(data, section))
+    unknown = unknown_options(data.name, kwargs)
+    if unknown:  # named by its config key, before build_dataset would name the option alone
+        key = unknown[0]
+        where = section if key in getattr(data, section) else "options"
+        raise ValueError(f"config key 'data.{where}.{key}': dataset '{data.name}' has no option "
+                         f"'{key}'; valid options: {', '.join(dataset_options(data.name))}")
     return build_dataset(data.name, data.root, split, transform=transform, **kwargs)
 
 

@@ -210,7 +210,7 @@ def _markdown(report: Mapping[str, Any]) -> str:
         if report.get(key) is not None:
             lines.append(f"- **{key}**: {report[key]}")
     lines += [
-        f"- **test samples**: {report['num_samples']}",
+        f"- **samples evaluated**: {report['num_samples']}",
         f"- **overall accuracy**: {_pct(report['overall_acc'])}",
         (f"- **mean class accuracy**: {_pct(report['mean_class_acc'])} (from the confusion "
         f"matrix)"),

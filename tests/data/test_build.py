@@ -27,3 +27,8 @@ def test_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="EmoLabel"):
         build_dataset("rafdb", str(tmp_path), "train")
     assert len(build_dataset("synthetic", split="test", num_samples=3)) == 3
+    with pytest.raises(ValueError, match=r"dataset 'synthetic' has no option 'num_sample'; "
+                                         r"valid options: num_samples, img_size"):
+        build_dataset("synthetic", split="test", num_sample=3)
+    with pytest.raises(ValueError, match=r"'rafdb' has no option 'label_mode'.*skip_corrupt"):
+        build_dataset("rafdb", str(tmp_path), "train", label_mode="majority")

@@ -37,3 +37,15 @@ def test_split_folders_do_not_warn(tmp_path):
         warnings.simplefilter("error")
         tr, ev = build_datasets(cfg, *normalization(cfg))
     assert (tr.names, ev.names) == (["happy/0.png", "sad/0.png"], ["happy/1.png"])
+
+
+@pytest.mark.parametrize("override, key", [
+    ("data.train_options.num_sample=100", "data.train_options.num_sample"),
+    ("data.options.seeed=1", "data.options.seeed"),
+])
+def test_a_misspelt_dataset_option_is_named_by_its_config_key(override, key):
+    # it used to reach the dataset class as a bare TypeError (a traceback from the CLI)
+    cfg = load_config("synthetic_face2nodes", [override])
+    with pytest.raises(ValueError, match=rf"config key '{key}': dataset 'synthetic' has no "
+                                         r"option '\w+'; valid options: num_samples"):
+        build_datasets(cfg, *normalization(cfg))
