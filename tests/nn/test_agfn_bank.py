@@ -131,8 +131,10 @@ def test_bank_training_forward_is_unchanged():
 def test_bank_errors_and_repr():
     with pytest.raises(ValueError, match="bank_size must be >= 0.*got -1"):
         AGFN(4, 4, bank_size=-1)
-    with pytest.raises(ValueError, match="got 0"):
+    with pytest.raises(ValueError, match=r"eval_graph='bank' needs bank_size > 0"):
         AGFN(4, 4, eval_graph="bank", bank_size=0)
+    with pytest.raises(ValueError, match=r"eval_graph='bank' needs bank_size > 0"):
+        AGFN(4, 4, bank_size=0).eval_graph = "bank"  # switched later: checked the same
     assert str(AGFN(8, 8, eval_graph="bank", bank_size=63)) == (
         "AGFN(8, 8, num_samples=1, eval_graph=bank, bank_size=63)"
     )
