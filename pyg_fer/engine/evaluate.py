@@ -70,14 +70,15 @@ def evaluate(
         device = next(bare.parameters()).device
     device = torch.device(device)
     data_names = getattr(data.dataset if isinstance(data, DataLoader) else data, "classes", None)
-    model_names = (getattr(bare, "cfg", {}) or {}).get("class_names")
+    model_cfg = getattr(bare, "cfg", None) or {}
+    model_names = model_cfg.get("class_names")
     if data_names and model_names and list(data_names) != list(model_names):
         raise ValueError(f"the dataset's classes {list(data_names)} differ from the model's "
                          f"class_names {list(model_names)}")
     if class_names is None:
         class_names = data_names or model_names
     if num_classes is None:
-        num_classes = len(class_names) if class_names else (bare.cfg or {}).get("num_classes")
+        num_classes = len(class_names) if class_names else model_cfg.get("num_classes")
     if not num_classes:
         raise ValueError("evaluate() needs num_classes or class_names")
     if isinstance(data, DataLoader):
@@ -95,7 +96,8 @@ def evaluate(
     bare.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     loss_sum = torch.zeros((), dtype=torch.float64)
-    nonfinite = torch.zeros((), dtype=torch.float64)  # samples with a NaN or inf output
+    # samples with a NaN or inf output, counted on the device: read back once, after the loop
+    nonfinite = torch.zeros((), dtype=torch.int64, device=device)
     feats, tgts, preds = [], [], []
     for images, targets in loader:
         images = images.to(device, non_blocking=True)
@@ -110,7 +112,7 @@ def evaluate(
         if logits.dim() != 2 or logits.shape[1] != num_classes:
             raise ValueError(f"the model's outputs have shape {tuple(logits.shape)}, not "
                              f"[batch, {num_classes}] for the {num_classes} classes evaluated")
-        nonfinite += (~torch.isfinite(logits)).any(dim=1).sum().cpu()
+        nonfinite += (~torch.isfinite(logits)).any(dim=1).sum()
         loss_sum += compute_loss(logits, targets, loss, label_smoothing).double().cpu() * len(
             images)
         pred = logits.argmax(dim=1).cpu()
@@ -119,6 +121,7 @@ def evaluate(
             tgts.append(hard_targets(targets).cpu())
             preds.append(pred)
     bare.train(was_training)
+    nonfinite = nonfinite.double().cpu()
     if info.enabled:
         # gloo and NCCL both reduce float64/int64; move to the process group's device.
         red_dev = device if device.type == "cuda" else torch.device("cpu")

@@ -506,12 +506,20 @@ def _claim_run_dir(run_dir: Path, cfg: Config, resuming: bool) -> Path:
         with os.fdopen(fd, "w") as f:
             f.write(f"{socket.gethostname()}:{os.getpid()}\n{run_dir.resolve()}\n")
         break
-    if not resuming and not cfg.output.overwrite and (run_dir / "metrics.jsonl").exists():
-        lock.unlink()
-        raise ValueError(f"run folder '{run_dir}' already holds a run (written while this one "
-                         "was being set up); resume it (--resume), pick another output.name, "
-                         "or set output.overwrite=true")
+    if not resuming and not cfg.output.overwrite:
+        try:
+            _refuse_existing_run(run_dir, " (written while this one was being set up)")
+        except ValueError:
+            lock.unlink()
+            raise
     return lock
+
+
+def _refuse_existing_run(run_dir: Path, when: str = "") -> None:
+    """Refuse to start a new run (without ``output.overwrite``) in a folder that holds one."""
+    if (run_dir / "metrics.jsonl").exists():
+        raise ValueError(f"run folder '{run_dir}' already holds a run{when}; resume it "
+                         "(--resume), pick another output.name, or set output.overwrite=true")
 
 
 def _prepare_run_dir(run_dir: Path, cfg: Config, resuming: bool,
@@ -526,10 +534,9 @@ def _prepare_run_dir(run_dir: Path, cfg: Config, resuming: bool,
         if not allow_recipe_changes:
             _check_resume_config(run_dir, cfg)
         return
-    if (run_dir / "metrics.jsonl").exists():
-        if not cfg.output.overwrite:
-            raise ValueError(f"run folder '{run_dir}' already holds a run; resume it "
-                             "(--resume), pick another output.name, or set output.overwrite=true")
+    if not cfg.output.overwrite:
+        _refuse_existing_run(run_dir)
+    elif (run_dir / "metrics.jsonl").exists():
         for name in RUN_FILES:
             (run_dir / name).unlink(missing_ok=True)
         for folder in run_dir.glob("eval_*"):  # `pyg-fer eval` reports of the old weights
