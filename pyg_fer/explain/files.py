@@ -105,7 +105,7 @@ def explain_images(
     writes ``<stem>[_face<i>]_<method>_b<L>.png`` (``gradcam++`` as ``gradcampp``):
     ``size × size`` Grad-CAM overlays on the face as the model saw it, the face graph
     (:func:`~pyg_fer.explain.draw_face_graph`, with ``top``) and for ``graph`` also the
-    block-1-to-L small multiples of ``node`` (``<stem>…_neighbourhood.png``), or the
+    block-1-to-L small multiples of ``node`` (``<stem>…_neighbourhood_b<L>.png``), or the
     GNNExplainer edge mask (:func:`~pyg_fer.explain.explain_block_edges`, ``epochs``).
     The arguments are checked here, before any image is read (``ValueError`` naming a block
     out of range, an unknown class, a method a CNN cannot do); the results come lazily.
@@ -175,9 +175,9 @@ def _explain_face(model, x, source, face, base, out, names, predictor, methods, 
         elif method == "graph":
             files.append(draw_face_graph(model, x, display, path, block, top=top,
                                          target=target)[1])
-            hood = out / f"{base}_neighbourhood.png"
-            files.append(draw_neighbourhoods(model, x, display, hood, node, target=target,
-                                             panel=max(96, size // 2))[2])
+            hood = out / f"{base}_neighbourhood_b{block}.png"
+            files.append(draw_neighbourhoods(model, x, display, hood, node, block=block,
+                                             target=target, panel=max(96, size // 2))[2])
         else:
             expl = explain_block_edges(model, x, block, target, epochs=epochs)
             files.append(draw_edge_mask(expl, display, path, top=top))

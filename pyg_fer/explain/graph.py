@@ -257,6 +257,7 @@ def draw_neighbourhoods(
     path: str | Path,
     node: int | None = None,
     *,
+    block: int | None = None,
     target: int | str | None = None,
     class_names: list[str] | None = None,
     panel: int = 160,
@@ -265,20 +266,24 @@ def draw_neighbourhoods(
 ) -> tuple[int, list[Tensor], Path]:
     """Small multiples: node ``node``'s k neighbours in block 1, 2, …, L, side by side.
 
-    One ``panel × panel`` square per block (``display`` resized into it), edges coloured as
-    in :func:`draw_face_graph`, the node ringed; a 20-pixel title strip per panel gives the
-    block and its dilation. The figure is ``L·panel × (panel + 20)`` pixels. ``node``
-    defaults to the most important node of the last block by Grad-CAM (for ``target``).
-    Returns the node, each block's neighbour ids of it, and the path.
+    ``L`` is ``block`` (1-based, default: the last block). One ``panel × panel`` square per
+    block (``display`` resized into it), edges coloured as in :func:`draw_face_graph`, the
+    node ringed; a 20-pixel title strip per panel gives the block and its dilation. The figure
+    is ``L·panel × (panel + 20)`` pixels. ``node`` defaults to the most important node of
+    block L by Grad-CAM (for ``target``). Returns the node, each block's neighbour ids of it,
+    and the path.
     """
     from PIL import Image
 
     image = _one_image(image)
+    _, grid = target_layer(model, block)  # checks `block` before the forward pass
     graphs = block_graphs(model, image)
-    _, grid = target_layer(model, 1)
+    if block is not None:
+        graphs = graphs[:int(block)]
     n = grid[0] * grid[1]
     if node is None:
-        cam, _ = grad_cam(model, image, target, upsample=False, class_names=class_names)
+        cam, _ = grad_cam(model, image, target, block=block, upsample=False,
+                          class_names=class_names)
         node = int(cam[0].flatten().argmax())
     if not 0 <= int(node) < n:
         raise ValueError(f"node={node} is out of range: the face graph has nodes 0..{n - 1}")

@@ -52,7 +52,7 @@ def test_every_method_writes_pngs_of_the_expected_size(tmp_path, checkpoint, pho
     assert captured.out.startswith(f"{good}: ") and "explained sad -> " in captured.out
     expected = {"face_gradcam_b1.png": (64, 64), "face_gradcampp_b1.png": (64, 64),
                 "face_graph_b1.png": (64, 64), "face_gnnexplainer_b1.png": (64, 64),
-                "face_neighbourhood.png": (2 * 96, 96 + 20)}
+                "face_neighbourhood_b1.png": (96, 96 + 20)}  # blocks 1..--block only
     assert sorted(p.name for p in out.iterdir()) == sorted(expected)  # no temporary files
     for name, size in expected.items():
         assert _png(out / name) == ("PNG", size), name

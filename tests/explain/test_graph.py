@@ -96,5 +96,16 @@ def test_top_nodes_and_small_multiples(tmp_path):
         assert im.size == (3 * 64, 64 + 20)
     default, _, _ = draw_neighbourhoods(model, x, torch.rand(40, 40, 3), tmp_path / "d.png")
     assert default == int(grad_cam(model, x, block=3, upsample=False)[0].flatten().argmax())
+    # blocks 1..L only, the default node taken at block L
+    node, found, path = draw_neighbourhoods(model, x, torch.rand(40, 40, 3), tmp_path / "b.png",
+                                            block=2, panel=64)
+    assert len(found) == 2
+    assert node == int(grad_cam(model, x, block=2, upsample=False)[0].flatten().argmax())
+    for nbrs, blk in zip(found, model.blocks[:2], strict=True):
+        assert torch.equal(nbrs, blk.last_neighbours[0, node])
+    with Image.open(path) as im:
+        assert im.size == (2 * 64, 64 + 20)
+    with pytest.raises(ValueError, match="block=4 is out of range"):
+        draw_neighbourhoods(model, x, torch.rand(40, 40, 3), tmp_path / "n.png", block=4)
     with pytest.raises(ValueError, match="node=16 is out of range"):
         draw_neighbourhoods(model, x, torch.rand(40, 40, 3), tmp_path / "n.png", node=16)
