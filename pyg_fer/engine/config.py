@@ -376,7 +376,12 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise ValueError(f"config key '{key}' must be a string, got {value!r}")
+            hint = ""
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                # YAML reads an unquoted 08 or 1e-3 as a number (files written before pyg-fer
+                # quoted such strings hold them unquoted)
+                hint = "; quote it in YAML to keep it a string, e.g. '08'"
+            raise ValueError(f"config key '{key}' must be a string, got {value!r}{hint}")
         return value
     raise TypeError(f"unsupported annotation {_type_name(tp)} for '{key}'")
 

@@ -253,6 +253,10 @@ def train(
             # resume) the state have loaded: a recipe that fails to start leaves no run folder
             run.run_dir.mkdir(parents=True, exist_ok=True)
             lock = _claim_run_dir(run.run_dir, cfg, resuming=resume not in (None, False))
+        # overwriting was an action at the start, not part of the recipe: the recorded recipe
+        # (config.yaml, the cards) must not wipe this run when it is run again
+        cfg.output.overwrite = False
+        if info.is_main:
             save_config(cfg, run.run_dir / "config.yaml")
         _announce(run)
         for epoch in range(run.state.epoch + 1, cfg.train.epochs + 1):
@@ -424,9 +428,11 @@ RESUME_MAY_CHANGE = ("train.epochs", "train.eval_every", "train.progress", "trai
                      "distributed.backend")
 
 # What a run writes in its folder; `output.overwrite` removes all of it first.
+# (with `pyg-fer export`'s default outputs of the old weights).
 RUN_FILES = ("metrics.jsonl", "train_state.pt", "best.json", "best.safetensors", "last.json",
              "last.safetensors", "config.yaml", "report.json", "report.md",
-             "confusion_matrix.csv", "confusion_matrix.png", "learning_curves.png", "tsne.png")
+             "confusion_matrix.csv", "confusion_matrix.png", "learning_curves.png", "tsne.png",
+             "best.onnx", "best.pt2", "last.onnx", "last.pt2")
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -487,8 +493,9 @@ def _refuse_if_held(run_dir: Path) -> None:
     holder = _lock_holder(run_dir)
     if holder is not None:
         raise ValueError(f"run folder '{run_dir}' is in use by another training process "
-                         f"({holder}); wait for it, or pick another output.name (if no run is "
-                         f"writing there, delete '{run_dir / RUN_LOCK}')")
+                         f"({holder or 'its lock file is empty'}); wait for it, or pick "
+                         f"another output.name (if no run is writing there, delete "
+                         f"'{run_dir / RUN_LOCK}')")
 
 
 def _claim_run_dir(run_dir: Path, cfg: Config, resuming: bool) -> Path:
@@ -634,6 +641,10 @@ def _resume(run: Run) -> None:
     """Load the weights of ``last`` and ``train_state.pt`` into ``run``; RNG states too."""
     run_dir, info = run.run_dir, run.info
     state = ckpt.load_train_state(run_dir / "train_state.pt")
+    if run.cfg.train.epochs < state["epoch"]:
+        raise ValueError(f"cannot resume '{run_dir}' with train.epochs={run.cfg.train.epochs}: "
+                         f"it has already trained {state['epoch']} epochs (train.epochs may "
+                         "only stay or grow)")
     last = run_dir / "last.json"
     meta = ckpt.read_card(last) if last.is_file() else {}
     if meta.get("epoch") == state["epoch"]:  # last.* is the state's epoch (or a branch's edit)

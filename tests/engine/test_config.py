@@ -72,6 +72,10 @@ def test_wrong_type_names_the_key():
         load_config({"model": {"name": "_tiny_test_mlp"}}, ["optim.lr=true"])
     with pytest.raises(ValueError, match=r"section 'optim' must be a mapping"):
         config_from_dict({"optim": 3})
+    # an unquoted 08 in a run's config.yaml written before such strings were quoted
+    with pytest.raises(ValueError, match=r"'output.name' must be a string, got 8; quote it in "
+                                         r"YAML to keep it a string, e.g. '08'"):
+        load_config({"model": {"name": "_tiny_test_mlp"}, "output": {"name": 8}})
 
 
 def test_unknown_model_and_dataset_list_valid_ones():

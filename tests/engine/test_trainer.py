@@ -207,6 +207,9 @@ def test_a_run_folder_is_held_by_one_training_process_at_a_time(tmp_path, monkey
         assert trainer._lock_holder(run) == held.strip()
         lock.write_text(held + f"{tmp_path / 'original'}\n")  # copied with the folder: not held
         assert trainer._lock_holder(run) is None
+        lock.write_text("")  # a lock being written, or emptied by hand: held, and said so
+        with pytest.raises(ValueError, match=r"training process \(its lock file is empty\)"):
+            train(cfg, train_dataset=tr, eval_dataset=ev)
         lock.write_text(held)
     finally:
         other.kill()
@@ -270,6 +273,12 @@ def test_resume_refuses_a_changed_recipe_and_keeps_the_runs_config(tmp_path):
                 eval_dataset=ev)
     assert out["best_epoch"] in (1, 2)
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+    # fewer epochs than it has trained: refused, the run's files untouched
+    saved = (tmp_path / "run" / "config.yaml").read_text()
+    with pytest.raises(ValueError, match=r"train.epochs=1: it has already trained 2 epochs"):
+        train(resume=tmp_path / "run", overrides=["train.epochs=1"], train_dataset=tr,
+              eval_dataset=ev)
+    assert (tmp_path / "run" / "config.yaml").read_text() == saved
 
 
 def test_label_noise_does_not_stack_on_a_reused_dataset(tmp_path):
@@ -306,6 +315,8 @@ def test_existing_run_is_not_overwritten_by_accident(tmp_path):
     with pytest.raises(ValueError, match="already holds a run"):
         train(cfg, train_dataset=tr, eval_dataset=ev)
     (tmp_path / "run" / "eval_best_test").mkdir()  # a `pyg-fer eval` report of the old run
+    for name in ("best.onnx", "best.pt2"):  # `pyg-fer export`'s default outputs
+        (tmp_path / "run" / name).write_bytes(b"old weights")
     cfg["output"]["overwrite"] = True
     train(cfg, train_dataset=tr, eval_dataset=ev, on_epoch_end=lambda *a: (
         # every file of the old run is gone before the new one writes its first epoch
@@ -314,6 +325,12 @@ def test_existing_run_is_not_overwritten_by_accident(tmp_path):
             "best.json", "best.safetensors", ".pyg-fer.lock"} else pytest.fail(
                 "old run files left")))
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
+    # overwriting was this start's action: the recorded recipe, run again, refuses instead of
+    # wiping the run
+    assert load_config(tmp_path / "run" / "config.yaml").output.overwrite is False
+    assert read_card(tmp_path / "run" / "best.json")["config"]["output"]["overwrite"] is False
+    with pytest.raises(ValueError, match="already holds a run"):
+        train(tmp_path / "run" / "config.yaml", train_dataset=tr, eval_dataset=ev)
     with pytest.raises(FileNotFoundError, match="train_state.pt"):
         train(cfg, train_dataset=tr, eval_dataset=ev, resume=tmp_path / "nothing")
 
