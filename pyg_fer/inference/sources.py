@@ -177,7 +177,9 @@ def _one_image_boxes(boxes: Any) -> list[Any] | None:
 
 def _folder_files(folder: Path) -> list[Path]:
     exts = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in exts)
+    # a broken link is listed, so that it is reported as unreadable rather than dropped
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in exts
+                  and (p.is_file() or p.is_symlink() and not p.exists()))
 
 
 def expand_inputs(inputs: Any, boxes: Any = None,

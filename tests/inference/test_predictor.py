@@ -97,6 +97,13 @@ def test_folder_expands_to_sorted_images(tmp_path, checkpoint):
     (tmp_path / "in" / "notes.txt").write_text("not an image")
     recs = pred.predict(tmp_path / "in")
     assert [r.source.rsplit("in/", 1)[1] for r in recs] == ["a.jpg", "b.png", "sub/c.PNG"]
+    # a broken link is an unreadable input, reported in its place rather than dropped
+    (tmp_path / "in" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    recs = pred.predict(tmp_path / "in")
+    assert [r.source.rsplit("in/", 1)[1] for r in recs] == ["a.jpg", "b.png", "gone.png",
+                                                            "sub/c.PNG"]
+    assert recs[2].error is not None and "gone.png" in recs[2].error
+    assert all(r.error is None for r in recs[:2] + recs[3:])
     (tmp_path / "empty").mkdir()
     (rec,) = pred.predict(tmp_path / "empty")
     assert "holds no image" in rec.error
