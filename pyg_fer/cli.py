@@ -96,12 +96,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     card_path = Path(meta["_card_path"])
     recipe, overrides = _split_positionals(args.overrides)
     recipe = args.config or recipe
-    if recipe is None:
-        recipe = card_path.parent / "config.yaml"
-        if not recipe.is_file():
-            raise FileNotFoundError(f"no --config given and no '{recipe}' next to the checkpoint "
-                                    "to say which data to evaluate on")
-    cfg = load_config(recipe, overrides + (args.set or []))
+    overrides += args.set or []
+    beside = card_path.parent / "config.yaml"
+    if recipe is None and not beside.is_file():  # a published or cached card: its own recipe
+        if not isinstance(meta.get("config"), dict):
+            raise FileNotFoundError(
+                f"no --config given, no '{beside}' next to the checkpoint and no recipe in its "
+                f"card '{card_path}' to say which data to evaluate on")
+        try:
+            cfg = load_config(meta["config"], overrides)
+        except ValueError as err:
+            raise ValueError(f"the recipe in checkpoint card '{card_path}': {err}") from None
+    else:
+        cfg = load_config(recipe or beside, overrides)
     device = resolve_device(args.device)
     model = load_model(card_path, device=device)
     split = args.split or cfg.data.eval_split
@@ -341,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("checkpoint", help="checkpoint .json/.safetensors, stem, or run folder")
     cmd.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                      help="overrides of the run's config (e.g. data.root=...)")
-    cmd.add_argument("--config", help="recipe naming the data (default: the run's config.yaml)")
+    cmd.add_argument("--config", help="recipe naming the data (default: the run's config.yaml, "
+                     "else the recipe held in the checkpoint's card)")
     cmd.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
                      help="more overrides (repeatable)")
     cmd.add_argument("--split", help="dataset split (default: data.eval_split); the training "
@@ -428,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Per face and method, PNGs in --out: Grad-CAM(++) heat maps over the face "
                     "as the model saw it, the face graph of an RDGCN block (edges coloured by "
                     "the RG-Conv gate, widths by Grad-CAM importance) with one node's "
-                    "neighbourhood in every block, or GNNExplainer's edge mask. Runs on the "
+                    "neighbourhood in blocks 1 to L, or GNNExplainer's edge mask. Runs on the "
                     "CPU. Exit status 1 when an input could not be read or held no face (the "
                     "others are still explained), 2 on a usage or checkpoint error.")
     cmd.add_argument("checkpoint", help="checkpoint .json/.safetensors, stem, or run folder")
@@ -457,8 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="graph: only the edges of the N most important nodes; gnnexplainer: "
                           "only the N strongest edges")
     cmd.add_argument("--node", type=int,
-                     help="graph: the node whose neighbourhood is drawn in every block "
-                          "(default: the most important one in the last block)")
+                     help="graph: the node whose neighbourhood is drawn in blocks 1 to L "
+                          "(default: the most important one in block L)")
     cmd.add_argument("--epochs", type=int, default=100,
                      help="gnnexplainer: optimisation epochs (default: 100)")
     cmd.set_defaults(func=cmd_explain)

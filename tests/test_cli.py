@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -128,6 +129,19 @@ def test_train_eval_predict_round_trip(tmp_path, capsys):
                  str(tmp_path / "ev_train"), "--device", "cpu",
                  "data.train_options.num_samples=32"]) == 0
     assert "synthetic/train: 32 images" in capsys.readouterr().out
+    # a published card has no config.yaml beside it: its own recipe says which data
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    for name in ("best.json", "best.safetensors"):
+        shutil.copy(run / name, shared / name)
+    assert main(["eval", str(shared / "best.json"), "--device", "cpu"]) == 0
+    assert "synthetic/test: 48 images" in capsys.readouterr().out
+    assert (shared / "eval_best_test" / "report.json").is_file()
+    card = json.loads((shared / "best.json").read_text())
+    del card["config"]
+    (shared / "best.json").write_text(json.dumps(card))
+    assert main(["eval", str(shared / "best.json"), "--device", "cpu"]) == 2
+    assert "no recipe in its card" in capsys.readouterr().err
     from PIL import Image
 
     img = tmp_path / "face.png"

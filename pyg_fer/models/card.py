@@ -45,7 +45,7 @@ PathLike = str | Path
 
 
 def _card_path(path: PathLike) -> Path:
-    path = Path(path)
+    given, path = str(path), Path(path)
     if path.is_dir():
         path = path / "best.json"
     elif path.suffix == ".safetensors":
@@ -53,8 +53,23 @@ def _card_path(path: PathLike) -> Path:
     elif path.suffix != ".json":
         path = path.with_name(path.name + ".json")
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint card '{path}' does not exist")
+        raise FileNotFoundError(f"checkpoint card '{path}' does not exist{_entry_hint(given)}")
     return path
+
+
+def _entry_hint(given: str) -> str:
+    """How to load ``given`` when it names registered weights rather than a file."""
+    from pyg_fer.models.pretrained import list_pretrained
+
+    try:
+        registered = given in list_pretrained()
+    except ValueError:  # an unreadable $PYG_FER_WEIGHTS: the missing file is the error here
+        return ""
+    if not registered:
+        return ""
+    return (f"; '{given}' is registered weights: `pyg-fer weights --download {given}` "
+            f"(Python: pyg_fer.models.download_weights('{given}')) gives its checkpoint card's "
+            "path")
 
 
 def check_card(meta: Any, where: str) -> dict[str, Any]:

@@ -331,6 +331,10 @@ def test_cli_publish_then_weights_lists_downloads_and_predict_reads_the_cache(
     assert main(["weights", "--download", "face2nodes.tiny"]) == 0
     card = Path(capsys.readouterr().out.strip())
     assert card == pw.cached_file("face2nodes.tiny").with_suffix(".json")
+    # a registered name where a checkpoint path belongs: the error says how to get the path
+    assert main(["export", "face2nodes.tiny"]) == 2
+    assert ("'face2nodes.tiny' is registered weights: `pyg-fer weights --download "
+            "face2nodes.tiny`") in capsys.readouterr().err
     assert main(["weights", "tiny*"]) == 0
     assert "no pretrained weights registered match" in capsys.readouterr().err
     assert main(["weights", "face2nodes.*"]) == 0
