@@ -57,3 +57,13 @@ def test_the_loss_names_its_kind_and_smoothing():
     assert (plain["loss_kind"], plain["label_smoothing"]) == ("ce", 0.0)
     assert smoothed["label_smoothing"] == 0.1 and smoothed["loss"] != plain["loss"]
     assert evaluate(model, data, loss="mse")["loss_kind"] == "mse"
+
+
+def test_the_loss_is_the_mean_over_samples_whatever_the_batch_size():
+    model, data = create_model("_tiny_test_mlp", hidden=8).eval(), BlobImages(8, seed=0)
+    images = torch.stack([data[i][0] for i in range(len(data))])
+    targets = torch.tensor([data[i][1] for i in range(len(data))])
+    with torch.no_grad():
+        expected = torch.nn.functional.cross_entropy(model(images), targets).item()
+    for batch_size in (3, 8):  # 3: a last batch of 2 weighs 2/8, not 1/3
+        assert evaluate(model, data, batch_size=batch_size)["loss"] == pytest.approx(expected)
