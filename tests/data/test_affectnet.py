@@ -17,6 +17,13 @@ def test_csv_seven_and_eight_classes(affectnet_csv_root, label_colour):
     assert ds8.classes[7] == "contempt" and ds8.targets == [0, 1, 7, 6]
 
 
+def test_class_codes_are_the_datasets_own():
+    # AffectNet's expression codes 0..7, as its paper and file lists define them; a swap here
+    # would silently mislabel every AffectNet model
+    assert AFFECTNET_CLASSES == ["neutral", "happiness", "sadness", "surprise", "fear",
+                                 "disgust", "anger", "contempt"]
+
+
 def test_crop_face_box(affectnet_csv_root):
     ds = AffectNet(str(affectnet_csv_root), crop_face=True)
     assert ds[0][0].size == (8, 10)  # face_width, face_height

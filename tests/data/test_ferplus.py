@@ -3,6 +3,13 @@ import pytest
 import torch
 
 from pyg_fer.data import FERPlus, build_dataset, ferplus_votes_to_target
+from pyg_fer.data.classes import FERPLUS_CLASSES
+
+
+def test_vote_columns_are_the_datasets_own():
+    # fer2013new.csv's emotion columns, in order (then unknown, NF)
+    assert FERPLUS_CLASSES == ["neutral", "happiness", "surprise", "sadness", "anger",
+                               "disgust", "fear", "contempt"]
 
 
 def test_votes_majority_and_probability_follow_reference():
@@ -14,6 +21,11 @@ def test_votes_majority_and_probability_follow_reference():
     assert ferplus_votes_to_target([0, 0, 0, 0, 0, 0, 0, 0, 2, 8], "majority") is None
     assert ferplus_votes_to_target([0, 0, 0, 0, 0, 0, 0, 0, 8, 2], "probability") is None
     assert ferplus_votes_to_target([0] * 10, "majority") is None
+    # a tie at half the votes is no majority (the reference keeps max > 0.5 * total)
+    assert ferplus_votes_to_target([5, 0, 0, 0, 5, 0, 0, 0, 0, 0], "majority") is None
+    # probability mode takes classes until 75 % of the votes are in: 5 (50 %), then 3
+    p = ferplus_votes_to_target([5, 0, 0, 0, 3, 2, 0, 0, 0, 0], "probability")
+    assert p == pytest.approx([5 / 8, 0, 0, 0, 3 / 8, 0, 0, 0])
     with pytest.raises(ValueError, match="label mode"):
         ferplus_votes_to_target([1] * 10, "votes")
 

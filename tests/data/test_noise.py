@@ -5,11 +5,14 @@ import torch
 from pyg_fer.data import add_label_noise
 
 
-@pytest.mark.parametrize("ratio, n", [(0.1, 1000), (0.2, 1000), (0.3, 7), (0.0, 50), (1.0, 40)])
-def test_exact_count_and_all_changed_labels_differ(ratio, n):
+@pytest.mark.parametrize("ratio, n, count", [
+    (0.1, 1000, 100), (0.2, 1000, 200), (0.3, 7, 2), (0.0, 50, 0), (1.0, 40, 40),
+    (0.29, 100, 29), (0.3, 5, 2), (0.19, 10, 2),  # rounded to the nearest count, not down
+])
+def test_exact_count_and_all_changed_labels_differ(ratio, n, count):
     labels = torch.arange(n) % 7
     noisy, mask = add_label_noise(labels, ratio, 7, seed=3)
-    assert int(mask.sum()) == round(ratio * n)
+    assert int(mask.sum()) == count
     assert (noisy[mask] != labels[mask]).all() and (noisy[~mask] == labels[~mask]).all()
     assert noisy.min() >= 0 and noisy.max() < 7 and noisy.dtype == torch.long
 

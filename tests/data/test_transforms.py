@@ -12,6 +12,15 @@ def test_eval_transform_keeps_rgb_order():
     assert torch.allclose(x[0], torch.ones(32, 32)) and x[1:].abs().max() == 0
 
 
+def test_eval_transform_normalises_each_channel_with_the_given_mean_and_std():
+    grey = Image.new("RGB", (20, 20), (51, 128, 204))  # 0.2, 0.50196, 0.8
+    mean, std = (0.45, 0.5, 0.55), (0.2, 0.25, 0.3)
+    x = build_transform(False, img_size=16, mean=mean, std=std)(grey)
+    expected = [(v / 255 - m) / s for v, m, s in zip((51, 128, 204), mean, std, strict=True)]
+    torch.testing.assert_close(x.mean(dim=(1, 2)), torch.tensor(expected), atol=1e-5, rtol=0)
+    assert x.std(dim=(1, 2)).max() < 1e-5  # a flat image stays flat
+
+
 @pytest.mark.parametrize("recipe", ["face2nodes", "fer"])
 def test_train_recipes(recipe):
     torch.manual_seed(0)
