@@ -161,6 +161,39 @@ def tiny_config(tmp_path: Path, **sections) -> dict:
     return cfg
 
 
+class Killed(Exception):
+    """Raised from ``on_epoch_end`` to stand for a run killed after that epoch."""
+
+
+def full_and_resumed(tmp_path: Path, cfg: dict, tr: Dataset, ev: Dataset,
+                     kill_after: int) -> None:
+    """Train ``cfg`` uninterrupted into ``full/``, and into ``killed/`` killed after epoch
+    ``kill_after`` then resumed; both runs' last weights must be bit-identical."""
+    from pyg_fer.engine import load_model, read_card, train
+
+    cfg = dict(cfg, output={"dir": str(tmp_path), "name": "full"})
+    train(cfg, train_dataset=tr, eval_dataset=ev)
+
+    def kill(epoch, model, record):
+        if epoch == kill_after:
+            raise Killed
+
+    cfg_b = dict(cfg, output={"dir": str(tmp_path), "name": "killed"})
+    try:
+        train(cfg_b, train_dataset=tr, eval_dataset=ev, on_epoch_end=kill)
+    except Killed:
+        pass
+    else:
+        raise AssertionError("the run was not killed")
+    assert read_card(tmp_path / "killed" / "last.json")["epoch"] == kill_after
+    train(cfg_b, train_dataset=tr, eval_dataset=ev, resume=tmp_path / "killed")
+    a = load_model(tmp_path / "full" / "last.json").state_dict()
+    b = load_model(tmp_path / "killed" / "last.json").state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
 def ddp_worker(out_dir: str, epochs: int) -> None:
     """Body of one process of the 2-process gloo test: train, then dump this rank's params."""
     import pyg_fer.engine.trainer as trainer

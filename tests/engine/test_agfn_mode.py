@@ -2,7 +2,7 @@ import json
 
 import pytest
 import torch
-from _engine_tiny import BlobImages, tiny_config
+from _engine_tiny import BlobImages, full_and_resumed, tiny_config
 
 from pyg_fer.engine import coordinate_descent_step, load_model, train
 from pyg_fer.engine.agfn import (
@@ -87,6 +87,18 @@ def test_agfn_training_mode_with_pretraining_epochs(tmp_path):
     assert seen[2][0] and seen[2][1:] != seen[1][1:]  # AGFN inserted: α, β learn
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["agfn"] for x in lines] == [False, True, True]
+
+
+@pytest.mark.parametrize("graph_optimizer", ["sgd", "adam"])
+def test_an_agfn_run_resumes_bit_for_bit(tmp_path, graph_optimizer):
+    # killed in the AGFN phase: the network's and the graph optimiser's states (Adam's
+    # moments for α, β), the schedule and the RNG come back exactly
+    cfg = tiny_config(tmp_path, model={"name": "_tiny_test_agfn"},
+                      train={"epochs": 3, "label_smoothing": 0.0},
+                      agfn={"enabled": True, "pretrain_epochs": 1, "graph_lr": 0.05,
+                            "graph_optimizer": graph_optimizer, "loss": "mse"})
+    full_and_resumed(tmp_path, cfg, BlobImages(64, seed=1), BlobImages(32, seed=2),
+                     kill_after=2)
 
 
 def test_a_run_that_never_switches_agfn_on_says_so(tmp_path):

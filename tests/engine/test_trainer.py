@@ -3,7 +3,7 @@ import json
 
 import pytest
 import torch
-from _engine_tiny import CLASSES, BlobImages, tiny_config
+from _engine_tiny import CLASSES, BlobImages, Killed, full_and_resumed, tiny_config
 
 from pyg_fer.engine import evaluate, load_config, load_model, train
 from pyg_fer.engine.checkpoint import read_card
@@ -88,37 +88,11 @@ def test_evaluate_matches_manual_count_and_returns_features(tmp_path):
     assert out["confusion_matrix"].sum() == len(ev)
 
 
-class _Killed(Exception):
-    pass
-
-
-def _full_and_resumed(tmp_path, cfg, tr, ev, kill_after: int) -> None:
-    """Train ``cfg`` uninterrupted into ``full/``, and into ``killed/`` killed after epoch
-    ``kill_after`` then resumed; both runs' last weights must be bit-identical."""
-    cfg = dict(cfg, output={"dir": str(tmp_path), "name": "full"})
-    train(cfg, train_dataset=tr, eval_dataset=ev)
-
-    def kill(epoch, model, record):
-        if epoch == kill_after:
-            raise _Killed
-
-    cfg_b = dict(cfg, output={"dir": str(tmp_path), "name": "killed"})
-    with pytest.raises(_Killed):
-        train(cfg_b, train_dataset=tr, eval_dataset=ev, on_epoch_end=kill)
-    assert read_card(tmp_path / "killed" / "last.json")["epoch"] == kill_after
-    train(cfg_b, train_dataset=tr, eval_dataset=ev, resume=tmp_path / "killed")
-    a = load_model(tmp_path / "full" / "last.json").state_dict()
-    b = load_model(tmp_path / "killed" / "last.json").state_dict()
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
-
-
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     tr, ev = _data()
     cfg = tiny_config(tmp_path, train={"epochs": 4, "grad_clip": 1.0},
                       schedule={"warmup_epochs": 0.5})
-    _full_and_resumed(tmp_path, cfg, tr, ev, kill_after=2)
+    full_and_resumed(tmp_path, cfg, tr, ev, kill_after=2)
     ma = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
     mb = (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
     strip = ("img_per_s", "epoch_time_s")
@@ -167,10 +141,10 @@ def test_metrics_lines_survive_a_kill_after_the_state_and_a_bad_line_is_named(tm
     def save_then_die(path, state):
         real(path, state)
         if state["epoch"] == 2:
-            raise _Killed
+            raise Killed
 
     monkeypatch.setattr(trainer.ckpt, "save_train_state", save_then_die)
-    with pytest.raises(_Killed):
+    with pytest.raises(Killed):
         train(cfg, train_dataset=tr, eval_dataset=ev)
     monkeypatch.setattr(trainer.ckpt, "save_train_state", real)
     metrics = tmp_path / "run" / "metrics.jsonl"
@@ -291,6 +265,22 @@ def test_label_noise_does_not_stack_on_a_reused_dataset(tmp_path):
     train(cfg, train_dataset=tr, eval_dataset=ev)
     assert torch.as_tensor(tr.targets).tolist() == first
     assert sum(a != b for a, b in zip(first, clean, strict=True)) == 16
+
+
+def test_label_noise_follows_its_seed(tmp_path):
+    from pyg_fer.data import add_label_noise
+
+    tr, ev = _data(64, 32)
+    clean = tr.targets.tolist()
+    masks = []
+    for seed in (0, 5):
+        cfg = tiny_config(tmp_path, train={"epochs": 1}, output={"name": f"s{seed}"},
+                          data={"label_noise": 0.25, "label_noise_seed": seed})
+        train(cfg, train_dataset=tr, eval_dataset=ev)
+        noisy, mask = add_label_noise(clean, 0.25, len(CLASSES), seed=seed)
+        assert torch.as_tensor(tr.targets).tolist() == noisy.tolist()
+        masks.append(mask)
+    assert not torch.equal(masks[0], masks[1])  # repeats with other seeds are other draws
 
 
 def test_empty_evaluation_set_is_refused_before_training(tmp_path):
@@ -475,7 +465,7 @@ def test_resume_with_loader_workers_gives_the_same_weights(tmp_path):
     """Worker processes augment with seeds drawn from the restored RNG each epoch, so a killed
     and resumed run equals an uninterrupted one with workers too."""
     cfg = tiny_config(tmp_path, train={"epochs": 2}, data={"num_workers": 2})
-    _full_and_resumed(tmp_path, cfg, _AugmentedBlobs(64, seed=1), BlobImages(32, seed=2),
+    full_and_resumed(tmp_path, cfg, _AugmentedBlobs(64, seed=1), BlobImages(32, seed=2),
                       kill_after=1)
 
 
