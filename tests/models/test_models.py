@@ -114,6 +114,13 @@ def test_graph_model_variants_and_graphs():
         small("face2nodes", dilations=[1])
 
 
+def test_stochastic_depth_rises_linearly_from_zero_to_the_rate():
+    model = small("face2nodes", depth=4, drop_path_rate=0.3)
+    for block, p in zip(model.blocks, [0.0, 0.1, 0.2, 0.3], strict=True):
+        assert block.drop_path.p == pytest.approx(p) and block.ffn.drop_path.p == block.drop_path.p
+    assert small("face2nodes", depth=1, drop_path_rate=0.3).blocks[0].drop_path.p == 0.0
+
+
 def test_vig_ti_fer_is_documented_config():
     model = pyg_fer.create_model("vig_ti_fer")
     assert model.embed.num_nodes == 196 and model.embed_dim == 192 and len(model.blocks) == 12
