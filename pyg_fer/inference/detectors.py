@@ -57,16 +57,19 @@ def import_cv2(purpose: str) -> Any:
 def reading_order(detections: Sequence[Detection]) -> list[Detection]:
     """Sort faces as text is read: rows top to bottom, left to right within a row.
 
-    A face joins the current row when its vertical centre lies inside the first face of that
-    row, so two faces side by side at slightly different heights read left to right.
+    Faces are taken by vertical centre; one joins the current row when its centre lies inside
+    the row's first face, or that face's centre inside it. So two faces side by side read left
+    to right, at slightly different heights or sizes (a near face beside a far one) alike.
     """
-    by_centre = sorted(detections, key=lambda d: d.box[1] + d.box[3] / 2)
+    def centre(box: tuple[int, int, int, int]) -> float:
+        return box[1] + box[3] / 2
+
     rows: list[list[Detection]] = []
-    for det in by_centre:
-        centre = det.box[1] + det.box[3] / 2
+    for det in sorted(detections, key=lambda d: centre(d.box)):
         if rows:
-            first = rows[-1][0].box
-            if first[1] <= centre <= first[1] + first[3]:
+            first, box = rows[-1][0].box, det.box
+            if (first[1] <= centre(box) <= first[1] + first[3]
+                    or box[1] <= centre(first) <= box[1] + box[3]):
                 rows[-1].append(det)
                 continue
         rows.append([det])

@@ -61,6 +61,12 @@ def test_reading_order_rows_then_left_to_right():
     boxes = [(300, 12, 50, 50), (10, 0, 50, 50), (150, 200, 40, 40), (5, 190, 60, 60)]
     order = reading_order([Detection(b) for b in boxes])
     assert [d.box for d in order] == [boxes[1], boxes[0], boxes[3], boxes[2]]
+    # a large near face on the left beside a small far one on the right: one row, left first,
+    # whichever centre is higher
+    boxes = [(200, 50, 20, 20), (0, 0, 100, 200)]
+    assert [d.box for d in reading_order([Detection(b) for b in boxes])] == boxes[::-1]
+    boxes = [(0, 50, 20, 20), (100, 0, 100, 200)]
+    assert [d.box for d in reading_order([Detection(b) for b in boxes])] == boxes
 
 
 def test_none_detector_is_the_whole_image_and_rejects_options():
@@ -118,6 +124,24 @@ def test_yunet_wiring_with_a_stand_in_network():
         _red_squares(128, 160, [(96, 64)])) == []
     with pytest.raises(ValueError, match=r"lie in \[0, 1\]"):
         build_detector("yunet", FAKE_YUNET, score_threshold=2)
+
+
+def test_yunet_boxes_are_clamped_to_the_image():
+    class Net:  # a network that reports faces running off the image's edges
+        def setInputSize(self, size):
+            pass
+
+        def detect(self, image):
+            rows = np.zeros((2, 15), np.float32)
+            rows[0, :4] = (150, 80, 60, 40)  # off the right and the bottom of 200 × 100
+            rows[1, :4] = (-10, -5, 30, 20)  # off the left and the top
+            rows[:, 14] = 0.9
+            return 1, rows
+
+    det = build_detector("yunet", FAKE_YUNET)
+    det._net = Net()
+    found = det.detect(np.zeros((100, 200, 3), np.uint8))
+    assert [d.box for d in found] == [(150, 80, 50, 20), (0, 0, 20, 15)]
 
 
 def test_haar_shrinks_large_photos_and_maps_boxes_back(astronaut):
