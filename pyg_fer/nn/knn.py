@@ -53,8 +53,8 @@ def dilated_knn(
     turns it into PyG's ``edge_index`` (what :func:`dilated_knn_graph` returns).
 
     Distances are ranked in float32 (float64 input stays float64) with autocast disabled,
-    whatever the caller's autocast context or input precision, so mixed precision never
-    changes the neighbours (``docs/graph_ops.md``, precision rule).
+    whatever the caller's autocast context or input precision, so autocast never changes the
+    neighbours of given features (``docs/graph_ops.md``, precision rule).
 
     Args:
         x (torch.Tensor): Node features, either ``[num_nodes, F]`` (optionally with ``batch``)
@@ -129,14 +129,13 @@ def dilated_knn(
         if cosine:
             # For unit vectors ||a - b||^2 = 2 - 2 cos(a, b): Euclidean ranking == cosine ranking.
             x = F.normalize(x, p=2.0, dim=-1)
-        sq_norm = (x * x).sum(-1)
         if validate:  # finite features <=> finite squared norms (barring overflow)
-            finite = torch.isfinite(sq_norm)
+            finite = torch.isfinite((x * x).sum(-1))
             if not bool(finite.all()):
                 bad = int((~finite).nonzero()[0, 0])
                 raise ValueError(f"x holds NaN or infinite features (first at node {bad})")
         if backend == "dense":
-            nbr = _dense_sorted_neighbours(x, sq_norm, kd, loop, num_graphs, sizes, batched)
+            nbr = _dense_sorted_neighbours(x, kd, loop, num_graphs, sizes, batched)
         else:
             if batch is None and num_graphs > 1:  # [B, N, F] input: graphs of N nodes each
                 nodes = x.size(0) // num_graphs
@@ -249,7 +248,6 @@ def _normalise_input(
 
 def _dense_sorted_neighbours(
     x: Tensor,
-    sq_norm: Tensor,
     kd: int,
     loop: bool,
     num_graphs: int,
@@ -261,7 +259,7 @@ def _dense_sorted_neighbours(
     if sizes is None:
         n = x.size(0) // num_graphs
         x3 = x.view(num_graphs, n, -1)
-        sq = sq_norm.view(num_graphs, n)
+        x3 = x3 - x3.mean(dim=1, keepdim=True)
         valid = None
     else:  # pad unequal graphs to the largest; padded columns are never chosen
         n = int(sizes.max())
@@ -270,9 +268,11 @@ def _dense_sorted_neighbours(
         graph = torch.arange(num_graphs, device=x.device).repeat_interleave(sizes)
         x3 = x.new_zeros(num_graphs, n, x.size(-1))
         x3[graph, local] = x
-        sq = sq_norm.new_zeros(num_graphs, n)
-        sq[graph, local] = sq_norm
+        x3 = x3 - (x3.sum(dim=1, keepdim=True) / sizes.view(-1, 1, 1).to(x3.dtype))
         valid = torch.arange(n, device=x.device)[None, :] < sizes[:, None]
+    # Each graph centred first: distances do not change, and the expansion below stays exact
+    # for features far from the origin (at an offset of 1000, float32 ranks would be noise).
+    sq = (x3 * x3).sum(-1)
 
     rows_per_chunk = max(1, _DENSE_CHUNK_BYTES // max(1, num_graphs * n * x3.element_size()))
     if _is_compiling():  # one chunk: no guard on the batch size when exported

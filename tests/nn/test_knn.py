@@ -68,6 +68,21 @@ def test_unequal_graph_sizes(backend):
     assert torch.equal(batch[out[0]], batch[out[1]])
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("sizes", [[50, 50], [30, 50]])
+def test_features_far_from_the_origin_get_exact_neighbours(backend, sizes):
+    # float32 coordinates with a large shared offset per graph: the dense expansion
+    # ||x_j||^2 - 2 x_i.x_j would rank by rounding noise unless each graph is centred first
+    torch.manual_seed(0)
+    x = torch.rand(sum(sizes), 3)
+    x[: sizes[0]] += 1000.0
+    x[sizes[0]:] -= 300.0
+    batch = torch.arange(2).repeat_interleave(torch.tensor(sizes))
+    out = dilated_knn_graph(x, 6, 1, batch, backend=backend)
+    ref = reference_knn(x, 6, 1, batch)
+    assert neighbour_sets(out, x.size(0)) == neighbour_sets(ref, x.size(0))
+
+
 def test_three_dimensional_input_equals_batch_vector():
     x = torch.randn(4, 12, 6)
     batch = torch.arange(4).repeat_interleave(12)
