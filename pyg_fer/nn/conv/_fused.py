@@ -235,6 +235,7 @@ def scatter_extremum(src: Tensor, index: Tensor, dim_size: int | None, reduce: s
     """Per-target ``reduce`` (``'max'`` or ``'min'``) of edge rows ``src`` ``[E, F]`` grouped by
     ``index`` ``[E]``; a target without edges gets 0, as in PyG. The buffer starts at -inf/+inf,
     so the gradient reaches exactly the edges that attain the extremum."""
+    index = index.long()  # PyG accepts int32 edge indices; index_fill_ needs int64
     if dim_size is None:
         dim_size = int(index.max()) + 1 if index.numel() else 0
     fill = float("-inf") if reduce == "max" else float("inf")

@@ -61,6 +61,7 @@ def test_every_graph_form_is_the_same_layer(name, aggr, flow):
         "[B, N, k] table": conv(x, neighbours=nbr),
         "[num_nodes, k] table": conv(x, neighbours=flat_nbr),
         "edges + table": conv(x, edge_index, neighbours=nbr),
+        "int32 edges": conv(x, edge_index.int()),  # PyG's layers accept int32 indices
     }
     for form, out in outputs.items():
         assert torch.allclose(out, expected, atol=1e-5), form
