@@ -75,6 +75,12 @@ _LAST_NEIGHBOURS = r"(?s).*last_neighbours.*assigned during export"
 def _prepare(model: nn.Module) -> nn.Module:
     model = unwrap(model)
     model_card(model)  # a clear error for models without a pyg-fer cfg
+    other = {t.dtype for t in (*model.parameters(), *model.buffers())
+             if t.is_floating_point() and t.dtype != torch.float32}
+    if other:  # the file takes float32 images (Predictor.from_onnx feeds float32)
+        raise ValueError(f"export needs a float32 model; this one holds "
+                         f"{', '.join(sorted(map(str, other)))} tensors: call model.float() "
+                         "first")
     return model.eval()
 
 
@@ -100,6 +106,8 @@ def to_onnx(
 
     Raises:
         ImportError: onnx/onnxscript missing (``pip install 'pyg-fer[export]'``).
+        ValueError: the model holds floating-point tensors other than float32 (``.half()``,
+            ``.double()``): the file's input is float32.
         RuntimeError: the exporter failed, or could not give the requested opset, naming the
             model.
     """
@@ -140,7 +148,8 @@ def to_torch_export(
     """Export ``model`` (eval mode) with ``torch.export.export`` and save it (``.pt2``).
 
     The card's metadata (:func:`export_metadata`) is stored in the archive's extra files under
-    ``pyg_fer.json``; load with ``torch.export.load(path)`` and call ``.module()``.
+    ``pyg_fer.json``; load with ``torch.export.load(path)`` and call ``.module()``. The model
+    must be float32, as for :func:`to_onnx`.
     """
     model = _prepare(model)
     name = model_card(model)["name"]

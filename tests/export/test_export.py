@@ -96,6 +96,16 @@ def test_errors_name_the_problem(tmp_path):
         to_onnx(small("resnet18_fer"), tmp_path / "m.onnx", batch=0)
     with pytest.raises(ValueError, match="has no 'cfg'"):
         to_onnx(torch.nn.Linear(2, 2), tmp_path / "m.onnx")
+    # the file takes float32 images: a half or double model would export a file that no
+    # runtime loads, so it is refused, and nothing is written
+    for convert, dtype in ((torch.nn.Module.double, "torch.float64"),
+                           (torch.nn.Module.bfloat16, "torch.bfloat16")):
+        model = convert(small("resnet18_fer"))
+        for export, path in ((to_onnx, tmp_path / "h.onnx"), (to_torch_export, tmp_path / "h.pt2")):
+            with pytest.raises(ValueError, match=rf"float32 model; this one holds {dtype} "
+                                                 r"tensors: call model.float\(\) first"):
+                export(model, path)
+            assert not path.exists()
     bare = tmp_path / "bare.onnx"
     import onnx
     onnx.save(onnx.helper.make_model(onnx.helper.make_graph([], "g", [], [])), str(bare))
