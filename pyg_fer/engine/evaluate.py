@@ -92,6 +92,8 @@ def evaluate(
         loader = DataLoader(data, batch_size=batch_size, num_workers=num_workers,
                             sampler=D.ShardSampler(len(data), info.rank, info.world_size))
     use_amp = amp and device.type == "cuda"
+    # images go in at the model's precision (a .half() or .double() model)
+    dtype = next((p.dtype for p in bare.parameters() if p.is_floating_point()), torch.float32)
     was_training = bare.training
     bare.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
@@ -100,7 +102,8 @@ def evaluate(
     nonfinite = torch.zeros((), dtype=torch.int64, device=device)
     feats, tgts, preds = [], [], []
     for images, targets in loader:
-        images = images.to(device, non_blocking=True)
+        images = images.to(device, dtype if images.is_floating_point() else None,
+                           non_blocking=True)
         if channels_last and device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         targets = targets.to(device, non_blocking=True)

@@ -133,7 +133,7 @@ class Predictor:
             if device is not None:
                 raise ValueError("device= is for torch models; an ONNX model runs where its "
                                  "onnxruntime providers= say")
-            self.model, self.device = model, None
+            self.model, self.device, self.dtype = model, None, None
         else:
             import torch
 
@@ -143,6 +143,9 @@ class Predictor:
                 model = model.to(resolve_device(str(device)))
             self.model = model.eval()
             self.device = next(model.parameters(), torch.empty(0)).device
+            # images go in at the model's precision (a .half() or .double() model)
+            self.dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()),
+                              torch.float32)
         self.detector = build_detector(detector, detector_model, **(detector_options or {}))
         self.batch_size = int(batch_size)
         self.margin = float(margin)
@@ -351,7 +354,7 @@ class Predictor:
         import torch
 
         with torch.inference_mode():
-            logits = self.model(torch.from_numpy(x).to(self.device))
+            logits = self.model(torch.from_numpy(x).to(self.device, self.dtype))
             return logits.float().softmax(dim=1).cpu().numpy()
 
     def _records(self, entry: _Entry, probs: np.ndarray) -> list[FaceRecord]:

@@ -67,3 +67,11 @@ def test_the_loss_is_the_mean_over_samples_whatever_the_batch_size():
         expected = torch.nn.functional.cross_entropy(model(images), targets).item()
     for batch_size in (3, 8):  # 3: a last batch of 2 weighs 2/8, not 1/3
         assert evaluate(model, data, batch_size=batch_size)["loss"] == pytest.approx(expected)
+
+
+def test_a_double_model_is_evaluated_at_its_precision():
+    model, data = create_model("_tiny_test_mlp", hidden=8).eval(), BlobImages(8, seed=0)
+    ref = evaluate(model, data)
+    out = evaluate(model.double(), data)
+    assert torch.equal(out["confusion_matrix"], ref["confusion_matrix"])
+    assert out["loss"] == pytest.approx(ref["loss"], abs=1e-6)

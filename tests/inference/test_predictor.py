@@ -41,6 +41,15 @@ def test_preprocessing_comes_from_the_checkpoint(checkpoint):
     assert rec.label == CLASSES[int(expected.argmax())] and rec.box == (0, 0, 30, 40)
 
 
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-6), (torch.bfloat16, 0.05)])
+def test_a_model_at_another_precision_gets_its_images_at_that_precision(checkpoint, dtype,
+                                                                        tol):
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 30, 3), np.uint8))
+    (ref,) = Predictor(load_model(checkpoint), detector="none").predict(img)
+    (rec,) = Predictor(load_model(checkpoint).to(dtype), detector="none").predict(img)
+    assert list(rec.probs.values()) == pytest.approx(list(ref.probs.values()), abs=tol)
+
+
 def test_explicit_preprocessing_must_agree_with_the_model(checkpoint):
     model = load_model(checkpoint)
     Predictor(model, detector="none", img_size=16, class_names=CLASSES)  # agrees: fine
