@@ -129,14 +129,11 @@ def dilated_knn(
         if cosine:
             # For unit vectors ||a - b||^2 = 2 - 2 cos(a, b): Euclidean ranking == cosine ranking.
             x = F.normalize(x, p=2.0, dim=-1)
-        if validate:  # finite features <=> finite squared norms (barring overflow)
-            finite = torch.isfinite((x * x).sum(-1))
-            if not bool(finite.all()):
-                bad = int((~finite).nonzero()[0, 0])
-                raise ValueError(f"x holds NaN or infinite features (first at node {bad})")
         if backend == "dense":
-            nbr = _dense_sorted_neighbours(x, kd, loop, num_graphs, sizes, batched)
+            nbr = _dense_sorted_neighbours(x, kd, loop, num_graphs, sizes, batched, validate)
         else:
+            if validate:
+                _check_finite(x, (x * x).sum(-1))
             if batch is None and num_graphs > 1:  # [B, N, F] input: graphs of N nodes each
                 nodes = x.size(0) // num_graphs
                 batch = torch.arange(num_graphs, device=x.device).repeat_interleave(nodes)
@@ -246,6 +243,14 @@ def _normalise_input(
     return x, batch, num_graphs, sizes
 
 
+def _check_finite(x: Tensor, sq_norm: Tensor) -> None:
+    """Raise naming the first node of ``x`` with a NaN or infinite feature when the squared
+    norms ``sq_norm`` (of ``x``, or of ``x`` centred per graph) are not all finite."""
+    if not bool(torch.isfinite(sq_norm).all()):  # finite features <=> finite norms (barring
+        bad = int((~torch.isfinite(x).all(-1)).nonzero()[0, 0])  # overflow)
+        raise ValueError(f"x holds NaN or infinite features (first at node {bad})")
+
+
 def _dense_sorted_neighbours(
     x: Tensor,
     kd: int,
@@ -253,9 +258,11 @@ def _dense_sorted_neighbours(
     num_graphs: int,
     sizes: Tensor | None,
     batched: bool = False,
+    validate: bool = False,
 ) -> Tensor:
     """Ids of each node's ``kd`` nearest, by increasing distance: local ``[B, N, kd]`` when
-    ``batched``, else global ``[num_nodes, kd]``."""
+    ``batched``, else global ``[num_nodes, kd]``; ``validate`` checks the features are
+    finite."""
     if sizes is None:
         n = x.size(0) // num_graphs
         x3 = x.view(num_graphs, n, -1)
@@ -272,7 +279,9 @@ def _dense_sorted_neighbours(
         valid = torch.arange(n, device=x.device)[None, :] < sizes[:, None]
     # Each graph centred first: distances do not change, and the expansion below stays exact
     # for features far from the origin (at an offset of 1000, float32 ranks would be noise).
-    sq = (x3 * x3).sum(-1)
+    sq = torch.linalg.vector_norm(x3, dim=-1).square_()
+    if validate:  # a non-finite feature makes its graph's mean, so its whole row, non-finite
+        _check_finite(x, sq)
 
     rows_per_chunk = max(1, _DENSE_CHUNK_BYTES // max(1, num_graphs * n * x3.element_size()))
     if _is_compiling():  # one chunk: no guard on the batch size when exported
