@@ -33,6 +33,13 @@ def test_errors(tmp_path, write_image):
     (tmp_path / "joy" / "notes.txt").write_text("x")
     with pytest.raises(ValueError, match="notes.txt: not an image"):
         ImageFolder(str(tmp_path))
+    # a split folder with no class folder at all is an error, not an empty dataset; one that
+    # lacks only some classes just has no samples of them
+    write_image(str(tmp_path / "data" / "train" / "a" / "1.png"))
+    (tmp_path / "data" / "test").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"class folder not found: .*test.a"):
+        ImageFolder(str(tmp_path / "data"), "test", classes=["a", "b"])
+    assert ImageFolder(str(tmp_path / "data"), "train", classes=["a", "b"]).targets == [0]
 
 
 def test_missing_split_folder_is_not_read_as_classes(tmp_path, write_image):

@@ -2,7 +2,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pyg_fer.engine.report import plot_confusion, plot_tsne
+from pyg_fer.engine.report import plot_confusion, plot_tsne, write_confusion_csv
 
 
 @pytest.mark.parametrize("num_classes", [7, 500])
@@ -23,3 +23,10 @@ def test_a_tsne_plot_of_many_classes_has_no_legend_that_outgrows_it(tmp_path):
     plot_tsne(feats, targets % 7, [f"c{i}" for i in range(7)], tmp_path / "few.png")
     assert Image.open(tmp_path / "many.png").size[1] <= Image.open(tmp_path / "few.png").size[1]
     assert Image.open(tmp_path / "many.png").size[1] < 800
+
+
+def test_confusion_csv_has_true_classes_as_rows(tmp_path):
+    # cm[i, j]: samples of true class i predicted as j (the rows of report.json's matrix)
+    write_confusion_csv(torch.tensor([[3, 1], [0, 2]]), ["a", "b"], tmp_path / "cm.csv")
+    lines = (tmp_path / "cm.csv").read_text().splitlines()
+    assert lines[1:] == ["a,3,1", "b,0,2"]

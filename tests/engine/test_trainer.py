@@ -356,6 +356,17 @@ def test_lr_schedule_shapes():
     assert [g(s) for s in (0, 2, 3, 6)] == [1.0, 1.0, 0.5, 0.25]
 
 
+def test_step_schedule_decays_every_step_epochs_in_a_run(tmp_path):
+    # 64 images, batch 16: 4 steps per epoch; the decay every 2 epochs is 8 steps, not 2
+    tr, ev = _data(64, 32)
+    cfg = tiny_config(tmp_path, train={"epochs": 5},
+                      schedule={"name": "step", "step_epochs": 2, "gamma": 0.5})
+    train(cfg, train_dataset=tr, eval_dataset=ev)
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    lrs = [json.loads(line)["lr"] for line in lines]  # the rate at each epoch's end
+    assert lrs == pytest.approx([0.01, 0.005, 0.005, 0.0025, 0.0025])
+
+
 def test_losses():
     logits = torch.tensor([[2.0, 0.0, -1.0]])
     t = torch.tensor([0])

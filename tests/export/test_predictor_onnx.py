@@ -46,6 +46,11 @@ def test_from_onnx_runs_a_fixed_batch_file_on_any_number_of_faces(tmp_path, batc
     onnx_pred = Predictor.from_onnx(path, detector="none", batch_size=3, threads=1)
     assert onnx_pred.model.batch == batch
     _assert_same_predictions(onnx_pred, model, num_images=5, seed=1)
+    # called directly too: one row per image, the padding's rows dropped
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    np.testing.assert_allclose(onnx_pred.model(x.numpy()), expected, atol=1e-4, rtol=0)
 
 
 def test_from_onnx_errors(tmp_path):

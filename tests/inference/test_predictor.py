@@ -14,6 +14,7 @@ from pyg_fer.inference import (
     FaceTransform,
     Predictor,
     RecordWriter,
+    to_csv,
     to_dicts,
     write_records,
 )
@@ -248,6 +249,21 @@ def test_records_to_dicts_csv_jsonl(tmp_path, checkpoint, astronaut):
     assert len(rows) == 4 and rows[3].endswith("'x.png' is not an image")
     with pytest.raises(ValueError, match="must end in .jsonl or .csv"):
         write_records(recs, tmp_path / "r.txt")
+
+
+def test_csv_columns_hold_their_header_s_fields():
+    rec = FaceRecord("a.jpg", face=0, box=(1, 2, 3, 4), detector_score=0.9,
+                     probs={"x": 0.25, "y": 0.75}, label="y")
+    header, row = to_csv([rec]).splitlines()
+    assert header == "source,frame,time,face,x,y,w,h,detector_score,label,p_x,p_y,error"
+    assert row == "a.jpg,,,0,1,2,3,4,0.9,y,0.25,0.75,"
+
+
+def test_16_bit_arrays_map_65535_to_255():
+    from pyg_fer.inference.sources import _array_to_pil
+
+    deep = np.array([[[65535, 32768, 0]]], dtype=np.uint16)
+    assert np.asarray(_array_to_pil(deep, "rgb", "t")).tolist() == [[[255, 128, 0]]]
 
 
 def test_record_writer_is_atomic(tmp_path):

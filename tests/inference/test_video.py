@@ -59,6 +59,19 @@ def test_annotated_video_has_every_frame(tmp_path, astronaut):
     assert _count_frames(tmp_path / "ann" / "clip.avi") == 11
 
 
+def test_annotated_video_keeps_its_colours(tmp_path):
+    from pyg_fer.inference.annotate import AnnotationSink
+
+    sink = AnnotationSink(tmp_path)
+    for _ in range(3):  # pure red RGB frames: OpenCV writes BGR, so a missed swap turns blue
+        sink.video_frame("clip.avi", 10.0, Image.new("RGB", (64, 64), (255, 0, 0)), [])
+    path = sink.close_video()
+    ok, bgr = cv2.VideoCapture(str(path)).read()
+    assert ok
+    red, green, blue = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).reshape(-1, 3).mean(0)
+    assert red > 240 and green < 15 and blue < 15
+
+
 def test_video_frames_are_streamed(tmp_path, astronaut, monkeypatch):
     """The first records come out after a batch of frames, not after the whole video."""
     import pyg_fer.inference.sources as sources

@@ -126,6 +126,18 @@ def test_vig_ti_fer_is_documented_config():
     assert model.embed.num_nodes == 196 and model.embed_dim == 192 and len(model.blocks) == 12
     assert model.dilations == [1] * 4 + [2] * 4 + [3] * 4
     assert all(isinstance(b.conv, pyg_fer.nn.MRConv) and b.k == 9 for b in model.blocks)
+    assert all(b.cosine for b in model.blocks)  # ViG L2-normalises before its k-NN
+    assert model.head[0].out_features == 1024
+
+
+def test_face2nodes_head_averages_the_nodes_into_a_half_width_hidden_layer():
+    model = small("face2nodes").eval()
+    assert [m.out_features for m in model.head if isinstance(m, torch.nn.Linear)] == [32, 7]
+    nodes = torch.randn(3, 16, 64)
+    torch.testing.assert_close(model.forward_head(nodes), model.head(nodes.mean(dim=1)))
+    # the mean over nodes: a permutation of the nodes changes nothing, a scaled node does
+    torch.testing.assert_close(model.forward_head(nodes[:, torch.randperm(16)]),
+                               model.forward_head(nodes))
 
 
 def test_grayscale_input_is_rejected_with_a_clear_message():

@@ -67,6 +67,9 @@ def test_a_good_file_loads_and_predicts_like_the_original(trained, tmp_path):
     entry = _entry(run, tmp_path / "served")
     assert entry.url.startswith("file://")
     assert not pw.is_cached(entry)
+    # the documented cache name: <name>-<sha256[:8]>.safetensors
+    assert pw.cached_file(entry) == pw.weights_cache_dir() / (
+        f"face2nodes.tiny-{entry.sha256[:8]}.safetensors")
     model = pyg_fer.create_model("face2nodes", pretrained="face2nodes.tiny").eval()
     assert pw.is_cached(entry)
     x = torch.rand(3, 3, 32, 32)
@@ -223,6 +226,13 @@ def test_unknown_names_list_the_valid_ones(trained, tmp_path):
         pyg_fer.create_model("resnet18_fer", pretrained=True)
     with pytest.raises(ValueError, match="are for model 'face2nodes', not 'face2nodes_mr'"):
         pyg_fer.create_model("face2nodes_mr", pretrained="face2nodes.tiny")
+    # pretrained=True: a model's only entry, but of two with no default neither
+    assert pw.resolve_weights("face2nodes", True).name == "face2nodes.tiny"
+    _entry(run, tmp_path / "served2", name="face2nodes.tiny2")
+    with pytest.raises(ValueError, match=r"model 'face2nodes' has no single default pretrained "
+                                         r"weights; name one of: face2nodes\.tiny, "
+                                         r"face2nodes\.tiny2"):
+        pw.resolve_weights("face2nodes", True)
 
 
 def test_kwargs_that_change_the_architecture_are_named(trained, tmp_path):

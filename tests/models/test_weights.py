@@ -92,6 +92,9 @@ def test_safetensors_and_prefix_mapping(tmp_path):
     assert torch.equal(trunk.layer3[0].downsample[0].weight, net.layer3[0].downsample[0].weight)
     with pytest.raises(ValueError, match="collide"):
         map_state_dict_keys({"module.a": torch.zeros(1), "a": torch.zeros(1)})
+    # wrappers nest (DDP around a model saved from DDP): every prefix goes
+    assert list(map_state_dict_keys({"module.module.conv1.weight": torch.zeros(1)})) == [
+        "conv1.weight"]
 
 
 def test_trunk_keeps_torchvision_keys_and_returns_four_stages():

@@ -138,3 +138,22 @@ def test_block_forward_dispatches_few_operators():
     assert len(ops) <= 63, f"{len(ops)} top-level aten calls per block forward: {ops}"
     assert "aten::arange" not in ops  # no flattened table, no out-of-place self-pair mask
     assert "aten::masked_fill" not in ops and ops.count("aten::cat") == 1  # the update's concat
+
+
+def test_stochastic_dilation_acts_only_in_training():
+    block = RDGCNBlock(16, k=3, dilation=2, stochastic=True, epsilon=1.0)
+    x = torch.randn(2, 12, 16)
+    tables = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            block.eval()(x)
+        tables.append(block.last_neighbours.clone())
+    assert all(torch.equal(t, tables[0]) for t in tables)  # the plain dilated graph
+    draws = []
+    for seed in range(3):  # epsilon 1: every training call draws its own k of the k·d
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            block.train()(x)
+        draws.append(block.last_neighbours.clone())
+    assert not all(torch.equal(t, draws[0]) for t in draws)

@@ -15,6 +15,9 @@ def test_exact_value_on_tiny_case():
     expected = -(0.9 + 0.1 / 3) * (2.0 - log_z) - 2 * (0.1 / 3) * (0.0 - log_z)
     out = label_smoothing_cross_entropy(logits, target, smoothing=0.1)
     assert out.item() == pytest.approx(expected, rel=1e-6)
+    # 0.1 is the default (Face2Nodes §4.2)
+    assert label_smoothing_cross_entropy(logits, target).item() == pytest.approx(expected,
+                                                                                  rel=1e-6)
 
 
 def test_hard_targets_match_torch_and_onehot_soft_targets():
