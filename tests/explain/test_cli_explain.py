@@ -119,3 +119,12 @@ def test_detect_explains_each_face(tmp_path, checkpoint, capsys):
     assert captured.out.startswith(f"{tmp_path / 'astro.png'} face 0: ")
     assert [p.name for p in out.iterdir()] == ["astro_face0_gradcam_b2.png"]
     assert _png(out / "astro_face0_gradcam_b2.png") == ("PNG", (48, 48))
+
+
+def test_resolve_target_index_bounds():
+    assert resolve_target(2, ["a", "b", "c"]) == 2 and resolve_target("0", ["a", "b", "c"]) == 0
+    # one past the last class is out of range, not the last class
+    with pytest.raises(ValueError, match=r"class index 3 is out of range 0\.\.2 "):
+        resolve_target(3, ["a", "b", "c"])
+    with pytest.raises(ValueError, match=r"class index 3 is out of range 0\.\.2 "):
+        resolve_target("3", ["a", "b", "c"])

@@ -85,3 +85,55 @@ def test_every_registered_model(name):
     cam, cls = grad_cam(model, torch.randn(2, 3, 32, 32), block=1, method="gradcam++")
     assert cam.shape == (2, 32, 32) and torch.isfinite(cam).all()
     assert cam.min() >= 0 and cam.max() <= 1 and cls.shape == (2,)
+
+
+def _hooked_nodes(model, x, target):
+    """Block 1's node features [N, D] and their gradient of logit ``target``, by hand."""
+    store = {}
+
+    def hook(_m, _i, out):
+        out.retain_grad()
+        store["act"] = out
+
+    handle = model.blocks[0].register_forward_hook(hook)
+    try:
+        model(x)[0, target].backward()
+    finally:
+        handle.remove()
+    return store["act"][0].detach(), store["act"].grad[0]
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+def test_graph_cam_is_the_formula_on_the_nodes(method):
+    # Recomputed on the nodes [N, D] without any reshape: a node/channel mix-up in the
+    # [B, N, D] -> [B, D, h, w] reshape (N = D = 16 here, so it would not even raise) changes
+    # every map. Node n is cam.flatten()[n].
+    torch.manual_seed(0)
+    model = create_model("face2nodes_stem", num_classes=3,
+                         **SMALL["face2nodes_stem"]).eval()
+    x = torch.randn(1, 3, 32, 32)
+    for target in range(3):
+        act, grad = _hooked_nodes(model, x, target)
+        if method == "gradcam":
+            weights = grad.mean(0)
+        else:
+            g2, g3 = grad.pow(2), grad.pow(3)
+            denom = 2 * g2 + act.sum(0) * g3
+            alpha = torch.where(denom != 0, g2 / denom, torch.zeros_like(g2))
+            weights = (alpha * grad.clamp_min(0)).sum(0)
+        raw = (act * weights).sum(1)
+        if target == 1:  # every node negative: the ReLU leaves a flat map, drawn as all 0
+            assert raw.max() < 0
+            ref = torch.zeros(16)
+        else:
+            ref = raw.clamp_min(0)
+            ref = (ref - ref.min()) / (ref.max() - ref.min())
+        cam, cls = grad_cam(model, x, target, block=1, upsample=False, method=method)
+        assert cam.shape == (1, 4, 4) and cls.tolist() == [target]
+        torch.testing.assert_close(cam[0].flatten(), ref, rtol=0, atol=1e-4)
+
+
+def test_class_index_equal_to_num_classes_is_out_of_range():
+    model = create_model("face2nodes_stem", num_classes=3, **SMALL["face2nodes_stem"])
+    with pytest.raises(ValueError, match=r"^class index 3 is out of range 0\.\.2$"):
+        grad_cam(model, torch.randn(1, 3, 32, 32), 3)

@@ -10,6 +10,7 @@ from pyg_fer.explain import (
     grad_cam,
     rg_edge_gates,
 )
+from pyg_fer.explain._plot import node_centres
 from pyg_fer.nn import RGConv
 from pyg_fer.nn.knn import neighbours_to_edge_index
 
@@ -109,3 +110,25 @@ def test_top_nodes_and_small_multiples(tmp_path):
         draw_neighbourhoods(model, x, torch.rand(40, 40, 3), tmp_path / "n.png", block=4)
     with pytest.raises(ValueError, match="node=16 is out of range"):
         draw_neighbourhoods(model, x, torch.rand(40, 40, 3), tmp_path / "n.png", node=16)
+
+
+def test_node_centres_are_row_major():
+    # grid (2 rows, 3 cols) over a 20-pixel-high, 30-pixel-wide image: 10 x 10 patches,
+    # node i in row i // 3, column i % 3
+    centres = node_centres((2, 3), 20, 30)
+    assert centres.tolist() == [[5.0, 5.0], [15.0, 5.0], [25.0, 5.0],
+                                [5.0, 15.0], [15.0, 15.0], [25.0, 15.0]]
+
+
+def test_top_keeps_the_most_important_nodes(tmp_path):
+    # A map that is not flat (the default target of the test above gives all 0, where any
+    # nodes are "the top"), so keeping the least important nodes would show.
+    torch.manual_seed(0)
+    model = tiny_graph_model()
+    x = torch.randn(1, 3, 32, 32)
+    cam = grad_cam(model, x, 0, block=1, upsample=False)[0][0].flatten()
+    order = cam.argsort(descending=True).tolist()
+    assert cam[order[2]] > cam[order[3]]  # no tie at the cut
+    edges, _ = draw_face_graph(model, x, torch.rand(32, 32, 3), tmp_path / "t.png", block=1,
+                               top=3, target=0)
+    assert sorted(set(edges[1].tolist())) == sorted(order[:3]) and edges.size(1) == 3 * 3
