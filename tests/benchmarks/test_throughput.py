@@ -83,7 +83,8 @@ def test_profile_counts_operators_per_block(tmp_path):
                                   "--json", str(out), *TINY])
     assert list(summary["parts"]) == ["embed", "blocks.0", "blocks.1", "head"]
     block = summary["parts"]["blocks.0"]
-    assert block["calls"] == 1 and 0 < block["ops"] <= 62 and block["launches"] is None
+    # 63: tests/nn/test_block.py::test_block_forward_dispatches_few_operators says why
+    assert block["calls"] == 1 and 0 < block["ops"] <= 63 and block["launches"] is None
     assert summary["total_ops"] >= sum(p["ops"] for p in summary["parts"].values())
     assert summary["top_ops"][0]["self_ms"] >= summary["top_ops"][-1]["self_ms"]
     assert json.loads(out.read_text())["parts"]["head"]["ops"] == summary["parts"]["head"]["ops"]
