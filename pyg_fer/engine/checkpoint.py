@@ -150,6 +150,12 @@ def input_spec(model: nn.Module) -> InputSpec:
                      tuple(str(c) for c in names))
 
 
+def input_dtype(model: nn.Module) -> torch.dtype:
+    """The precision ``model`` takes its images at: that of its first floating-point parameter
+    (a ``.double()`` or ``.half()`` model), float32 for a model without one."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+
+
 def cpu_state_dict(model: nn.Module) -> dict[str, Tensor]:
     """``model``'s (unwrapped) state dict as contiguous CPU tensors that share no storage
     (safetensors refuses tied weights); what every checkpoint file stores."""

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from pyg_fer.engine import distributed as D
-from pyg_fer.engine.checkpoint import unwrap
+from pyg_fer.engine.checkpoint import input_dtype, unwrap
 from pyg_fer.engine.metrics import confusion_matrix, hard_targets, summarize_confusion
 from pyg_fer.engine.steps import compute_loss
 
@@ -92,8 +92,7 @@ def evaluate(
         loader = DataLoader(data, batch_size=batch_size, num_workers=num_workers,
                             sampler=D.ShardSampler(len(data), info.rank, info.world_size))
     use_amp = amp and device.type == "cuda"
-    # images go in at the model's precision (a .half() or .double() model)
-    dtype = next((p.dtype for p in bare.parameters() if p.is_floating_point()), torch.float32)
+    dtype = input_dtype(bare)
     was_training = bare.training
     bare.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)

@@ -137,15 +137,14 @@ class Predictor:
         else:
             import torch
 
+            from pyg_fer.engine.checkpoint import input_dtype
             from pyg_fer.engine.trainer import resolve_device
 
             if device is not None:
                 model = model.to(resolve_device(str(device)))
             self.model = model.eval()
             self.device = next(model.parameters(), torch.empty(0)).device
-            # images go in at the model's precision (a .half() or .double() model)
-            self.dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()),
-                              torch.float32)
+            self.dtype = input_dtype(model)  # images go in at the model's precision
         self.detector = build_detector(detector, detector_model, **(detector_options or {}))
         self.batch_size = int(batch_size)
         self.margin = float(margin)
