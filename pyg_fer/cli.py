@@ -15,11 +15,8 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import signal
 import sys
-import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -35,6 +32,7 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
 import torch  # noqa: E402
 
 from pyg_fer import __version__  # noqa: E402
+from pyg_fer._signals import sigterm_as_exit  # noqa: E402
 from pyg_fer.engine import evaluate, load_config, load_model, train  # noqa: E402
 from pyg_fer.engine.checkpoint import read_card  # noqa: E402
 from pyg_fer.engine.config import CONFIG_DIR, Config, is_override, list_recipes  # noqa: E402
@@ -484,21 +482,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@contextlib.contextmanager
-def _sigterm_as_exit():
-    """A ``kill PID`` (SIGTERM, e.g. a pre-empted job) ends the command through ``SystemExit``
-    (status 143), so that ``finally`` blocks run: partial downloads and temporary outputs are
-    removed and the run folder is released, as for Ctrl-C."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``pyg-fer`` and ``python -m pyg_fer``; returns the exit status."""
     parser = build_parser()
@@ -514,7 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             args.overrides = list(args.overrides) + extra
     try:
-        with _sigterm_as_exit():
+        with sigterm_as_exit():
             status = args.func(args)
         sys.stdout.flush()  # a closed pipe shows up here, inside the handler below
     except (ValueError, FileNotFoundError) as err:

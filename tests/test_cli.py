@@ -44,22 +44,6 @@ def test_version(capsys):
     assert exit_.value.code == 0 and capsys.readouterr().out == f"pyg-fer {__version__}\n"
 
 
-def test_sigterm_ends_a_command_through_systemexit_so_cleanups_run():
-    import signal
-
-    from pyg_fer.cli import _sigterm_as_exit
-
-    before = signal.getsignal(signal.SIGTERM)
-    cleaned = []
-    with pytest.raises(SystemExit) as exit_, _sigterm_as_exit():
-        try:
-            os.kill(os.getpid(), signal.SIGTERM)
-        finally:
-            cleaned.append(True)
-    assert exit_.value.code == 143 and cleaned == [True]
-    assert signal.getsignal(signal.SIGTERM) is before
-
-
 def test_recipes_lists_shipped_files(capsys):
     assert main(["recipes"]) == 0
     out = capsys.readouterr().out

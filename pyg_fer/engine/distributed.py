@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
+import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +24,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.utils.data import Sampler
+
+from pyg_fer._signals import sigterm_as_exit
 
 
 @dataclass
@@ -64,10 +69,14 @@ def init_distributed(backend: str = "auto", device_type: str = "cpu") -> DistInf
     return DistInfo(rank, world_size, local_rank, True)
 
 
-def cleanup(info: DistInfo) -> None:
-    """Leave the process group if :func:`init_distributed` created it."""
+def cleanup(info: DistInfo, wait: bool = True) -> None:
+    """Leave the process group if :func:`init_distributed` created it, after the other ranks
+    reach this point when ``wait``. A rank that failed passes ``wait=False``: its peers are
+    inside a collective it will never join, so a barrier would hang them all; it leaves at once
+    and the launcher (``--nproc`` or torchrun) stops the others."""
     if info.owns_group and dist.is_initialized():
-        dist.barrier()
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 
@@ -140,7 +149,34 @@ def _worker(local_rank: int, nproc: int, port: int, fn: Callable[..., Any],
         RANK=str(local_rank), LOCAL_RANK=str(local_rank), WORLD_SIZE=str(nproc),
         LOCAL_WORLD_SIZE=str(nproc), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
     )
-    fn(*args)
+    with sigterm_as_exit():  # stopped by launch (or torch, when a peer fails): clean up first
+        try:
+            fn(*args)
+        except Exception:
+            # launch re-raises one failed process's error, not always the first to fail (its
+            # peers' collectives fail once it is gone): each process prints its own
+            print(f"[pyg-fer] process of rank {local_rank} of {nproc} failed:\n"
+                  f"{traceback.format_exc()}", file=sys.stderr, flush=True)
+            raise
+
+
+#: Seconds :func:`launch` gives its processes to clean up after SIGTERM before SIGKILL.
+STOP_GRACE_S = 30.0
+
+
+def _stop(processes: Sequence[Any], grace: float = STOP_GRACE_S) -> None:
+    """SIGTERM the live ``processes`` (each ends through ``SystemExit``, its ``finally`` blocks
+    run), then SIGKILL any still alive ``grace`` seconds later."""
+    alive = [p for p in processes if p.is_alive()]
+    for p in alive:
+        p.terminate()
+    deadline = time.monotonic() + grace
+    for p in alive:
+        p.join(max(0.0, deadline - time.monotonic()))
+    for p in alive:
+        if p.is_alive():
+            p.kill()
+            p.join()
 
 
 def launch(fn: Callable[..., Any], nproc: int, args: Sequence[Any] = ()) -> None:
@@ -148,9 +184,20 @@ def launch(fn: Callable[..., Any], nproc: int, args: Sequence[Any] = ()) -> None
 
     ``fn`` must be importable (a module-level function); each process sees torchrun's
     environment variables, so ``fn`` calls :func:`init_distributed` as under torchrun. An
-    exception in any process is re-raised here.
+    exception in any process stops the others and is re-raised here. When this process is
+    interrupted (Ctrl-C, or SIGTERM under :func:`~pyg_fer._signals.sigterm_as_exit` as the
+    command line runs), it stops its processes before the exception goes on: SIGTERM, which
+    each turns into ``SystemExit`` so that it releases its run folder, then SIGKILL after
+    :data:`STOP_GRACE_S` seconds.
     """
     if nproc < 1:
         raise ValueError(f"nproc must be >= 1, got {nproc}")
     port = free_port()
-    mp.spawn(_worker, args=(nproc, port, fn, tuple(args)), nprocs=nproc, join=True)
+    context = mp.start_processes(_worker, args=(nproc, port, fn, tuple(args)), nprocs=nproc,
+                                 join=False, start_method="spawn")
+    try:
+        while not context.join():
+            pass
+    except BaseException:
+        _stop(context.processes)
+        raise

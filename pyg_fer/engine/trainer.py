@@ -244,7 +244,7 @@ def train(
     t_start = time.perf_counter()
     pre_device = resolve_device(cfg.train.device)
     info = D.init_distributed(cfg.distributed.backend, pre_device.type)
-    lock = None
+    lock, finished = None, False
     try:
         run = setup(cfg, info, train_dataset, eval_dataset, resume, allow_recipe_changes)
         if resume not in (None, False):
@@ -271,11 +271,13 @@ def train(
             _end_epoch(run, record, is_best)
             if on_epoch_end is not None:
                 on_epoch_end(epoch, run.model, record)
-        return _final_report(run, time.perf_counter() - t_start)
+        summary = _final_report(run, time.perf_counter() - t_start)
+        finished = True
+        return summary
     finally:
         if lock is not None:
             lock.unlink(missing_ok=True)
-        D.cleanup(info)
+        D.cleanup(info, wait=finished)
 
 
 def setup(cfg: Config, info: D.DistInfo, train_ds: Dataset | None = None,

@@ -224,3 +224,30 @@ def ddp_worker(out_dir: str, epochs: int) -> None:
     (out / f"rank{rank}_best.json").write_text(json.dumps(result["best"], default=str))
     (out / f"rank{rank}_saves.txt").write_text("\n".join(saves))
     (out / f"rank{rank}_losses.txt").write_text("\n".join(f"{x!r}" for x in records))
+
+
+class _FailsOnRank1(BlobImages):
+    """Rank 1 fails at its ``fail_at``-th image (a corrupt file met by one process only)."""
+
+    def __init__(self, *args, fail_at: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fail_at, self.seen = fail_at, 0
+
+    def __getitem__(self, i: int):
+        self.seen += 1
+        if os.environ["RANK"] == "1" and self.seen == self.fail_at:
+            raise RuntimeError("rank 1 met a bad image")
+        return super().__getitem__(i)
+
+
+def failing_rank_worker(out_dir: str) -> None:
+    """Body of the test where rank 1 fails inside its first epoch, while rank 0 is inside a
+    collective of the training step."""
+    from pyg_fer.engine.trainer import train
+
+    torch.set_num_threads(1)
+    cfg = tiny_config(Path(out_dir), train={"epochs": 2, "batch_size": 16},
+                      distributed={"backend": "gloo"})
+    train(cfg, train_dataset=_FailsOnRank1(96, seed=1, fail_at=20),
+          eval_dataset=BlobImages(40, seed=2))
+

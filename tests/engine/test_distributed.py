@@ -1,4 +1,12 @@
+import contextlib
 import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -51,3 +59,86 @@ def test_two_process_gloo_training(tmp_path):
     assert final["overall_acc"] == pytest.approx(record["eval_acc"])
     # the reduced train metrics count every training sample (96 = 2 ranks x 6 steps x 8)
     assert json.loads(lines[0])["img_per_s"] > 0
+
+
+def _launcher(tmp_path, body: str, module: str = "_engine_tiny") -> subprocess.Popen:
+    """``launch(<body>, 2)`` in a process of its own, as the command line runs it (SIGTERM
+    turned into SystemExit); a launcher that hangs then fails the test instead of the suite."""
+    here = Path(__file__).resolve().parent
+    code = (f"from {module} import {body}\n"
+            "from pyg_fer._signals import sigterm_as_exit\n"
+            "from pyg_fer.engine.distributed import launch\n"
+            "with sigterm_as_exit():\n"
+            f"    launch({body}, 2, args=({str(tmp_path)!r},))\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(here), str(here.parents[1])]),
+               OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the launcher and whatever it started (processes hung in a collective ignore
+    the SIGINT they get when their parent dies)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_a_failing_rank_stops_the_job_and_the_run_folder_is_released(tmp_path):
+    # the failing rank used to wait at the clean-up barrier while rank 0 waited inside the
+    # training step's all-reduce: the job hung until gloo's 30-minute timeout
+    proc = _launcher(tmp_path, "failing_rank_worker")
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:
+        _kill_group(proc)
+    assert proc.returncode == 1, err[-2000:]
+    # the root cause is printed whichever failed process launch re-raises (rank 0's all-reduce
+    # fails too once rank 1 is gone, and may be the one reported)
+    assert "[pyg-fer] process of rank 1 of 2 failed:" in err
+    assert "RuntimeError: rank 1 met a bad image" in err
+    run = tmp_path / "run"
+    assert (run / "config.yaml").is_file() and not (run / ".pyg-fer.lock").exists()
+    assert not (run / "metrics.jsonl").exists()  # no epoch finished
+
+
+def test_sigterm_to_the_launcher_stops_its_processes_after_their_cleanup(tmp_path):
+    # `kill PID` of `pyg-fer train --nproc 2` used to end only the launcher's own command: it
+    # then waited for its processes, which trained on to the last epoch
+    proc = _launcher(tmp_path, "sleeper_worker", "_launch_bodies")
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(tmp_path.glob("rank*.pid"))) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.2)
+        pids = [int((tmp_path / f"rank{r}.pid").read_text()) for r in (0, 1)]
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        _kill_group(proc)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert sorted(p.name for p in tmp_path.glob("rank*.cleaned")) == ["rank0.cleaned",
+                                                                       "rank1.cleaned"]
+    for pid in pids:  # joined by the launcher before it exited
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def _ignore_sigterm_and_wait(ready) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ready.set()
+    time.sleep(600)
+
+
+def test_stop_kills_a_process_that_ignores_sigterm():
+    from pyg_fer.engine.distributed import _stop
+
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    proc = ctx.Process(target=_ignore_sigterm_and_wait, args=(ready,))
+    proc.start()
+    assert ready.wait(60)
+    t0 = time.monotonic()
+    _stop([proc], grace=1.0)
+    assert not proc.is_alive() and proc.exitcode == -signal.SIGKILL
+    assert 1.0 <= time.monotonic() - t0 < 30

@@ -1,0 +1,18 @@
+"""A light body for the tests that stop ``launch`` (its processes import nothing heavy)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+
+def sleeper_worker(out_dir: str) -> None:
+    """Say this process is up, wait, and clean up when stopped."""
+    out = Path(out_dir)
+    rank = os.environ["RANK"]
+    try:
+        (out / f"rank{rank}.pid").write_text(str(os.getpid()))
+        time.sleep(600)
+    finally:
+        (out / f"rank{rank}.cleaned").write_text("")
