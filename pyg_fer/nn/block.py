@@ -15,7 +15,25 @@ from pyg_fer.nn.knn import BACKENDS, dilated_knn, neighbours_to_edge_index
 
 __all__ = ["FFN", "GRAPH_CONVS", "DropPath", "RDGCNBlock", "dilation_schedule"]
 
-GRAPH_CONVS = ("rg", "mr", "edge")
+
+
+def _edge_conv(dim: int, gate: str) -> nn.Module:
+    mlp = nn.Sequential(nn.Linear(2 * dim, dim), nn.BatchNorm1d(dim), nn.GELU())
+    return EdgeConv(nn=mlp, aggr="max")
+
+
+#: The graph convolution of an :class:`RDGCNBlock` by name: ``(dim, gate) -> layer`` mapping
+#: :math:`D \to D`. A layer taking the ``[B N, k]`` neighbour table (``neighbours=``) gets it;
+#: any other ``MessagePassing`` layer gets the same graph as an ``edge_index``.
+_CONV_BUILDERS = {
+    "rg": lambda dim, gate: RGConv(dim, dim, gate=gate),
+    "mr": lambda dim, gate: MRConv(dim, dim),
+    "edge": _edge_conv,
+}
+#: The names :class:`RDGCNBlock` accepts as ``conv``.
+GRAPH_CONVS = tuple(_CONV_BUILDERS)
+#: The layers that take the neighbour table and pick their own (fused) path.
+_TABLE_CONVS = (RGConv, MRConv)
 
 
 def dilation_schedule(depth: int, num_nodes: int, k: int, loop: bool = False) -> list[int]:
@@ -181,13 +199,7 @@ class RDGCNBlock(nn.Module):
         self.stochastic = stochastic
         self.epsilon = epsilon
         self.fc_in = _LinearBN(dim, dim)
-        if conv == "rg":
-            self.conv: nn.Module = RGConv(dim, dim, gate=gate)
-        elif conv == "mr":
-            self.conv = MRConv(dim, dim)
-        else:
-            mlp = nn.Sequential(nn.Linear(2 * dim, dim), nn.BatchNorm1d(dim), nn.GELU())
-            self.conv = EdgeConv(nn=mlp, aggr="max")
+        self.conv: nn.Module = _CONV_BUILDERS[conv](dim, gate)
         self.fc_out = _LinearBN(dim, dim)
         self.drop_path = DropPath(drop_path)
         self.ffn = FFN(dim, ffn_ratio, drop_path)
@@ -216,10 +228,10 @@ class RDGCNBlock(nn.Module):
             )
         self.last_neighbours = nbr
         flat = y.reshape(b * n, d)
-        if isinstance(self.conv, EdgeConv):
-            y = self.conv(flat, neighbours_to_edge_index(nbr))
-        else:  # RG-/MR-Conv take the neighbour table and pick their own (fused) path
+        if isinstance(self.conv, _TABLE_CONVS):
             y = self.conv(flat, neighbours=nbr)
+        else:
+            y = self.conv(flat, neighbours_to_edge_index(nbr))
         x = x + self.drop_path(self.fc_out(y.view(b, n, d)))
         return self.ffn(x)
 

@@ -157,3 +157,20 @@ def test_stochastic_dilation_acts_only_in_training():
             block.train()(x)
         draws.append(block.last_neighbours.clone())
     assert not all(torch.equal(t, draws[0]) for t in draws)
+
+
+def test_a_conv_added_to_the_builders_gets_the_blocks_graph_as_edge_index(monkeypatch):
+    # how docs/architecture.md says to plug a new conv into Face2Nodes: one builder entry
+    from torch_geometric.nn import GCNConv
+
+    import pyg_fer.nn.block as block_mod
+
+    monkeypatch.setitem(block_mod._CONV_BUILDERS, "gcn", lambda dim, gate: GCNConv(dim, dim))
+    monkeypatch.setattr(block_mod, "GRAPH_CONVS", tuple(block_mod._CONV_BUILDERS))
+    block = RDGCNBlock(8, k=3, conv="gcn").eval()
+    seen = []
+    block.conv.register_forward_hook(lambda mod, args, out: seen.append(args))
+    block(torch.randn(2, 6, 8))
+    flat, edge_index = seen[0]
+    assert isinstance(block.conv, GCNConv) and flat.shape == (12, 8)
+    assert torch.equal(edge_index, block.last_edge_index)
