@@ -30,7 +30,7 @@ written). The CPU-sized measurements are in :doc:`../../training` (the demo) and
 #                   ``images/`` and ``annotations/<id>_exp.npy``
 # ================  ==========================================================================
 #
-# A wrong root fails at once, naming the file it looked for:
+# A wrong root fails at once, naming the folder it looked for:
 
 from pyg_fer.data import build_dataset
 

@@ -22,6 +22,8 @@ from pyg_fer.explain.graph import draw_face_graph, draw_neighbourhoods
 
 __all__ = ["METHODS", "ExplainResult", "explain_images", "resolve_target"]
 
+#: What :func:`explain_images` (``pyg-fer explain --method``) can draw: Grad-CAM, Grad-CAM++,
+#: a block's face graph with one node's neighbourhood, and PyG's GNNExplainer on a block's edges.
 METHODS = ("gradcam", "gradcam++", "graph", "gnnexplainer")
 
 

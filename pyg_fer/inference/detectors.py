@@ -20,6 +20,8 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import numpy as np
 
 PREDICT_EXTRA = "pip install 'pyg-fer[predict]'"
+#: Face detectors by name: OpenCV's Haar cascade (ships with ``opencv-python-headless`` 4.x),
+#: YuNet (an ONNX model file you provide), or none (the whole image is the one face).
 DETECTORS = ("haar", "yunet", "none")
 
 

@@ -25,7 +25,9 @@ from PIL import Image
 from pyg_fer._images import IMG_EXTENSIONS, load_rgb, to_rgb
 from pyg_fer.inference.detectors import import_cv2
 
+#: File suffixes read as images (lower case; matched case-insensitively).
 IMAGE_EXTENSIONS = tuple(sorted(set(IMG_EXTENSIONS) | {".gif"}))
+#: File suffixes read as videos, frame by frame, through OpenCV.
 VIDEO_EXTENSIONS = (".avi", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".webm", ".wmv")
 CHANNEL_ORDERS = ("rgb", "bgr")
 

@@ -25,8 +25,11 @@ from pyg_fer.models.pretrained import (
 )
 
 __all__ = [
+    "BatchGraphFER",
+    "Face2Nodes",
     "LoadReport",
     "PretrainedWeights",
+    "ResNetFER",
     "ResNetTrunk",
     "build_model_with_cfg",
     "create_model",
@@ -44,3 +47,6 @@ __all__ = [
     "weights_cache_dir",
 ]
 from pyg_fer.models import agfn, face2nodes, resnet, vig  # noqa: E402,F401  (register builders)
+from pyg_fer.models.agfn import BatchGraphFER  # noqa: E402
+from pyg_fer.models.face2nodes import Face2Nodes  # noqa: E402
+from pyg_fer.models.resnet import ResNetFER  # noqa: E402

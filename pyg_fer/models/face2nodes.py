@@ -25,7 +25,7 @@ class Face2Nodes(nn.Module):
     <https://doi.org/10.1016/j.ins.2023.119640>`_ (§3, Fig. 2).
 
     An embedder turns the image into :math:`N` node features (MSF²PE, Eq. 1-4, or ViG's stem),
-    :math:`L` :class:`~pyg_fer.nn.block.RDGCNBlock` s (Eq. 9-10) each rebuild a dilated k-NN
+    :math:`L` :class:`~pyg_fer.nn.RDGCNBlock` s (Eq. 9-10) each rebuild a dilated k-NN
     graph (dilation :math:`\lceil l/4 \rceil`) and convolve on it, the nodes are averaged and the
     recognition head classifies:
 
@@ -49,7 +49,7 @@ class Face2Nodes(nn.Module):
         conv (str): ``"rg"``, ``"mr"`` (Table 4 baseline) or ``"edge"``. (default: ``"rg"``)
         gate (str): RG-Conv gate ``"scalar"`` or ``"channel"``. (default: ``"scalar"``)
         dilations (sequence of int, optional): per-block dilation; :obj:`None` means
-            :func:`~pyg_fer.nn.block.dilation_schedule`. (default: :obj:`None`)
+            :func:`~pyg_fer.nn.dilation_schedule`. (default: :obj:`None`)
         ffn_ratio (float): FFN hidden size over :math:`D`. (default: :obj:`4.0`)
         head_hidden (int, optional): head hidden size; :obj:`None` means :math:`D/2`.
             (default: :obj:`None`)
