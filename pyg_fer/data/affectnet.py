@@ -32,7 +32,9 @@ class AffectNet(FERDataset):
     (``root/{train_set,val_set}/images/<id>.jpg`` + ``annotations/<id>_exp.npy``). The
     validation set is the test split. Codes 0..10 = Neutral, Happy, Sad, Surprise, Fear,
     Disgust, Anger, Contempt, None, Uncertain, No-Face; codes >= 8 are dropped, and contempt
-    (7) too in the 7-class protocol. Class indices equal the codes.
+    (7) too in the 7-class protocol. Class indices equal the codes. A CSV row repeated word for
+    word is used once (counted in ``dropped``); an image listed twice with different values is
+    an error naming both lines.
 
     Args:
         root (str): AffectNet folder.
@@ -47,7 +49,8 @@ class AffectNet(FERDataset):
 
     Raises:
         FileNotFoundError: missing root, list, folder, annotation or image (named).
-        ValueError: wrong header, malformed row, code outside 0..10 (file and line named).
+        ValueError: wrong header, malformed row, code outside 0..10, an image listed twice
+            with different values (file and lines named).
     """
 
     def __init__(self, root: str, split: str = "train", transform: Callable | None = None,
@@ -102,6 +105,7 @@ class AffectNet(FERDataset):
             raise FileNotFoundError(f"AffectNet image folder not found: {img_root}")
         names: list[str] = []
         targets: list[int] = []
+        seen: dict[str, tuple[int, list[str]]] = {}  # image -> (first line, its fields)
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
             header = next(reader, None)
@@ -122,11 +126,21 @@ class AffectNet(FERDataset):
                 except ValueError:
                     raise ValueError(f"{where}: non-numeric face box, expression, valence or "
                                      f"arousal in {row[1:5] + row[6:]}") from None
+                rel = row[0].strip()
+                fields = [v.strip() for v in row]
+                if rel in seen:
+                    first, first_fields = seen[rel]
+                    if fields != first_fields:
+                        raise ValueError(f"{where}: {rel!r} already listed on line {first} with "
+                                         f"other values ({','.join(first_fields[1:])} there, "
+                                         f"{','.join(fields[1:])} here)")
+                    self.dropped["repeated row"] += 1  # the same row twice: kept once
+                    continue
+                seen[rel] = (lineno, fields)
                 if not self._keep(code, where):
                     continue
                 if box[2] <= 0 or box[3] <= 0:
                     raise ValueError(f"{where}: face box {box} has no area")
-                rel = row[0].strip()
                 names.append(rel)
                 targets.append(code)
                 self._paths.append(os.path.join(img_root, rel))

@@ -228,7 +228,7 @@ class FERDataset(Dataset, metaclass=ABCMeta):
             pct = 100.0 * n / max(1, len(self))
             lines.append(f"  {i:>2} {c:<{width}} {n:>7} ({pct:5.1f}%)")
         if self.dropped:
-            lines.append("  dropped by protocol: " + ", ".join(
+            lines.append("  rows dropped: " + ", ".join(
                 f"{k}={v}" for k, v in sorted(self.dropped.items())))
         if self.skipped:
             lines.append(f"  skipped unreadable images: {len(self.skipped)}")

@@ -99,3 +99,24 @@ def test_bad_inputs(affectnet_csv_root, affectnet_npy_root, tmp_path):
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match="Manually_Annotated_file_lists"):
         AffectNet(str(empty), layout="csv")
+
+
+def test_an_image_listed_twice(affectnet_csv_root):
+    p = affectnet_csv_root / "Manually_Annotated_file_lists" / "training.csv"
+    lines = p.read_text().splitlines()  # header, then 1/a.jpg (line 2), 1/b.jpg (line 3), ...
+    # the same row again: used once, and the summary says a row was dropped
+    p.write_text("\n".join(lines + [lines[2]]) + "\n")
+    ds = AffectNet(str(affectnet_csv_root))
+    assert ds.names == ["1/a.jpg", "1/b.jpg", "3/f.jpg"] and ds.targets == [0, 1, 6]
+    assert ds.dropped["repeated row"] == 1 and "repeated row=1" in ds.summary()
+    # listed again with another label (or box): which one is right cannot be told
+    other = lines[2].replace(",1,0.1,", ",6,0.1,")
+    p.write_text("\n".join(lines + [other]) + "\n")
+    with pytest.raises(ValueError, match=rf"training\.csv, line {len(lines) + 1}: '1/b\.jpg' "
+                                         r"already listed on line 3 with other values"):
+        AffectNet(str(affectnet_csv_root))
+    # a row dropped by the protocol conflicts all the same (code 9 = Uncertain, then anger)
+    p.write_text("\n".join(lines[:2] + [lines[2].replace(",1,0.1,", ",9,0.1,")] + lines[2:])
+                 + "\n")
+    with pytest.raises(ValueError, match=r"line 4: '1/b\.jpg' already listed on line 3"):
+        AffectNet(str(affectnet_csv_root))
