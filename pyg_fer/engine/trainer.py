@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import random
 import shutil
-import socket
 import sys
 import time
 import warnings
@@ -33,6 +31,7 @@ from tqdm.auto import tqdm
 
 from pyg_fer._files import json_text
 from pyg_fer.engine import checkpoint as ckpt
+from pyg_fer.engine._runlock import RunLock, claim, refuse_if_held
 from pyg_fer.engine import distributed as D
 from pyg_fer.engine.agfn import (
     check_agfn_model,
@@ -276,7 +275,7 @@ def train(
         return summary
     finally:
         if lock is not None:
-            lock.unlink(missing_ok=True)
+            lock.release()
         D.cleanup(info, wait=finished)
 
 
@@ -467,59 +466,16 @@ def _check_resume_config(run_dir: Path, cfg: Config) -> None:
             "output.name, to change the others)")
 
 
-#: The file by which a training process holds its run folder: its ``host:pid``, then the folder.
-RUN_LOCK = ".pyg-fer.lock"
-
-
-def _lock_holder(run_dir: Path) -> str | None:
-    """``'host:pid'`` of the live process holding ``run_dir``, or ``None`` (no lock, one left
-    by a process of this host that has ended, or one copied with the folder from another)."""
-    try:
-        holder, _, folder = (run_dir / RUN_LOCK).read_text().partition("\n")
-    except FileNotFoundError:
-        return None
-    if folder.strip() and folder.strip() != str(run_dir.resolve()):
-        return None  # the lock of the folder this one was copied from
-    host, _, pid = holder.strip().rpartition(":")
-    if host == socket.gethostname() and pid.isdigit():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return None  # a killed run's lock
-        except PermissionError:
-            pass  # alive, another user's
-    return holder.strip()  # alive here, or on another host (which cannot be asked)
-
-
-def _refuse_if_held(run_dir: Path) -> None:
-    holder = _lock_holder(run_dir)
-    if holder is not None:
-        raise ValueError(f"run folder '{run_dir}' is in use by another training process "
-                         f"({holder or 'its lock file is empty'}); wait for it, or pick "
-                         f"another output.name (if no run is writing there, delete "
-                         f"'{run_dir / RUN_LOCK}')")
-
-
-def _claim_run_dir(run_dir: Path, cfg: Config, resuming: bool) -> Path:
-    """Hold ``run_dir`` for this process (an exclusively created lock file), so that two runs
-    started at once under one name cannot mix their files; a stale lock is replaced. A new run
-    re-checks here that no run finished in the folder while this one was set up."""
-    lock = run_dir / RUN_LOCK
-    while True:
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            _refuse_if_held(run_dir)
-            lock.unlink(missing_ok=True)  # stale: its process has ended
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{socket.gethostname()}:{os.getpid()}\n{run_dir.resolve()}\n")
-        break
+def _claim_run_dir(run_dir: Path, cfg: Config, resuming: bool) -> RunLock:
+    """Hold ``run_dir`` for this process (:func:`~pyg_fer.engine._runlock.claim`), so that two
+    runs started at once under one name cannot mix their files. A new run re-checks here that
+    no run finished in the folder while this one was set up."""
+    lock = claim(run_dir)
     if not resuming and not cfg.output.overwrite:
         try:
             _refuse_existing_run(run_dir, " (written while this one was being set up)")
         except ValueError:
-            lock.unlink()
+            lock.release()
             raise
     return lock
 
@@ -535,7 +491,7 @@ def _prepare_run_dir(run_dir: Path, cfg: Config, resuming: bool,
                      allow_recipe_changes: bool = False) -> None:
     """Check or clear the run folder (:func:`train` writes ``config.yaml`` into it once the
     run has been set up); a folder another training process holds is refused."""
-    _refuse_if_held(run_dir)
+    refuse_if_held(run_dir)
     if resuming:
         if not (run_dir / "train_state.pt").is_file():
             raise FileNotFoundError(f"cannot resume: '{run_dir / 'train_state.pt'}' does not "

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -251,3 +255,27 @@ def failing_rank_worker(out_dir: str) -> None:
     train(cfg, train_dataset=_FailsOnRank1(96, seed=1, fail_at=20),
           eval_dataset=BlobImages(40, seed=2))
 
+
+
+_HOLDER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.ftruncate(fd, 0)
+os.write(fd, sys.argv[2].encode())
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+@contextlib.contextmanager
+def held_by_another_process(path: Path, text: str) -> Iterator[int]:
+    """``path`` flocked by another live process that wrote ``text`` into it (its pid given)."""
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(path), text],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "held\n"
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()

@@ -3,7 +3,14 @@ import json
 
 import pytest
 import torch
-from _engine_tiny import CLASSES, BlobImages, Killed, full_and_resumed, tiny_config
+from _engine_tiny import (
+    CLASSES,
+    BlobImages,
+    Killed,
+    full_and_resumed,
+    held_by_another_process,
+    tiny_config,
+)
 
 from pyg_fer.engine import evaluate, load_config, load_model, train
 from pyg_fer.engine.checkpoint import read_card
@@ -159,36 +166,20 @@ def test_metrics_lines_survive_a_kill_after_the_state_and_a_bad_line_is_named(tm
 
 
 def test_a_run_folder_is_held_by_one_training_process_at_a_time(tmp_path, monkeypatch):
-    import socket
-    import subprocess
-    import sys
-
     import pyg_fer.engine.trainer as trainer
+    from pyg_fer.engine._runlock import RUN_LOCK
 
     tr, ev = _data(32, 16)
     cfg = tiny_config(tmp_path, train={"epochs": 1})
     run = tmp_path / "run"
     run.mkdir()
-    lock = run / trainer.RUN_LOCK
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        lock.write_text(f"{socket.gethostname()}:{other.pid}\n")  # a live run holds it
+    lock = run / RUN_LOCK
+    with held_by_another_process(lock, "elsewhere:4242\n"):
         with pytest.raises(ValueError, match=rf"'{run}' is in use by another training process "
-                                             rf"\({socket.gethostname()}:{other.pid}\)"):
+                                             r"\(elsewhere:4242\)"):
             train(cfg, train_dataset=tr, eval_dataset=ev)
-        held = f"{socket.gethostname()}:{other.pid}\n"
-        lock.write_text(held + f"{run.resolve()}\n")
-        assert trainer._lock_holder(run) == held.strip()
-        lock.write_text(held + f"{tmp_path / 'original'}\n")  # copied with the folder: not held
-        assert trainer._lock_holder(run) is None
-        lock.write_text("")  # a lock being written, or emptied by hand: held, and said so
-        with pytest.raises(ValueError, match=r"training process \(its lock file is empty\)"):
-            train(cfg, train_dataset=tr, eval_dataset=ev)
-        lock.write_text(held)
-    finally:
-        other.kill()
-        other.wait()
     # the same lock once its process has ended (a killed run): taken over, released at the end
+    assert lock.read_text() == "elsewhere:4242\n"
     train(cfg, train_dataset=tr, eval_dataset=ev)
     assert not lock.exists() and (run / "metrics.jsonl").is_file()
     # two runs under one name set up at once: the one that claims the folder second finds the
@@ -205,7 +196,7 @@ def test_a_run_folder_is_held_by_one_training_process_at_a_time(tmp_path, monkey
     with pytest.raises(ValueError, match="already holds a run .written while this one was"):
         train(dict(cfg, output={"dir": str(tmp_path), "name": "two"}), train_dataset=tr,
               eval_dataset=ev)
-    assert not (tmp_path / "two" / trainer.RUN_LOCK).exists()
+    assert not (tmp_path / "two" / RUN_LOCK).exists()
 
 
 def test_a_diverged_run_stops_at_its_evaluation_and_writes_standard_json(tmp_path):
