@@ -503,6 +503,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"pyg-fer {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C: the clean-ups ran on the way here (finally blocks); no traceback to read
+        print(f"\npyg-fer {args.command}: interrupted", file=sys.stderr)
+        return 130  # 128 + SIGINT, the status a shell reports for a process ended by it
     except BrokenPipeError:
         # The reader left (`pyg-fer recipes | head -3`): stop quietly, as `cat` would. Point
         # stdout at /dev/null so that the interpreter's final flush does not raise again.

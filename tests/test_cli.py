@@ -1,8 +1,10 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -177,3 +179,22 @@ def test_cli_keeps_other_warnings_visible():
                                  "warnings.warn('another deprecation', FutureWarning)")
     _, err = proc.communicate()
     assert proc.returncode == 0 and "FutureWarning: another deprecation" in err.decode()
+
+
+def test_ctrl_c_ends_quietly_with_status_130_and_the_run_folder_released(tmp_path):
+    recipe = _tiny_recipe(tmp_path, model="resnet18_fer")  # registered in a fresh process
+    proc = _cli_subprocess("-m", "pyg_fer", "train", str(recipe), "train.epochs=10000")
+    run = tmp_path / "runs" / "tiny"
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "metrics.jsonl").exists():  # an epoch done: inside the training loop
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    err = err.decode()
+    assert proc.returncode == 130 and "pyg-fer train: interrupted" in err, err[-2000:]
+    assert "Traceback" not in err and not (run / ".pyg-fer.lock").exists()
