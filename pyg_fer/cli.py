@@ -30,6 +30,7 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
                         category=FutureWarning)
 
 import torch  # noqa: E402
+from torch.multiprocessing import ProcessRaisedException  # noqa: E402
 
 from pyg_fer import __version__  # noqa: E402
 from pyg_fer._signals import sigterm_as_exit  # noqa: E402
@@ -75,7 +76,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(recipe, overrides)  # validate before spawning anything
     nproc = args.nproc if args.nproc is not None else cfg.distributed.nproc
     if nproc > 1:
-        launch(_train_entry, nproc, args=(recipe, overrides, resume))
+        try:
+            launch(_train_entry, nproc, args=(recipe, overrides, resume))
+        except ProcessRaisedException as err:  # the process printed its traceback already
+            print(f"pyg-fer train: error: the process of rank {err.error_index} failed (its "
+                  f"traceback is above)", file=sys.stderr)
+            return 1
     else:
         _train_entry(recipe, overrides, resume)
     return 0

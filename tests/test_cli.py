@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -156,6 +157,25 @@ def test_train_with_nproc_2_spawns_ddp(tmp_path, capsys):
     assert [json.loads(x)["epoch"] for x in lines] == [1, 2]  # written once, by rank 0
     report = json.loads((run / "report.json").read_text())
     assert report["num_samples"] == 48
+
+
+@pytest.mark.slow
+def test_a_failing_process_under_nproc_is_an_error_line_after_its_own_traceback(tmp_path, capfd):
+    from _engine_tiny import held_by_another_process
+
+    recipe = _tiny_recipe(tmp_path, model="resnet18_fer")
+    run = tmp_path / "runs" / "tiny"
+    run.mkdir(parents=True)
+    with held_by_another_process(run / ".pyg-fer.lock", "elsewhere:4242\n"):
+        assert main(["train", str(recipe), "--nproc", "2", "distributed.backend=gloo"]) == 1
+    err = capfd.readouterr().err
+    assert "[pyg-fer] process of rank 0 of 2 failed:" in err
+    assert "is in use by another training process (elsewhere:4242)" in err
+    # the rank launch names is the first it saw fail: rank 1's all-reduce fails too, once
+    # rank 0 is gone
+    last = err.rstrip().splitlines()[-1]
+    assert re.fullmatch(r"pyg-fer train: error: the process of rank [01] failed \(its "
+                        r"traceback is above\)", last), last
 
 
 def _cli_subprocess(*args: str) -> subprocess.Popen:

@@ -62,6 +62,8 @@ def lock_holder(run_dir: Path) -> str | None:
         fd = os.open(run_dir / RUN_LOCK, os.O_RDONLY)
     except FileNotFoundError:
         return None
+    except PermissionError as err:
+        raise _unreadable(run_dir, err) from None
     try:
         text = os.read(fd, 1 << 16).decode("utf-8", "replace")
         held = _flock(fd, exclusive=False)
@@ -82,19 +84,65 @@ def refuse_if_held(run_dir: Path) -> None:
                          f"'{run_dir / RUN_LOCK}')")
 
 
+#: Descriptors of the locks this process holds: a forked child (a DataLoader worker) closes
+#: its copies, so that the lock ends with this process, not with its last orphaned worker.
+_HELD: set[int] = set()
+
+
+def _close_inherited() -> None:
+    for fd in _HELD:
+        os.close(fd)  # the parent's descriptor keeps the flock
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited)
+
+
 class RunLock:
     """``run_dir`` held by this process until :meth:`release`; see :func:`claim`."""
 
     def __init__(self, path: Path, fd: int | None) -> None:
         self.path, self._fd = path, fd
+        if fd is not None:
+            _HELD.add(fd)
 
     def release(self) -> None:
         """Remove the lock file, then drop the ``flock`` (a process waiting on the removed
         file finds it gone and starts again on a new one)."""
         self.path.unlink(missing_ok=True)
         if self._fd is not None:
+            _HELD.discard(self._fd)
             os.close(self._fd)
             self._fd = None
+
+
+def _open(path: Path) -> tuple[int, bool, bool] | None:
+    """``(fd, created, writable)`` of the lock file, created if missing; ``None`` if it
+    vanished between two looks. A lock file of another user opens read-only (``flock`` works
+    on it all the same)."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True, True
+    except FileExistsError:
+        pass
+    try:
+        return os.open(path, os.O_RDWR), False, True
+    except PermissionError:
+        pass
+    except FileNotFoundError:
+        return None
+    try:
+        return os.open(path, os.O_RDONLY), False, False
+    except PermissionError as err:
+        raise _unreadable(path.parent, err) from None
+    except FileNotFoundError:
+        return None
+
+
+def _unreadable(run_dir: Path, err: OSError) -> ValueError:
+    return ValueError(f"run folder '{run_dir}': its lock file '{run_dir / RUN_LOCK}' cannot be "
+                      f"read ({err.strerror}); if no run is writing there, its owner can delete "
+                      f"it")
 
 
 def claim(run_dir: Path) -> RunLock:
@@ -102,9 +150,16 @@ def claim(run_dir: Path) -> RunLock:
     path = run_dir / RUN_LOCK
     stamp = f"{socket.gethostname()}:{os.getpid()}\n{run_dir.resolve()}\n".encode()
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        opened = _open(path)
+        if opened is None:
+            continue
+        fd, created, writable = opened
         got = _flock(fd, exclusive=True)
-        if got is None:
+        if got is None:  # no flock here: the exclusively created file is the lock
+            if created:
+                os.write(fd, stamp)
+                os.close(fd)
+                return RunLock(path, None)
             os.close(fd)
             return _claim_by_content(run_dir, stamp)
         if not got:
@@ -116,6 +171,10 @@ def claim(run_dir: Path) -> RunLock:
         except FileNotFoundError:
             same = False
         if not same:  # its holder removed it as this process waited: start on the new file
+            os.close(fd)
+            continue
+        if not writable:  # a free lock file of another user: remove it (the folder is
+            path.unlink()  # writable), still holding its flock, and start on a new one
             os.close(fd)
             continue
         os.ftruncate(fd, 0)

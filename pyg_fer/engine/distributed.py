@@ -166,17 +166,20 @@ STOP_GRACE_S = 30.0
 
 def _stop(processes: Sequence[Any], grace: float = STOP_GRACE_S) -> None:
     """SIGTERM the live ``processes`` (each ends through ``SystemExit``, its ``finally`` blocks
-    run), then SIGKILL any still alive ``grace`` seconds later."""
+    run), then SIGKILL any still alive ``grace`` seconds later, or at once if this process is
+    interrupted meanwhile."""
     alive = [p for p in processes if p.is_alive()]
-    for p in alive:
-        p.terminate()
-    deadline = time.monotonic() + grace
-    for p in alive:
-        p.join(max(0.0, deadline - time.monotonic()))
-    for p in alive:
-        if p.is_alive():
-            p.kill()
-            p.join()
+    try:
+        for p in alive:
+            p.terminate()
+        deadline = time.monotonic() + grace
+        for p in alive:
+            p.join(max(0.0, deadline - time.monotonic()))
+    finally:  # also when a second Ctrl-C cuts the grace short
+        for p in alive:
+            if p.is_alive():
+                p.kill()
+                p.join()
 
 
 def launch(fn: Callable[..., Any], nproc: int, args: Sequence[Any] = ()) -> None:

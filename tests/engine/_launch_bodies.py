@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -16,3 +17,10 @@ def sleeper_worker(out_dir: str) -> None:
         time.sleep(600)
     finally:
         (out / f"rank{rank}.cleaned").write_text("")
+
+
+def ignore_sigterm_and_wait(ready) -> None:
+    """A process that ignores SIGTERM (a rank stuck in a collective)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ready.set()
+    time.sleep(600)

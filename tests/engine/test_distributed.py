@@ -124,21 +124,47 @@ def test_sigterm_to_the_launcher_stops_its_processes_after_their_cleanup(tmp_pat
             os.kill(pid, 0)
 
 
-def _ignore_sigterm_and_wait(ready) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    ready.set()
-    time.sleep(600)
-
-
 def test_stop_kills_a_process_that_ignores_sigterm():
+    from _launch_bodies import ignore_sigterm_and_wait
+
     from pyg_fer.engine.distributed import _stop
 
     ctx = multiprocessing.get_context("spawn")
     ready = ctx.Event()
-    proc = ctx.Process(target=_ignore_sigterm_and_wait, args=(ready,))
+    proc = ctx.Process(target=ignore_sigterm_and_wait, args=(ready,))
     proc.start()
     assert ready.wait(60)
     t0 = time.monotonic()
     _stop([proc], grace=1.0)
     assert not proc.is_alive() and proc.exitcode == -signal.SIGKILL
     assert 1.0 <= time.monotonic() - t0 < 30
+
+
+class _Stuck:
+    """A process that ignores SIGTERM; the first ``join`` is cut short by a second Ctrl-C."""
+
+    def __init__(self) -> None:
+        self.alive, self.joins = True, 0
+
+    def is_alive(self) -> bool:
+        return self.alive
+
+    def terminate(self) -> None:
+        pass
+
+    def kill(self) -> None:
+        self.alive = False
+
+    def join(self, timeout=None) -> None:
+        self.joins += 1
+        if self.joins == 1:
+            raise KeyboardInterrupt
+
+
+def test_a_second_ctrl_c_during_the_grace_kills_at_once():
+    from pyg_fer.engine.distributed import _stop
+
+    procs = [_Stuck(), _Stuck()]
+    with pytest.raises(KeyboardInterrupt):
+        _stop(procs, grace=30.0)
+    assert not any(p.alive for p in procs)  # used to be left running, the launcher waiting

@@ -77,6 +77,13 @@ def test_a_lock_removed_while_waiting_for_it_is_claimed_anew(tmp_path, monkeypat
 def test_without_flock_the_content_decides(tmp_path, monkeypatch):
     monkeypatch.setattr(runlock, "_flock", lambda fd, exclusive: None)  # e.g. a Lustre mount
     path = tmp_path / RUN_LOCK
+    # no lock file yet: the one this claim creates exclusively is the lock (it used to be
+    # created empty first, then refused as another process's)
+    lock = claim(tmp_path)
+    assert path.read_text() == f"{ME}\n{tmp_path.resolve()}\n"
+    with pytest.raises(ValueError, match=rf"process \({ME}\)"):
+        claim(tmp_path)
+    lock.release()
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         live = f"{socket.gethostname()}:{other.pid}"
@@ -102,3 +109,65 @@ def test_without_flock_the_content_decides(tmp_path, monkeypatch):
         claim(tmp_path)  # held: the file was created exclusively
     lock.release()
     assert not path.exists()
+
+
+def test_a_free_lock_file_of_another_user_is_replaced(tmp_path, monkeypatch):
+    path = tmp_path / RUN_LOCK
+    path.write_text("someone:12\n")  # their killed run's, mode 0644: this user can only read it
+    real_open = os.open
+
+    def open_as_another_user(p, flags, *args):  # writing to their existing file is refused
+        writes = flags & os.O_ACCMODE in (os.O_RDWR, os.O_WRONLY)
+        if str(p) == str(path) and writes and path.exists() and not flags & os.O_EXCL:
+            raise PermissionError(13, "Permission denied", str(p))
+        return real_open(p, flags, *args)
+
+    monkeypatch.setattr(runlock.os, "open", open_as_another_user)
+    lock = claim(tmp_path)  # used to be a PermissionError traceback
+    monkeypatch.setattr(runlock.os, "open", real_open)
+    assert path.read_text().startswith(ME) and lock_holder(tmp_path) == ME
+    lock.release()
+
+
+def test_a_lock_file_that_cannot_be_read_is_a_clear_error(tmp_path, monkeypatch):
+    path = tmp_path / RUN_LOCK
+    path.write_text("someone:12\n")
+    real_open = os.open
+
+    def unreadable(p, flags, *args):
+        if str(p) == str(path) and not flags & os.O_CREAT:
+            raise PermissionError(13, "Permission denied", str(p))
+        return real_open(p, flags, *args)
+
+    monkeypatch.setattr(runlock.os, "open", unreadable)
+    for call in (claim, refuse_if_held):
+        with pytest.raises(ValueError, match=rf"'{tmp_path}': its lock file '{path}' cannot be "
+                                             r"read \(Permission denied\)"):
+            call(tmp_path)
+
+
+def test_a_forked_child_does_not_keep_the_lock(tmp_path):
+    # a DataLoader worker forked by a run that is then killed (kill -9) used to hold the
+    # folder, in the dead run's name, until the orphaned worker noticed and exited
+    lock = claim(tmp_path)
+    read_end, write_end = os.pipe()
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child (past the fork hooks): stay alive until the parent has looked
+        os.close(write_end)
+        os.write(ready_w, b"r")
+        os.read(read_end, 1)
+        os._exit(0)
+    os.close(read_end)
+    os.close(ready_w)
+    try:
+        assert os.read(ready_r, 1) == b"r"
+        os.close(ready_r)
+        os.close(lock._fd)  # the run's own descriptor gone, as when its process is killed
+        runlock._HELD.discard(lock._fd)
+        lock._fd = None
+        assert lock_holder(tmp_path) is None
+    finally:
+        os.close(write_end)
+        os.waitpid(pid, 0)
+    lock.release()
