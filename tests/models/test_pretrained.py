@@ -120,6 +120,34 @@ def test_published_layout_and_entry_file_roundtrip(trained, tmp_path):
         pw.register_weights(out / "face2nodes.tiny.entry.json")
 
 
+def test_publish_defaults_come_from_the_run_folder_and_its_card(trained, tmp_path, monkeypatch):
+    run, _ = trained
+    named = run.rename(run.parent / "tiny-run 2.b")  # the tag keeps letters, digits, _ and -
+    monkeypatch.chdir(tmp_path)
+    entry = publish(named, "served", license="MIT", description="a tiny test model",
+                    default=True)
+    assert entry.name == "face2nodes.tiny-run_2_b"
+    served = tmp_path / "served" / "face2nodes.tiny-run_2_b.safetensors"
+    assert served.is_file() and entry.url == served.as_uri()  # a relative out_dir, resolved
+    assert entry.command == (
+        f"pyg-fer train {named.resolve() / 'config.yaml'} (best epoch 3); accuracy: that run's "
+        f"evaluation on synthetic/test, repeated by `pyg-fer eval {named.resolve() / 'best.json'}`")
+    saved = json.loads((tmp_path / "served" / "face2nodes.tiny-run_2_b.entry.json").read_text())
+    assert saved["description"] == entry.description == "a tiny test model"
+    assert saved["default"] is entry.default is True
+
+
+def test_publish_refuses_weights_that_do_not_match_their_card(trained, tmp_path):
+    run, _ = trained
+    weights = run / "best.safetensors"
+    blob = bytearray(weights.read_bytes())
+    blob[-1] ^= 0xFF  # same size, one byte changed: only the hash can tell
+    weights.write_bytes(bytes(blob))
+    with pytest.raises(ValueError, match=r"checkpoint weights '.*best\.safetensors' has SHA-256"):
+        publish(run, tmp_path / "served", license="MIT", name="face2nodes.tiny")
+    assert not (tmp_path / "served").exists()  # nothing published
+
+
 def test_a_wrong_hash_is_refused_naming_both_hashes(trained, tmp_path):
     run, _ = trained
     entry = publish(run, tmp_path / "served", license="MIT", name="face2nodes.tiny")
