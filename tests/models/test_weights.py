@@ -171,3 +171,59 @@ def test_trunk_prefix_collides_with_no_model_keys():
                          ("face2nodes", dict(grid_size=2, embed_dim=32, depth=1, k=2))):
         sd = pyg_fer.create_model(name, img_size=32, **kwargs).state_dict()
         assert len(map_state_dict_keys(sd)) == len(sd)
+
+
+@pytest.mark.parametrize("nest", ["state_dict", "model", "model_state_dict", "net"])
+def test_a_state_dict_under_any_known_key_is_unwrapped(tmp_path, nest):
+    path = tmp_path / "nested.pth"
+    torch.save({nest: {"conv1.weight": torch.ones(2)}, "epoch": 40}, path)
+    assert list(load_state_dict_file(path)) == ["conv1.weight"]
+
+
+def test_entries_that_are_not_tensors_are_named(tmp_path):
+    path = tmp_path / "flat.pth"  # no nesting key: the training metadata sits beside the weights
+    torch.save({"conv1.weight": torch.ones(2), "epoch": 40}, path)
+    with pytest.raises(ValueError, match=r"flat\.pth: state dict entries that are not tensors: "
+                                         r"\['epoch'\]"):
+        load_state_dict_file(path)
+
+
+def test_every_default_wrapper_prefix_is_stripped():
+    prefixes = ("module.", "model.", "backbone.", "base.", "trunk.")
+    sd = {f"{p}layer{i}.weight": torch.zeros(1) for i, p in enumerate(prefixes)}
+    assert list(map_state_dict_keys(sd)) == [f"layer{i}.weight" for i in range(5)]
+
+
+def test_every_default_head_is_ignored_and_the_loaded_keys_are_listed(tmp_path):
+    path = tmp_path / "heads.pth"
+    sd = torchvision.models.resnet18().state_dict()  # with its fc head
+    sd.update({"classifier.weight": torch.zeros(2, 4), "head.bias": torch.zeros(2)})
+    torch.save(sd, path)
+    trunk = ResNetTrunk()
+    report = load_backbone_weights(trunk, path)
+    assert report.ignored == ["fc.weight", "fc.bias", "classifier.weight", "head.bias"]
+    assert report.loaded == list(trunk.state_dict()) and not report.missing
+    assert not report.unexpected
+
+
+def test_strict_loading_refuses_missing_keys_alone_and_unexpected_keys_alone(tmp_path):
+    net = torchvision.models.resnet18()
+    only_missing, only_unexpected = tmp_path / "missing.pth", tmp_path / "unexpected.pth"
+    torch.save({k: v for k, v in net.state_dict().items() if k != "conv1.weight"}, only_missing)
+    torch.save({**net.state_dict(), "attention.weight": torch.zeros(3)}, only_unexpected)
+    with pytest.raises(ValueError, match=r"missing 1 \(conv1.weight\), unexpected 0 \(-\)"):
+        load_backbone_weights(ResNetTrunk(), only_missing)
+    with pytest.raises(ValueError, match=r"missing 0 \(-\), unexpected 1 \(attention.weight\)"):
+        load_backbone_weights(ResNetTrunk(), only_unexpected)
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_a_transposed_weight_is_a_shape_mismatch_even_when_not_strict(tmp_path, strict):
+    path = tmp_path / "transposed.pth"
+    sd = torchvision.models.resnet18().state_dict()
+    sd["conv1.weight"] = sd["conv1.weight"].transpose(0, 1).contiguous()  # as many values
+    torch.save(sd, path)
+    with pytest.raises(ValueError, match=r"transposed\.pth: shape mismatch for 1 keys: "
+                                         r"conv1\.weight: file \(3, 64, 7, 7\) vs model "
+                                         r"\(64, 3, 7, 7\)"):
+        load_backbone_weights(ResNetTrunk(), path, strict=strict)
