@@ -1,13 +1,14 @@
 """pyg_fer._files: atomic writes keep the permissions an ordinary write would give; JSON text
 is standard JSON."""
 
+import hashlib
 import json
 import os
 import stat
 
 import pytest
 
-from pyg_fer._files import atomic_path, atomic_write_text, json_text
+from pyg_fer._files import atomic_path, atomic_write_text, json_text, sha256_file
 
 
 def _mode(path):
@@ -82,3 +83,45 @@ def test_a_target_removed_during_the_write_is_simply_created(tmp_path, monkeypat
     atomic_write_text(target, "new")
     monkeypatch.undo()
     assert target.read_text() == "new" and os.listdir(tmp_path) == ["report.json"]
+
+
+def test_missing_folders_are_created_and_text_is_written_as_utf8(tmp_path):
+    target = tmp_path / "run" / "eval" / "report.md"
+    atomic_write_text(target, "accuracy – 42 % (ü)")
+    assert target.read_bytes() == "accuracy – 42 % (ü)".encode("utf-8")
+
+
+def test_the_temporary_file_is_hidden_beside_the_target_with_the_given_suffix(tmp_path):
+    # writers such as Pillow choose the format from the temporary file's suffix
+    target = tmp_path / "ann" / "face.png"
+    with atomic_path(target, suffix=".png") as tmp:
+        assert tmp.parent == target.parent and tmp.name.startswith(".face.png.")
+        assert tmp.suffix == ".png" and tmp.is_file() and tmp.stat().st_size == 0
+        tmp.write_bytes(b"png")
+    assert target.read_bytes() == b"png" and os.listdir(target.parent) == ["face.png"]
+
+
+def test_a_temporary_name_already_taken_is_not_reused(tmp_path, monkeypatch):
+    import pyg_fer._files as files
+
+    names = iter(["0" * 12, "1" * 12])
+    monkeypatch.setattr(files.secrets, "token_hex", lambda n: next(names))
+    taken = tmp_path / f".log.txt.{'0' * 12}.tmp"  # another writer's temporary file
+    taken.write_text("theirs")
+    atomic_write_text(tmp_path / "log.txt", "mine")
+    assert (tmp_path / "log.txt").read_text() == "mine" and taken.read_text() == "theirs"
+
+
+def test_json_text_sanitises_tuples_and_nested_values_and_passes_dumps_options():
+    value = {"range": (0.5, float("-inf")), "runs": [{"loss": float("nan")}], "b": 1}
+    assert json_text(value) == '{"range": [0.5, null], "runs": [{"loss": null}], "b": 1}'
+    assert json_text({"b": 1, "a": [2]}, indent=2, sort_keys=True) == \
+        json.dumps({"a": [2], "b": 1}, indent=2)
+
+
+def test_sha256_file_hashes_every_chunk(tmp_path):
+    data = bytes(range(256)) * 5
+    path = tmp_path / "weights.safetensors"
+    path.write_bytes(data)
+    expected = hashlib.sha256(data).hexdigest()
+    assert sha256_file(path) == sha256_file(path, chunk_size=7) == expected
