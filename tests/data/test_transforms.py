@@ -111,3 +111,59 @@ def test_load_rgb_applies_exif_orientation_on_request(tmp_path):
     assert upright.size == (20, 30)
     arr = np.asarray(upright).mean(axis=2)
     assert arr[:10].mean() > 200 and arr[-10:].mean() < 50  # the white band is now on top
+
+
+def _names(tf):
+    return [type(t).__name__ for t in tf.transforms]
+
+
+def test_face2nodes_training_pipeline_holds_its_parameters():
+    tf = build_transform(True, img_size=48, scale=(0.5, 0.9), color_jitter=0.2)
+    assert _names(tf) == ["ToRGB", "RandomResizedCrop", "RandomHorizontalFlip", "ColorJitter",
+                          "ToTensor", "Normalize"]
+    crop, jitter = tf.transforms[1], tf.transforms[3]
+    assert crop.size == (48, 48) and crop.scale == (0.5, 0.9) and crop.ratio == (0.9, 1.1)
+    assert jitter.brightness == jitter.contrast == jitter.saturation == pytest.approx((0.8, 1.2))
+    assert jitter.hue is None
+    gray = build_transform(True, img_size=48, grayscale=True, color_jitter=0.2)
+    assert _names(gray)[:3] == ["ToRGB", "Grayscale", "RandomResizedCrop"]
+    assert gray.transforms[4].saturation is None  # no saturation to jitter in gray pixels
+    assert gray(Image.new("RGB", (60, 60), (200, 10, 60))).shape == (3, 48, 48)
+
+
+@pytest.mark.parametrize("img_size, pad", [(48, 7), (112, 16), (3, 1)])  # max(1, round(s / 7))
+def test_fer_training_pipeline_holds_its_parameters(img_size, pad):
+    tf = build_transform(True, img_size=img_size, recipe="fer", erasing=(0.1, 0.3),
+                         erasing_prob=0.7)
+    assert _names(tf) == ["ToRGB", "Resize", "RandomHorizontalFlip", "RandomApply", "ToTensor",
+                          "Normalize", "RandomErasing"]
+    apply, erase = tf.transforms[3], tf.transforms[6]
+    rotate, crop = apply.transforms
+    assert apply.p == 0.2 and rotate.degrees == [-20.0, 20.0]
+    assert crop.size == (img_size, img_size) and crop.padding == pad
+    assert erase.p == 0.7 and erase.scale == (0.1, 0.3)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"scale": (1.0, 1.0)}, {"scale": (0.5, 0.5)}, {"color_jitter": 0},
+    {"recipe": "fer", "erasing": (0.0, 0.25)}, {"recipe": "fer", "erasing": (0.2, 0.2)},
+    {"recipe": "fer", "erasing_prob": 0}, {"recipe": "fer", "erasing_prob": 1},
+])
+def test_the_edges_of_the_augmentation_ranges_are_accepted(kwargs):
+    x = build_transform(True, img_size=16, **kwargs)(Image.new("RGB", (20, 20), (9, 99, 199)))
+    assert x.shape == (3, 16, 16)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"img_size": 16.5}, "img_size must be a positive integer, got 16.5"),
+    ({"mean": (0.5, 0.5)}, r"mean/std must be 3 finite numbers with std > 0, got mean=\(0.5, "
+                           r"0.5\)"),
+    ({"mean": (float("nan"), 0.5, 0.5)}, "mean/std must be 3 finite numbers"),
+    ({"std": (float("inf"), 1, 1)}, "mean/std must be 3 finite numbers"),
+    ({"std": (1, 1)}, "mean/std must be 3 finite numbers"),
+    ({"recipe": "fer", "erasing_prob": -0.1}, r"erasing_prob must be in \[0, 1\], got -0.1"),
+])
+def test_bad_sizes_and_statistics_are_refused_when_built(kwargs, message):
+    for train in (True, False):
+        with pytest.raises(ValueError, match=message):
+            build_transform(train, **kwargs)
