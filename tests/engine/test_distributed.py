@@ -12,7 +12,8 @@ import pytest
 import torch
 from _engine_tiny import ddp_worker
 
-from pyg_fer.engine.distributed import ShardSampler, launch
+from pyg_fer.engine import distributed as D
+from pyg_fer.engine.distributed import DistInfo, ShardSampler, launch
 
 
 _PARAMS = ["fc1.weight", "fc1.bias", "bn.weight", "bn.bias", "fc2.weight", "fc2.bias"]
@@ -168,3 +169,65 @@ def test_a_second_ctrl_c_during_the_grace_kills_at_once():
     with pytest.raises(KeyboardInterrupt):
         _stop(procs, grace=30.0)
     assert not any(p.alive for p in procs)  # used to be left running, the launcher waiting
+
+
+def test_one_process_needs_no_process_group(monkeypatch):
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    info = D.init_distributed()
+    assert info == DistInfo() and not info.enabled and info.is_main and not info.owns_group
+    monkeypatch.setenv("WORLD_SIZE", "1")  # torchrun --nproc-per-node 1
+    assert D.init_distributed() == DistInfo()
+    # every helper is a no-op without a group (torch.distributed would raise)
+    t = torch.ones(2)
+    assert D.all_reduce_sum(t, info) is t and torch.equal(t, torch.ones(2))
+    assert D.broadcast_object({"a": 1}, info) == {"a": 1}
+    D.barrier(info)
+    D.broadcast_buffers(torch.nn.BatchNorm1d(2), info)
+    D.cleanup(info)
+    assert DistInfo(rank=0, world_size=2).enabled and not DistInfo(rank=1, world_size=2).is_main
+
+
+def test_init_distributed_joins_the_group_torchruns_environment_describes(monkeypatch):
+    calls = []
+    monkeypatch.setattr(D.dist, "init_process_group", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(D.torch.cuda, "set_device", lambda i: calls.append(("cuda", i)))
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.delenv("LOCAL_RANK", raising=False)  # one node: the local rank is the rank
+    assert D.init_distributed() == DistInfo(3, 4, 3, owns_group=True)
+    assert calls == [dict(backend="gloo", init_method="env://", rank=3, world_size=4)]
+    calls.clear()
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert D.init_distributed("auto", "cuda") == DistInfo(3, 4, 1, owns_group=True)
+    assert calls == [("cuda", 1), dict(backend="nccl", init_method="env://", rank=3,
+                                       world_size=4)]
+
+
+def test_a_group_made_by_someone_else_is_joined_not_owned_and_not_destroyed(monkeypatch):
+    calls = []
+    monkeypatch.setattr(D.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(D.dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(D.dist, "get_world_size", lambda: 2)
+    for name in ("init_process_group", "barrier", "destroy_process_group"):
+        monkeypatch.setattr(D.dist, name, lambda *a, name=name, **kw: calls.append(name))
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    info = D.init_distributed("gloo", "cpu")
+    assert info == D.current() == DistInfo(1, 2, 1, owns_group=False) and calls == []
+    D.cleanup(info)
+    assert calls == []  # the caller's group stays up
+    D.cleanup(DistInfo(1, 2, 1, owns_group=True))
+    assert calls == ["barrier", "destroy_process_group"]
+
+
+def test_launch_refuses_no_processes_and_gives_each_process_torchruns_variables(monkeypatch):
+    with pytest.raises(ValueError, match="nproc must be >= 1, got 0"):
+        launch(print, nproc=0)
+    names = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    for name in names:
+        monkeypatch.setenv(name, "-")  # restored after the test
+    seen = []
+    D._worker(2, 3, 29512, lambda *args: seen.append(({n: os.environ[n] for n in names}, args)),
+              ("a", 1))
+    assert seen == [({"RANK": "2", "LOCAL_RANK": "2", "WORLD_SIZE": "3", "LOCAL_WORLD_SIZE": "3",
+                      "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29512"}, ("a", 1))]
