@@ -58,7 +58,7 @@ def test_a_video_is_cut_short_only_past_the_margin(monkeypatch, declared, decode
     if cut:
         with pytest.raises(VideoCutShort, match=f"'clip.mp4': decoding stopped at frame "
                                                 f"{decoded} of the {declared} ") as err:
-            for index, seconds, rgb, predict, fps in frames:
+            for index, *_ in frames:
                 seen.append(index)
         assert err.value.frame == decoded
     else:
