@@ -218,6 +218,9 @@ def test_a_group_made_by_someone_else_is_joined_not_owned_and_not_destroyed(monk
     assert calls == []  # the caller's group stays up
     D.cleanup(DistInfo(1, 2, 1, owns_group=True))
     assert calls == ["barrier", "destroy_process_group"]
+    calls.clear()
+    D.cleanup(DistInfo(1, 2, 1, owns_group=True), wait=False)  # a failed rank: no barrier
+    assert calls == ["destroy_process_group"]
 
 
 def test_launch_refuses_no_processes_and_gives_each_process_torchruns_variables(monkeypatch):
