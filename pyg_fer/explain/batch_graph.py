@@ -73,9 +73,11 @@ def draw_batch_graph(
 
     labels = torch.as_tensor(labels).long().flatten()
     b = labels.numel()
-    if edge_index.numel() and int(edge_index.max()) >= b:
-        raise ValueError(f"edge_index refers to node {int(edge_index.max())}, but only {b} "
-                         "labels were given")
+    if edge_index.numel():
+        low, high = int(edge_index.min()), int(edge_index.max())
+        if low < 0 or high >= b:  # a negative id would wrap round to the last samples
+            raise ValueError(f"edge_index refers to node {low if low < 0 else high}, but the "
+                             f"{b} labels given number nodes 0..{b - 1}")
     order = torch.argsort(labels * b + torch.arange(b))  # grouped by label, stable
     slot = torch.empty(b, dtype=torch.long)
     slot[order] = torch.arange(b)

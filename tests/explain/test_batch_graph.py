@@ -50,7 +50,7 @@ def test_threshold_graph_and_bad_inputs(images, tmp_path):
         batch_graph(create_model("resnet18_fer", num_classes=3, img_size=32), images)
     with pytest.raises(ValueError, match="B >= 2"):
         batch_graph(model, images[:1])
-    with pytest.raises(ValueError, match="only 2 labels"):
+    with pytest.raises(ValueError, match="the 2 labels given number nodes 0..1"):
         draw_batch_graph(torch.tensor([[0], [5]]), [0, 1], tmp_path / "x.png")
 
 
@@ -122,5 +122,10 @@ def test_drawing_groups_samples_by_label_and_draws_each_pair_once(monkeypatch, t
 
 
 def test_drawing_refuses_a_node_past_the_labels(tmp_path):
-    with pytest.raises(ValueError, match="refers to node 2, but only 2 labels"):
+    with pytest.raises(ValueError, match=r"refers to node 2, but the 2 labels given number "
+                                         r"nodes 0\.\.1"):
         draw_batch_graph(torch.tensor([[0], [2]]), [0, 1], tmp_path / "x.png")
+    # a negative id used to wrap round to the last sample and be drawn as a real link
+    with pytest.raises(ValueError, match="refers to node -1, but the 3 labels"):
+        draw_batch_graph(torch.tensor([[-1], [0]]), [0, 1, 1], tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
