@@ -63,7 +63,7 @@ def lock_holder(run_dir: Path) -> str | None:
     except FileNotFoundError:
         return None
     except PermissionError as err:
-        raise _unreadable(run_dir, err) from None
+        raise _unusable(run_dir, err) from None
     try:
         text = os.read(fd, 1 << 16).decode("utf-8", "replace")
         held = _flock(fd, exclusive=False)
@@ -134,14 +134,14 @@ def _open(path: Path) -> tuple[int, bool, bool] | None:
     try:
         return os.open(path, os.O_RDONLY), False, False
     except PermissionError as err:
-        raise _unreadable(path.parent, err) from None
+        raise _unusable(path.parent, err) from None
     except FileNotFoundError:
         return None
 
 
-def _unreadable(run_dir: Path, err: OSError) -> ValueError:
+def _unusable(run_dir: Path, err: OSError) -> ValueError:
     return ValueError(f"run folder '{run_dir}': its lock file '{run_dir / RUN_LOCK}' cannot be "
-                      f"read ({err.strerror}); if no run is writing there, its owner can delete "
+                      f"used ({err.strerror}); if no run is writing there, its owner can delete "
                       f"it")
 
 
@@ -173,9 +173,13 @@ def claim(run_dir: Path) -> RunLock:
         if not same:  # its holder removed it as this process waited: start on the new file
             os.close(fd)
             continue
-        if not writable:  # a free lock file of another user: remove it (the folder is
-            path.unlink()  # writable), still holding its flock, and start on a new one
-            os.close(fd)
+        if not writable:  # a free lock file of another user: remove it, still holding its
+            try:  # flock, and start on a new one
+                path.unlink()
+            except PermissionError as err:  # a folder that keeps others' files (sticky bit)
+                raise _unusable(run_dir, err) from None
+            finally:
+                os.close(fd)
             continue
         os.ftruncate(fd, 0)
         os.write(fd, stamp)
@@ -193,6 +197,6 @@ def _claim_by_content(run_dir: Path, stamp: bytes) -> RunLock:
             refuse_if_held(run_dir)
             path.unlink(missing_ok=True)  # stale: its process has ended
             continue
-        with os.fdopen(fd, "wb") as f:
-            f.write(stamp)
+        os.write(fd, stamp)
+        os.close(fd)
         return RunLock(path, None)

@@ -142,7 +142,7 @@ def test_a_lock_file_that_cannot_be_read_is_a_clear_error(tmp_path, monkeypatch)
     monkeypatch.setattr(runlock.os, "open", unreadable)
     for call in (claim, refuse_if_held):
         with pytest.raises(ValueError, match=rf"'{tmp_path}': its lock file '{path}' cannot be "
-                                             r"read \(Permission denied\)"):
+                                             r"used \(Permission denied\)"):
             call(tmp_path)
 
 
@@ -171,3 +171,26 @@ def test_a_forked_child_does_not_keep_the_lock(tmp_path):
         os.close(write_end)
         os.waitpid(pid, 0)
     lock.release()
+
+
+def test_another_users_lock_in_a_folder_that_keeps_their_files(tmp_path, monkeypatch):
+    path = tmp_path / RUN_LOCK
+    path.write_text("someone:12\n")
+    real_open, real_unlink = os.open, type(path).unlink
+
+    def open_as_another_user(p, flags, *args):
+        writes = flags & os.O_ACCMODE in (os.O_RDWR, os.O_WRONLY)
+        if str(p) == str(path) and writes and path.exists() and not flags & os.O_EXCL:
+            raise PermissionError(13, "Permission denied", str(p))
+        return real_open(p, flags, *args)
+
+    def sticky_unlink(self, missing_ok=False):  # /tmp-like: only the owner removes a file
+        if str(self) == str(path):
+            raise PermissionError(1, "Operation not permitted", str(self))
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(runlock.os, "open", open_as_another_user)
+    monkeypatch.setattr(type(path), "unlink", sticky_unlink)
+    with pytest.raises(ValueError, match=r"cannot be used \(Operation not permitted\); if no "
+                                         r"run is writing there, its owner can delete it"):
+        claim(tmp_path)
