@@ -20,7 +20,7 @@ from typing import Any
 
 from pyg_fer._files import atomic_write_bytes, atomic_write_text, json_text
 from pyg_fer.models.card import load_safetensors_bytes, read_card, weights_file
-from pyg_fer.models.pretrained import PretrainedWeights
+from pyg_fer.models.pretrained import PretrainedWeights, check_entry_name
 
 __all__ = ["publish"]
 
@@ -71,9 +71,7 @@ def publish(
     if name is None:
         tag = re.sub(r"[^A-Za-z0-9_-]+", "_", card_path.parent.resolve().name) or "weights"
         name = f"{model}.{tag}"
-    if not re.fullmatch(r"[A-Za-z0-9_]+\.[A-Za-z0-9_-]+", name):
-        raise ValueError(f"entry name '{name}' must be '<model>.<tag>' (letters, digits, _ and "
-                         "- in the tag)")
+    check_entry_name(name, f"entry name '{name}'")  # before anything is written
     out_dir = Path(out_dir)
     file_name = f"{name}.safetensors"
     card = {k: v for k, v in meta.items() if not k.startswith("_")}

@@ -75,6 +75,23 @@ SHIPPED = Path(__file__).with_name("pretrained.json")
 _URL_SCHEMES = ("https", "file")
 _NAME_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_entry_name(name: str, where: str) -> str:
+    """Check a weights entry's name, ``<model>.<tag>``; return the model part.
+
+    Raises:
+        ValueError: naming ``where``, if the name has no tag or holds characters other than
+            letters, digits, ``_``, ``-`` and (in the tag) single ``.``.
+    """
+    model, _, tag = name.partition(".")
+    if not model or not tag:
+        raise ValueError(f"{where}: the name must be '<model>.<tag>'")
+    if not _NAME_PART.match(model) or not _NAME_PART.match(tag) or ".." in tag:
+        # the name becomes a file name in the cache: no separators, no '..'
+        raise ValueError(f"{where}: model and tag may hold only letters, digits, '_', '-' "
+                         "and (in the tag) single '.'")
+    return model
 _CHUNK = 1 << 20
 
 
@@ -115,13 +132,7 @@ class PretrainedWeights:
 
     def __post_init__(self) -> None:
         where = f"weights entry '{self.name}'"
-        model, _, tag = self.name.partition(".")
-        if not model or not tag:
-            raise ValueError(f"{where}: the name must be '<model>.<tag>'")
-        if not _NAME_PART.match(model) or not _NAME_PART.match(tag) or ".." in tag:
-            # the name becomes a file name in the cache: no separators, no '..'
-            raise ValueError(f"{where}: model and tag may hold only letters, digits, '_', '-' "
-                             "and (in the tag) single '.'")
+        model = check_entry_name(self.name, where)
         check_card(dict(self.card), where)
         if self.card["model"]["name"] != model:
             raise ValueError(f"{where}: its card describes model '{self.card['model']['name']}' "

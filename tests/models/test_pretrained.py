@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import json
+import re
 import sys
 import types
 from pathlib import Path
@@ -146,6 +147,18 @@ def test_publish_refuses_weights_that_do_not_match_their_card(trained, tmp_path)
     with pytest.raises(ValueError, match=r"checkpoint weights '.*best\.safetensors' has SHA-256"):
         publish(run, tmp_path / "served", license="MIT", name="face2nodes.tiny")
     assert not (tmp_path / "served").exists()  # nothing published
+
+
+def test_publish_takes_the_names_the_registry_takes_and_refuses_the_others(trained, tmp_path):
+    run, _ = trained
+    # a dotted tag: the registry always took it, publish used to refuse it
+    entry = publish(run, tmp_path / "served", license="MIT", name="face2nodes.v1.2")
+    assert entry.name == "face2nodes.v1.2"
+    assert (tmp_path / "served" / "face2nodes.v1.2.safetensors").is_file()
+    for bad in ("face2nodes", "face2nodes.a..b", "face2nodes.a/b", ".tiny"):
+        with pytest.raises(ValueError, match=rf"entry name '{re.escape(bad)}': "):
+            publish(run, tmp_path / "other", license="MIT", name=bad)
+    assert not (tmp_path / "other").exists()  # refused before anything is written
 
 
 def test_a_wrong_hash_is_refused_naming_both_hashes(trained, tmp_path):
