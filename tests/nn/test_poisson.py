@@ -208,3 +208,48 @@ def test_symmetric_option_and_errors():
     assert str(PoissonGraph(straight_through="prob", edge_grad_to_features=True)) == (
         "PoissonGraph(alpha=1.4, beta=0, sampling=independent, straight_through=prob, "
         "edge_grad_to_features=True)")
+
+
+def test_probabilities_between_two_sets_are_unmasked_cosine_rates():
+    # P between the rows of x and of another set y: no self-pair mask, y normalised as x is.
+    graph = PoissonGraph(alpha=2.0, beta=-0.5)
+    x = torch.tensor([[1.0, 0.0], [0.0, 3.0]])
+    y = torch.tensor([[2.0, 0.0], [0.0, 5.0], [4.0, 4.0]])
+    prob = graph.probabilities(x, y).detach()
+    assert prob.shape == (2, 3)
+    cos = torch.tensor([[1.0, 0.0, 2**-0.5], [0.0, 1.0, 2**-0.5]])
+    expected = 1 - torch.exp(-(2.0 * cos - 0.5).clamp(min=0))
+    torch.testing.assert_close(prob, expected)
+    assert float(prob[0, 0]) == pytest.approx(1 - math.exp(-1.5), abs=1e-6)  # not masked
+
+
+def test_probabilities_checks_its_input():
+    graph = PoissonGraph()
+    with pytest.raises(ValueError, match=r"shape \[B, F\], got \(2, 3, 4\)"):
+        graph.probabilities(torch.randn(2, 3, 4))
+    with pytest.raises(ValueError, match=r"at least one sample, got features of shape \(0, 8\)"):
+        graph.probabilities(torch.randn(0, 8))
+
+
+def test_explicit_sample_overrides_the_mode():
+    torch.manual_seed(0)
+    x = torch.randn(8, 4)
+    drawn = PoissonGraph().eval()(x, sample=True)
+    assert set(drawn.adjacency.unique().tolist()) <= {0.0, 1.0}
+    expected = PoissonGraph().train()(x, sample=False)
+    torch.testing.assert_close(expected.adjacency, expected.prob.detach())
+    assert bool(((expected.adjacency > 0) & (expected.adjacency < 1)).any())
+
+
+def test_expected_graph_is_differentiable_in_features_and_alpha_beta():
+    # A = P is a smooth function of x, α and β: its autograd gradient is the true one.
+    graph = PoissonGraph(alpha=1.4, beta=0.1).double().eval()
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(12, dtype=torch.float64)
+
+    def loss(feats):
+        return (graph(feats).edge_weight * g).sum()
+
+    assert torch.autograd.gradcheck(loss, (x,))
+    loss(x).backward()
+    assert float(graph.alpha.grad) != 0.0 and float(graph.beta.grad) != 0.0
