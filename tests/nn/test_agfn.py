@@ -126,3 +126,42 @@ def test_rows_of_the_gcn_equal_the_full_gcn_rows():
     g_full = torch.autograd.grad(full[rows].square().sum(), [x, agfn.graph.alpha])
     for p, f in zip(g_part, g_full, strict=True):
         torch.testing.assert_close(p, f)
+
+
+def test_num_samples_must_be_positive():
+    with pytest.raises(ValueError, match="num_samples must be >= 1, got 0"):
+        AGFN(4, 4, num_samples=0)
+
+
+def test_disabled_graph_is_the_identity_in_every_eval_graph():
+    torch.manual_seed(0)
+    x = torch.randn(6, 5)
+    for eval_graph in ("expected", "bank"):
+        agfn = AGFN(5, 3, alpha=3.0, beta=0.5, eval_graph=eval_graph, bank_size=4).train()
+        agfn(torch.randn(8, 5))  # fills the bank
+        agfn.eval()
+        identity = x @ agfn.gcn.lin.weight.t() + agfn.gcn.bias
+        assert not torch.allclose(agfn(x), identity, atol=1e-4), eval_graph
+        agfn.use_graph = False
+        torch.testing.assert_close(agfn(x), identity)
+
+
+def test_rows_of_the_gcn_add_the_bias():
+    torch.manual_seed(0)
+    agfn = AGFN(6, 4, alpha=3.0, beta=0.2).train()
+    with torch.no_grad():
+        agfn.gcn.bias.copy_(torch.tensor([1.0, -2.0, 0.5, 3.0]))
+    x = torch.randn(5, 6)
+    a = torch.bernoulli(torch.full((5, 5), 0.5)).fill_diagonal_(0)
+    torch.testing.assert_close(agfn._convolve_rows(x, a, slice(1, 4)), dense_gcn(x, a, agfn)[1:4])
+
+
+def test_cosine_threshold_is_strict_and_checks_its_input():
+    from pyg_fer.nn import CosineThresholdGCN
+
+    # cos((1, 0), (1, √3)) is exactly 1/2: at the threshold, not above it, so not linked.
+    x = torch.tensor([[1.0, 0.0], [1.0, 3.0**0.5], [1.0, -0.1]])
+    pairs = sorted(map(tuple, CosineThresholdGCN(2, 2, threshold=0.5).edge_index(x).t().tolist()))
+    assert pairs == [(0, 2), (2, 0)]
+    with pytest.raises(ValueError, match=r"shape \[B, 2\], got \(3, 5\)"):
+        CosineThresholdGCN(2, 2)(torch.randn(3, 5))

@@ -165,3 +165,19 @@ def test_partial_bank_uses_only_its_filled_rows_without_reading_the_count():
     agfn.bank_count = agfn.bank_count.as_subclass(NoHostRead)
     with torch.no_grad():
         assert torch.allclose(agfn(x).as_subclass(torch.Tensor), out, atol=1e-6)
+
+
+def test_a_batch_larger_than_the_bank_keeps_its_last_rows():
+    agfn = AGFN(6, 4, eval_graph="bank", bank_size=3).train()
+    x = torch.randn(5, 6)
+    agfn(x)
+    assert int(agfn.bank_count) == 3 and int(agfn.bank_ptr) == 0
+    assert torch.equal(agfn.bank, x[2:])
+
+
+def test_bank_output_adds_the_bias():
+    agfn, _ = trained_bank_agfn()
+    with torch.no_grad():
+        agfn.gcn.bias.copy_(torch.tensor([1.0, -2.0, 0.5, 3.0]))
+        x = torch.randn(3, 6)
+        torch.testing.assert_close(agfn(x), dense_bank_formula(agfn, x, agfn.bank))
