@@ -202,3 +202,113 @@ def test_git_hash_is_pyg_fers_own_commit_or_none(tmp_path, monkeypatch):
     assert checkpoint.git_hash() is None
     (site / ".git").mkdir()  # a git folder without pyg-fer's setup.cfg beside it
     assert checkpoint.git_hash() is None
+
+
+def test_card_fields_are_made_json_safe_and_bad_ones_named(tmp_path, model):
+    from pathlib import Path
+
+    _, card = save_checkpoint(
+        model, tmp_path / "best",
+        metrics={"overall_acc": np.float32(0.5), "epoch": np.int64(3), "per_class": (1, 2)},
+        extra={"config": {"data": {"root": Path("/data/ferplus")}}},
+    )
+    meta = json.loads(card.read_text())
+    assert meta["metrics"] == {"overall_acc": 0.5, "epoch": 3, "per_class": [1, 2]}
+    assert meta["config"] == {"data": {"root": "/data/ferplus"}}
+    with pytest.raises(ValueError, match=r"checkpoint field 'metrics.cm.raw' holds"):
+        save_checkpoint(model, tmp_path / "bad", metrics={"cm": {"raw": object()}})
+    model.cfg.pop("name")
+    with pytest.raises(ValueError, match="has no 'cfg' dict with a 'name'"):
+        save_checkpoint(model, tmp_path / "noname")
+
+
+def test_wrapped_models_are_saved_as_the_bare_model(tmp_path, model):
+    from pyg_fer.engine.checkpoint import unwrap
+
+    class Wrapper(torch.nn.Module):  # what DistributedDataParallel looks like from outside
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+    compiled = torch.compile(model)  # compiles lazily: nothing is compiled here
+    assert unwrap(compiled) is model
+    assert unwrap(Wrapper(compiled)) is model
+    save_checkpoint(Wrapper(model), tmp_path / "best")
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(load_model(tmp_path / "best")(x), model(x), rtol=0, atol=0)
+
+
+def test_cpu_state_dict_is_a_copy_that_shares_no_storage():
+    from safetensors.torch import save
+
+    from pyg_fer.engine.checkpoint import cpu_state_dict
+
+    tied = torch.nn.Sequential(torch.nn.Linear(3, 3, bias=False), torch.nn.Linear(3, 3, bias=False))
+    tied[1].weight = tied[0].weight
+    state = cpu_state_dict(tied)
+    before = state["0.weight"].clone()
+    save(state)  # safetensors refuses tensors that share storage
+    with torch.no_grad():
+        tied[0].weight.add_(1.0)
+    assert torch.equal(state["0.weight"], before)
+
+
+def test_input_dtype_is_that_of_the_first_floating_parameter():
+    from pyg_fer.engine.checkpoint import input_dtype
+
+    assert input_dtype(torch.nn.Linear(2, 2).double()) == torch.float64
+    assert input_dtype(torch.nn.ReLU()) == torch.float32
+    model = torch.nn.Module()
+    model.steps = torch.nn.Parameter(torch.zeros(1, dtype=torch.long), requires_grad=False)
+    model.lin = torch.nn.Linear(2, 2).half()
+    assert input_dtype(model) == torch.float16
+
+
+def test_input_spec_names_classes_by_index_and_names_missing_fields(tmp_path):
+    from pyg_fer.engine.checkpoint import input_spec
+
+    model = create_model("_tiny_test_mlp", num_classes=3, hidden=4)
+    model.cfg["class_names"] = None
+    assert input_spec(model).class_names == ("0", "1", "2")
+    model.cfg["std"] = None
+    with pytest.raises(ValueError, match=r"records no \['std'\] in its cfg"):
+        input_spec(model)
+
+
+def test_numpy_gaussian_cache_round_trips():
+    np.random.seed(0)
+    np.random.randn()  # leaves the second normal of the pair cached
+    state = rng_state()
+    a = np.random.randn(3)
+    set_rng_state(state)
+    np.testing.assert_array_equal(np.random.randn(3), a)
+
+
+def test_missing_or_non_dict_train_state_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"training state '.*none.pt' does not exist"):
+        load_train_state(tmp_path / "none.pt")
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(ValueError, match="list.pt' is not a pyg-fer training state"):
+        load_train_state(tmp_path / "list.pt")
+
+
+def test_git_hash_needs_setup_cfg_beside_the_git_folder(tmp_path, monkeypatch):
+    import subprocess
+
+    import pyg_fer.engine.checkpoint as checkpoint
+
+    proj = tmp_path / "proj"
+    (proj / "pkg" / "engine").mkdir(parents=True)
+    git = ["git", "-C", str(proj), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(proj)], check=True)
+    monkeypatch.setattr(checkpoint, "__file__", str(proj / "pkg" / "engine" / "x.py"))
+    setup = proj / "setup.cfg"
+    setup.write_text("[metadata]\nname = pyg-fer\n")
+    assert checkpoint.git_hash() is None  # no commit yet: git fails (and prints 'HEAD')
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True,
+                          text=True).stdout.strip()
+    setup.unlink()
+    assert checkpoint.git_hash() is None  # someone else's repository
+    setup.write_text("[metadata]\nname = pyg-fer\n")
+    assert checkpoint.git_hash() == head
