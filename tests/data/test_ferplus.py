@@ -202,3 +202,79 @@ def test_duplicate_names_and_bom(ferplus_csv_root, ferplus_folder_root):
     label.write_text(label.read_text() + "fer0000002.png,0,10,0,0,0,0,0,0,0,0\n")
     with pytest.raises(ValueError, match=r"label\.csv, line 6: 'fer0000002.png' already"):
         FERPlus(str(ferplus_folder_root), layout="folders")
+
+
+@pytest.mark.parametrize("votes, expected", [
+    # ties are taken together: 3 + 3 is exactly 75 % of 8, so the 2 is not added
+    ([3, 3, 2, 0, 0, 0, 0, 0, 0, 0], [0.5, 0.5, 0, 0, 0, 0, 0, 0]),
+    # 5 + 4 < 75 % of 14, so a third class comes in, and then no more
+    ([5, 4, 3, 2, 0, 0, 0, 0, 0, 0], [5 / 12, 4 / 12, 3 / 12, 0, 0, 0, 0, 0]),
+    # the three tied 2s come in together: four classes is too many
+    ([3, 2, 2, 2, 0, 0, 0, 0, 0, 0], None),
+    # unknown reached after neutral does not count: neutral's 5 is exactly half, so dropped
+    ([5, 0, 0, 0, 0, 0, 0, 0, 3, 2], None),
+    # unknown tied with neutral: neutral alone holds 4 of 10, so dropped
+    ([4, 0, 0, 0, 0, 0, 0, 0, 4, 2], None),
+])
+def test_probability_mode_edge_cases_follow_the_reference(votes, expected):
+    p = ferplus_votes_to_target(votes, "probability")
+    assert p is None if expected is None else p == pytest.approx(expected)
+
+
+def test_more_bad_csv_inputs(ferplus_csv_root):
+    old, new = ferplus_csv_root / "fer2013.csv", ferplus_csv_root / "fer2013new.csv"
+    text_old, text_new = old.read_text(), new.read_text()
+    _rewrite(new, 4, "Training,fer0000002.png,0,9.5,0,0,0,0,0,0,0,0")
+    with pytest.raises(ValueError, match=r"line 4: vote counts must be non-negative integers"):
+        FERPlus(str(ferplus_csv_root))
+    new.write_text(text_new)
+    # both files agree on a Usage that is none of the three
+    _rewrite(old, 4, text_old.splitlines()[3].rsplit(",", 1)[0] + ",Train")
+    _rewrite(new, 4, "Train," + text_new.splitlines()[3].split(",", 1)[1])
+    with pytest.raises(ValueError, match=r"fer2013new\.csv, line 4: unknown Usage 'Train'"):
+        FERPlus(str(ferplus_csv_root))
+    old.write_text(text_old)
+    new.write_text(text_new)
+    pixels = " ".join(["255"] * 2303 + ["256"])
+    _rewrite(old, 4, f"1,{pixels},Training")
+    with pytest.raises(ValueError, match=r"fer2013\.csv, line 4: pixel values must be in 0\.\.255"):
+        FERPlus(str(ferplus_csv_root))
+    _rewrite(old, 4, f"1,{pixels[:-4]} 255,Training")
+    assert np.asarray(FERPlus(str(ferplus_csv_root))[1][0]).min() == 255
+    _rewrite(old, 4, f"1,{pixels[:-4]} 255,Training,extra")
+    with pytest.raises(ValueError, match=r"fer2013\.csv, line 4: expected 3 fields, got 4"):
+        FERPlus(str(ferplus_csv_root))
+    old.write_text(text_old + text_old.splitlines()[-1] + "\n")
+    with pytest.raises(ValueError, match=r"fer2013new\.csv ends at line 9 but the other file"):
+        FERPlus(str(ferplus_csv_root))
+    old.write_text("")
+    with pytest.raises(ValueError, match=r"fer2013\.csv, line 1: expected header"):
+        FERPlus(str(ferplus_csv_root))
+    with pytest.raises(ValueError, match="num_classes must be 7 or 8, got 6"):
+        FERPlus(str(ferplus_csv_root), num_classes=6)
+
+
+@pytest.mark.parametrize("layout", ["csv", "folders"])
+def test_subset_keeps_images_and_soft_targets_together(ferplus_csv_root, ferplus_folder_root,
+                                                       layout):
+    subset = ferplus_csv_root / "subset.txt"
+    subset.write_text("fer0000005.png\nfer0000001.png\n")
+    full = FERPlus(str(ferplus_csv_root), "train", label_mode="probability", layout=layout)
+    ds = FERPlus(str(ferplus_csv_root), "train", label_mode="probability", layout=layout,
+                 subset=str(subset))
+    assert ds.names == ["fer0000001.png", "fer0000005.png"] and ds.targets == [0, 7]
+    for i, name in enumerate(ds.names):
+        j = full.names.index(name)
+        assert np.array_equal(np.asarray(ds[i][0]), np.asarray(full[j][0])), name
+        assert torch.equal(ds[i][1], full[j][1]) and torch.equal(ds.soft_targets[i],
+                                                                 full.soft_targets[j])
+    assert np.asarray(ds[1][0])[0, 0, 0] == 50  # fer0000005's pixels (row 5 of the fixture)
+
+
+def test_blank_lines_in_label_csv_are_skipped(tmp_path):
+    d = tmp_path / "FER2013Test"
+    d.mkdir()
+    from PIL import Image
+    Image.new("L", (48, 48), 5).save(d / "fer1.png")
+    (d / "label.csv").write_text("\nfer1.png,0,0,0,9,1,0,0,0,0,0\n\n")
+    assert FERPlus(str(tmp_path), "test").targets == [3]
