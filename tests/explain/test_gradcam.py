@@ -137,3 +137,61 @@ def test_class_index_equal_to_num_classes_is_out_of_range():
     model = create_model("face2nodes_stem", num_classes=3, **SMALL["face2nodes_stem"])
     with pytest.raises(ValueError, match=r"^class index 3 is out of range 0\.\.2$"):
         grad_cam(model, torch.randn(1, 3, 32, 32), 3)
+
+
+class _ToyCNN(torch.nn.Module):
+    """One 'ResNet stage': a 2x2/stride-2 conv to two channels, all ones and all twos; the
+    logits [m, -m] read channel 0's mean m only, so channel 1's gradient is exactly 0."""
+
+    def __init__(self):
+        super().__init__()
+        conv = torch.nn.Conv2d(1, 2, 2, stride=2, bias=False)
+        with torch.no_grad():
+            conv.weight[0].fill_(1.0)
+            conv.weight[1].fill_(2.0)
+        self.stages = torch.nn.ModuleList([conv])
+        self.cfg = {"class_names": ["up", "down"]}
+
+    def forward(self, x):
+        m = self.stages[0](x)[:, 0].mean(dim=(1, 2))
+        return torch.stack([m, -m], dim=1)
+
+
+_TOY_IMAGE = torch.tensor([[[[1.0, 1.0, 0.0, 0.0],
+                             [1.0, 1.0, 0.0, 0.0],
+                             [0.0, 0.0, -1.0, -1.0],
+                             [2.0, 0.0, -1.0, -1.0]]]])
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+def test_toy_cnn_maps_are_exact(method):
+    # Channel 0 is [[4, 0], [2, -4]]; the "up" logit weighs it positively (a channel with zero
+    # gradient must not turn Grad-CAM++'s 0/0 into NaN), "down" negatively: Grad-CAM then
+    # keeps the -4 cell alone, Grad-CAM++ (positive gradients only) weighs nothing: all 0.
+    model = _ToyCNN().train()
+    native = torch.tensor([[1.0, 0.0], [0.5, 0.0]])
+    cam, cls = grad_cam(model, _TOY_IMAGE, "up", method=method, upsample=False)
+    assert cls.tolist() == [0] and model.training  # the mode is restored
+    torch.testing.assert_close(cam[0], native)
+    cam, _ = grad_cam(model, _TOY_IMAGE, "up", method=method)
+    up = torch.nn.functional.interpolate(native[None, None], size=(4, 4), mode="bilinear",
+                                         align_corners=False)[0, 0]
+    torch.testing.assert_close(cam[0], up / up.max())
+    cam, _ = grad_cam(model, _TOY_IMAGE, "down", method=method, upsample=False)
+    down = torch.tensor([[0.0, 0.0], [0.0, 1.0]]) if method == "gradcam" else torch.zeros(2, 2)
+    torch.testing.assert_close(cam[0], down)
+
+
+def test_toy_cnn_frozen_model_and_argument_checks():
+    model = _ToyCNN().requires_grad_(False)  # e.g. a deployed model: still explained
+    cam, _ = grad_cam(model, _TOY_IMAGE, 0, upsample=False)
+    torch.testing.assert_close(cam[0], torch.tensor([[1.0, 0.0], [0.5, 0.0]]))
+    # explicit class names win over the model's
+    assert grad_cam(model, _TOY_IMAGE, "up", class_names=["down", "up"])[1].tolist() == [1]
+    with pytest.raises(ValueError, match=r"block=0 is out of range: _ToyCNN has ResNet stages "
+                                         r"1\.\.1"):
+        grad_cam(model, _TOY_IMAGE, block=0)
+    with pytest.raises(ValueError, match=r"^class index -1 is out of range 0\.\.1$"):
+        grad_cam(model, _TOY_IMAGE, -1)
+    with pytest.raises(ValueError, match=r"images must be \[B, C, H, W\], got shape \(1, 4, 4\)"):
+        grad_cam(model, _TOY_IMAGE[0])
