@@ -126,3 +126,15 @@ def test_missing_package_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setattr(builtins, "__import__", fake)
     with pytest.raises(ImportError, match=r"pip install 'pyg-fer\[export\]'"):
         to_onnx(small("resnet18_fer"), tmp_path / "m.onnx")
+
+
+def test_torch_export_of_a_model_in_training_mode_is_its_evaluation_forward(tmp_path):
+    model = small("resnet18_fer").train()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+    x = torch.randn(4, 3, IMG, IMG)
+    loaded = torch.export.load(str(to_torch_export(model, tmp_path / "m.pt2", batch=4)))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.module()(x), model.eval()(x), atol=1e-5, rtol=0)
