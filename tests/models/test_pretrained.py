@@ -442,3 +442,24 @@ output: {{dir: {tmp_path / 'runs'}, name: ft}}
                                              r"file '.*bad\.entry\.json'"):
             pw.list_pretrained()
         assert "face2nodes.tiny" not in pw._entries
+
+
+@pytest.mark.parametrize("value, offline", [("1", True), ("TRUE", True), (" Yes ", True),
+                                            ("On", True), ("0", False), ("", False)])
+def test_offline_switch_values(monkeypatch, value, offline):
+    monkeypatch.setenv(pw.ENV_OFFLINE, value)
+    assert pw._offline() is offline
+
+
+def test_the_cached_card_is_rewritten_when_stale_and_keeps_no_private_fields(trained, tmp_path):
+    run, _ = trained
+    entry = _entry(run, tmp_path / "served")
+    pw.unregister_weights(entry.name)
+    entry = pw.PretrainedWeights(**dict(entry.to_dict(), card=dict(entry.card, _note="x")))
+    assert "_note" not in entry.to_dict()["card"]
+    card_path = pw.download_weights(entry, progress=False)
+    good = card_path.read_text()
+    assert "_note" not in json.loads(good)
+    card_path.write_text(good.replace("face2nodes", "resnet18_fer"))
+    assert pw.download_weights(entry, progress=False) == card_path
+    assert card_path.read_text() == good
