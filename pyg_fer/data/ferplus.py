@@ -89,9 +89,10 @@ class FERPlus(FERDataset):
 
     Splits: ``train``/``val``/``test`` = Training/PublicTest/PrivateTest. Classes (FERPlus
     order): neutral, happiness, surprise, sadness, anger, disgust, fear, contempt; with
-    ``num_classes=7`` contempt is dropped (majority: samples with contempt votes removed;
-    probability: samples whose top class is contempt removed, and the contempt column of the
-    others removed and the rest renormalised). Gray images are returned as RGB.
+    ``num_classes=7`` contempt is dropped: in both label modes a face whose top class is
+    contempt is removed (so both modes keep the same faces); in probability mode the others
+    also lose their contempt column and the rest is renormalised. Gray images are returned as
+    RGB.
 
     Args:
         root (str): FERPlus folder.
