@@ -83,6 +83,8 @@ def test_folder_label_without_box(tmp_path):
     Image.new("L", (48, 48), 5).save(d / "fer1.png")
     (d / "label.csv").write_text("fer1.png,0,0,0,9,1,0,0,0,0,0\n")
     assert FERPlus(str(tmp_path), "test").targets == [3]
+    (d / "label.csv").write_text("\nfer1.png,0,0,0,9,1,0,0,0,0,0\n\n")  # blank lines skipped
+    assert FERPlus(str(tmp_path), "test").targets == [3]
 
 
 def _rewrite(path, line_no, new_line):
@@ -269,12 +271,3 @@ def test_subset_keeps_images_and_soft_targets_together(ferplus_csv_root, ferplus
         assert torch.equal(ds[i][1], full[j][1]) and torch.equal(ds.soft_targets[i],
                                                                  full.soft_targets[j])
     assert np.asarray(ds[1][0])[0, 0, 0] == 50  # fer0000005's pixels (row 5 of the fixture)
-
-
-def test_blank_lines_in_label_csv_are_skipped(tmp_path):
-    d = tmp_path / "FER2013Test"
-    d.mkdir()
-    from PIL import Image
-    Image.new("L", (48, 48), 5).save(d / "fer1.png")
-    (d / "label.csv").write_text("\nfer1.png,0,0,0,9,1,0,0,0,0,0\n\n")
-    assert FERPlus(str(tmp_path), "test").targets == [3]
