@@ -11,6 +11,7 @@ Two ways to start ``N`` processes:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -204,3 +205,7 @@ def launch(fn: Callable[..., Any], nproc: int, args: Sequence[Any] = ()) -> None
     except BaseException:
         _stop(context.processes)
         raise
+    finally:  # torch leaves a failed process's traceback file in the temporary folder
+        for path in context.error_files:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)

@@ -64,15 +64,17 @@ def test_two_process_gloo_training(tmp_path):
 
 def _launcher(tmp_path, body: str, module: str = "_engine_tiny") -> subprocess.Popen:
     """``launch(<body>, 2)`` in a process of its own, as the command line runs it (SIGTERM
-    turned into SystemExit); a launcher that hangs then fails the test instead of the suite."""
+    turned into SystemExit), with an empty temporary folder (``tmp_path/tmp``) to show what it
+    leaves there; a launcher that hangs then fails the test instead of the suite."""
     here = Path(__file__).resolve().parent
     code = (f"from {module} import {body}\n"
             "from pyg_fer._signals import sigterm_as_exit\n"
             "from pyg_fer.engine.distributed import launch\n"
             "with sigterm_as_exit():\n"
             f"    launch({body}, 2, args=({str(tmp_path)!r},))\n")
+    (tmp_path / "tmp").mkdir()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(here), str(here.parents[1])]),
-               OMP_NUM_THREADS="1")
+               OMP_NUM_THREADS="1", TMPDIR=str(tmp_path / "tmp"))
     return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
@@ -98,6 +100,8 @@ def test_a_failing_rank_stops_the_job_and_the_run_folder_is_released(tmp_path):
     # fails too once rank 1 is gone, and may be the one reported)
     assert "[pyg-fer] process of rank 1 of 2 failed:" in err
     assert "RuntimeError: rank 1 met a bad image" in err
+    # torch's per-process traceback files are removed (they used to pile up in /tmp)
+    assert not list((tmp_path / "tmp").glob("pytorch-errorfile-*"))
     run = tmp_path / "run"
     assert (run / "config.yaml").is_file() and not (run / ".pyg-fer.lock").exists()
     assert not (run / "metrics.jsonl").exists()  # no epoch finished
