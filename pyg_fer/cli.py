@@ -40,7 +40,7 @@ from pyg_fer.engine.config import CONFIG_DIR, Config, is_override, list_recipes 
 from pyg_fer.engine.datasets import build_split  # noqa: E402
 from pyg_fer.engine.distributed import launch  # noqa: E402
 from pyg_fer.engine.report import write_report  # noqa: E402
-from pyg_fer.engine.trainer import resolve_device  # noqa: E402
+from pyg_fer.engine.trainer import check_run_dir, resolve_device  # noqa: E402
 from pyg_fer.models import list_models  # noqa: E402
 
 
@@ -76,6 +76,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(recipe, overrides)  # validate before spawning anything
     nproc = args.nproc if args.nproc is not None else cfg.distributed.nproc
     if nproc > 1:
+        check_run_dir(cfg, resume)  # what the processes would refuse, said once, before them
         try:
             launch(_train_entry, nproc, args=(recipe, overrides, resume))
         except ProcessRaisedException as err:  # the process printed its traceback already

@@ -159,20 +159,36 @@ def test_train_with_nproc_2_spawns_ddp(tmp_path, capsys):
     assert report["num_samples"] == 48
 
 
-@pytest.mark.slow
-def test_a_failing_process_under_nproc_is_an_error_line_after_its_own_traceback(tmp_path, capfd):
+def test_nproc_refuses_a_run_folder_before_starting_its_processes(tmp_path, capsys,
+                                                                 monkeypatch):
     from _engine_tiny import held_by_another_process
 
+    import pyg_fer.cli as cli
+
+    monkeypatch.setattr(cli, "launch", lambda *a, **k: pytest.fail("processes were started"))
     recipe = _tiny_recipe(tmp_path, model="resnet18_fer")
     run = tmp_path / "runs" / "tiny"
     run.mkdir(parents=True)
+    args = ["train", str(recipe), "--nproc", "2", "distributed.backend=gloo"]
     with held_by_another_process(run / ".pyg-fer.lock", "elsewhere:4242\n"):
-        assert main(["train", str(recipe), "--nproc", "2", "distributed.backend=gloo"]) == 1
+        assert main(args) == 2
+    assert "is in use by another training process (elsewhere:4242)" in capsys.readouterr().err
+    (run / "metrics.jsonl").write_text('{"epoch": 1}\n')  # a finished run
+    assert main(args) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--nproc", "2"]) == 2
+    assert "cannot resume:" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_failing_process_under_nproc_is_an_error_line_after_its_own_traceback(tmp_path, capfd):
+    recipe = _tiny_recipe(tmp_path, model="resnet18_fer")
+    # 15 images a step cannot be split over 2 processes: each process refuses it
+    assert main(["train", str(recipe), "--nproc", "2", "distributed.backend=gloo",
+                 "train.batch_size=15"]) == 1
     err = capfd.readouterr().err
-    assert "[pyg-fer] process of rank 0 of 2 failed:" in err
-    assert "is in use by another training process (elsewhere:4242)" in err
-    # the rank launch names is the first it saw fail: rank 1's all-reduce fails too, once
-    # rank 0 is gone
+    assert "[pyg-fer] process of rank" in err and "must be divisible by the number of " \
+        "processes (2)" in err
     last = err.rstrip().splitlines()[-1]
     assert re.fullmatch(r"pyg-fer train: error: the process of rank [01] failed \(its "
                         r"traceback is above\)", last), last

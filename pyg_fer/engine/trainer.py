@@ -487,10 +487,23 @@ def _refuse_existing_run(run_dir: Path, when: str = "") -> None:
                          "(--resume), pick another output.name, or set output.overwrite=true")
 
 
-def _prepare_run_dir(run_dir: Path, cfg: Config, resuming: bool,
-                     allow_recipe_changes: bool = False) -> None:
-    """Check or clear the run folder (:func:`train` writes ``config.yaml`` into it once the
-    run has been set up); a folder another training process holds is refused."""
+def check_run_dir(cfg: Config, resume: str | Path | bool | None = None,
+                  allow_recipe_changes: bool = False) -> Path:
+    """The run folder :func:`train` would write, checked as it checks it before building
+    anything: refused if another training process holds it, if it holds a run (without
+    ``output.overwrite``), or, to resume, if it has no training state or the recipe changed.
+    ``pyg-fer train --nproc`` calls it before starting its processes.
+
+    Raises:
+        ValueError, FileNotFoundError: naming the folder and what to do.
+    """
+    run_dir = _run_dir(cfg, resume)
+    _check_run_dir(run_dir, cfg, resume not in (None, False), allow_recipe_changes)
+    return run_dir
+
+
+def _check_run_dir(run_dir: Path, cfg: Config, resuming: bool,
+                   allow_recipe_changes: bool) -> None:
     refuse_if_held(run_dir)
     if resuming:
         if not (run_dir / "train_state.pt").is_file():
@@ -498,10 +511,16 @@ def _prepare_run_dir(run_dir: Path, cfg: Config, resuming: bool,
                                     "exist")
         if not allow_recipe_changes:
             _check_resume_config(run_dir, cfg)
-        return
-    if not cfg.output.overwrite:
+    elif not cfg.output.overwrite:
         _refuse_existing_run(run_dir)
-    elif (run_dir / "metrics.jsonl").exists():
+
+
+def _prepare_run_dir(run_dir: Path, cfg: Config, resuming: bool,
+                     allow_recipe_changes: bool = False) -> None:
+    """Check (:func:`check_run_dir`) or clear the run folder (:func:`train` writes
+    ``config.yaml`` into it once the run has been set up)."""
+    _check_run_dir(run_dir, cfg, resuming, allow_recipe_changes)
+    if not resuming and cfg.output.overwrite and (run_dir / "metrics.jsonl").exists():
         for name in RUN_FILES:
             (run_dir / name).unlink(missing_ok=True)
         for folder in run_dir.glob("eval_*"):  # `pyg-fer eval` reports of the old weights
