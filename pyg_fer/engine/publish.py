@@ -60,8 +60,12 @@ def publish(
         The entry (also written as ``<name>.entry.json``).
 
     Raises:
-        FileNotFoundError, ValueError: a missing or corrupt checkpoint, an invalid name.
+        FileNotFoundError, ValueError: a missing or corrupt checkpoint, an invalid name, both
+            ``url_base`` and ``hf_hub_id``.
     """
+    if url_base is not None and hf_hub_id is not None:
+        raise ValueError(f"give url_base ({url_base!r}) or hf_hub_id ({hf_hub_id!r}), not both: "
+                         "an entry is downloaded from one place")
     meta = read_card(checkpoint)
     card_path = Path(meta["_card_path"])
     weights = weights_file(meta)

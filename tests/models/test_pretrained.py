@@ -159,6 +159,11 @@ def test_publish_takes_the_names_the_registry_takes_and_refuses_the_others(train
         with pytest.raises(ValueError, match=rf"entry name '{re.escape(bad)}': "):
             publish(run, tmp_path / "other", license="MIT", name=bad)
     assert not (tmp_path / "other").exists()  # refused before anything is written
+    with pytest.raises(ValueError, match=r"give url_base \('https://x\.org'\) or hf_hub_id "
+                                         r"\('me/fer'\), not both"):
+        publish(run, tmp_path / "other", license="MIT", name="face2nodes.tiny",
+                url_base="https://x.org", hf_hub_id="me/fer")  # used to pick the Hub silently
+    assert not (tmp_path / "other").exists()
 
 
 def test_a_wrong_hash_is_refused_naming_both_hashes(trained, tmp_path):
