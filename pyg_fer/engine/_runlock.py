@@ -156,12 +156,9 @@ def claim(run_dir: Path) -> RunLock:
         fd, created, writable = opened
         got = _flock(fd, exclusive=True)
         if got is None:  # no flock here: the exclusively created file is the lock
-            if created:
-                os.write(fd, stamp)
+            if not created:
                 os.close(fd)
-                return RunLock(path, None)
-            os.close(fd)
-            return _claim_by_content(run_dir, stamp)
+            return _claim_by_content(run_dir, stamp, fd if created else None)
         if not got:
             os.close(fd)
             refuse_if_held(run_dir)
@@ -186,17 +183,16 @@ def claim(run_dir: Path) -> RunLock:
         return RunLock(path, fd)
 
 
-def _claim_by_content(run_dir: Path, stamp: bytes) -> RunLock:
-    """The fallback without ``flock``: an exclusively created lock file; a lock whose process
-    has ended is replaced."""
+def _claim_by_content(run_dir: Path, stamp: bytes, fd: int | None = None) -> RunLock:
+    """The fallback without ``flock``: an exclusively created lock file (``fd``, when the
+    caller created it); a lock whose process has ended is replaced."""
     path = run_dir / RUN_LOCK
-    while True:
+    while fd is None:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             refuse_if_held(run_dir)
             path.unlink(missing_ok=True)  # stale: its process has ended
-            continue
-        os.write(fd, stamp)
-        os.close(fd)
-        return RunLock(path, None)
+    os.write(fd, stamp)
+    os.close(fd)
+    return RunLock(path, None)

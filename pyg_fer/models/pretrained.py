@@ -75,6 +75,7 @@ SHIPPED = Path(__file__).with_name("pretrained.json")
 _URL_SCHEMES = ("https", "file")
 _NAME_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_CHUNK = 1 << 20
 
 
 def check_entry_name(name: str, where: str) -> str:
@@ -92,7 +93,6 @@ def check_entry_name(name: str, where: str) -> str:
         raise ValueError(f"{where}: model and tag may hold only letters, digits, '_', '-' "
                          "and (in the tag) single '.'")
     return model
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)

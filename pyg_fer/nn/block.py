@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -23,8 +24,8 @@ def _edge_conv(dim: int, gate: str) -> nn.Module:
 
 
 #: The graph convolution of an :class:`RDGCNBlock` by name: ``(dim, gate) -> layer`` mapping
-#: :math:`D \to D`. A layer taking the ``[B N, k]`` neighbour table (``neighbours=``) gets it;
-#: any other ``MessagePassing`` layer gets the same graph as an ``edge_index``.
+#: :math:`D \to D`. A layer whose ``forward`` takes ``neighbours=`` gets the ``[B N, k]``
+#: neighbour table (RG-/MR-Conv pick their own fused path); any other gets an ``edge_index``.
 _CONV_BUILDERS = {
     "rg": lambda dim, gate: RGConv(dim, dim, gate=gate),
     "mr": lambda dim, gate: MRConv(dim, dim),
@@ -32,8 +33,6 @@ _CONV_BUILDERS = {
 }
 #: The names :class:`RDGCNBlock` accepts as ``conv``.
 GRAPH_CONVS = tuple(_CONV_BUILDERS)
-#: The layers that take the neighbour table and pick their own (fused) path.
-_TABLE_CONVS = (RGConv, MRConv)
 
 
 def dilation_schedule(depth: int, num_nodes: int, k: int, loop: bool = False) -> list[int]:
@@ -200,6 +199,7 @@ class RDGCNBlock(nn.Module):
         self.epsilon = epsilon
         self.fc_in = _LinearBN(dim, dim)
         self.conv: nn.Module = _CONV_BUILDERS[conv](dim, gate)
+        self._takes_table = "neighbours" in inspect.signature(self.conv.forward).parameters
         self.fc_out = _LinearBN(dim, dim)
         self.drop_path = DropPath(drop_path)
         self.ffn = FFN(dim, ffn_ratio, drop_path)
@@ -228,7 +228,7 @@ class RDGCNBlock(nn.Module):
             )
         self.last_neighbours = nbr
         flat = y.reshape(b * n, d)
-        if isinstance(self.conv, _TABLE_CONVS):
+        if self._takes_table:
             y = self.conv(flat, neighbours=nbr)
         else:
             y = self.conv(flat, neighbours_to_edge_index(nbr))

@@ -19,8 +19,9 @@ def sleeper_worker(out_dir: str) -> None:
         (out / f"rank{rank}.cleaned").write_text("")
 
 
-def ignore_sigterm_and_wait(ready) -> None:
-    """A process that ignores SIGTERM (a rank stuck in a collective)."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+def ignore_sigterm_and_wait(ready, terminated) -> None:
+    """A process that survives SIGTERM (a rank stuck in a collective), saying it got one."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: terminated.set())
     ready.set()
-    time.sleep(600)
+    while True:
+        time.sleep(600)

@@ -111,18 +111,24 @@ def test_without_flock_the_content_decides(tmp_path, monkeypatch):
     assert not path.exists()
 
 
-def test_a_free_lock_file_of_another_user_is_replaced(tmp_path, monkeypatch):
-    path = tmp_path / RUN_LOCK
-    path.write_text("someone:12\n")  # their killed run's, mode 0644: this user can only read it
+def _as_another_user(monkeypatch, path):
+    """``path`` belongs to another user, mode 0644: opening it to write is refused."""
     real_open = os.open
 
-    def open_as_another_user(p, flags, *args):  # writing to their existing file is refused
+    def open_as_another_user(p, flags, *args):
         writes = flags & os.O_ACCMODE in (os.O_RDWR, os.O_WRONLY)
         if str(p) == str(path) and writes and path.exists() and not flags & os.O_EXCL:
             raise PermissionError(13, "Permission denied", str(p))
         return real_open(p, flags, *args)
 
     monkeypatch.setattr(runlock.os, "open", open_as_another_user)
+
+
+def test_a_free_lock_file_of_another_user_is_replaced(tmp_path, monkeypatch):
+    path = tmp_path / RUN_LOCK
+    path.write_text("someone:12\n")  # their killed run's, mode 0644: this user can only read it
+    real_open = os.open
+    _as_another_user(monkeypatch, path)
     lock = claim(tmp_path)  # used to be a PermissionError traceback
     monkeypatch.setattr(runlock.os, "open", real_open)
     assert path.read_text().startswith(ME) and lock_holder(tmp_path) == ME
@@ -176,20 +182,14 @@ def test_a_forked_child_does_not_keep_the_lock(tmp_path):
 def test_another_users_lock_in_a_folder_that_keeps_their_files(tmp_path, monkeypatch):
     path = tmp_path / RUN_LOCK
     path.write_text("someone:12\n")
-    real_open, real_unlink = os.open, type(path).unlink
-
-    def open_as_another_user(p, flags, *args):
-        writes = flags & os.O_ACCMODE in (os.O_RDWR, os.O_WRONLY)
-        if str(p) == str(path) and writes and path.exists() and not flags & os.O_EXCL:
-            raise PermissionError(13, "Permission denied", str(p))
-        return real_open(p, flags, *args)
+    real_unlink = type(path).unlink
+    _as_another_user(monkeypatch, path)
 
     def sticky_unlink(self, missing_ok=False):  # /tmp-like: only the owner removes a file
         if str(self) == str(path):
             raise PermissionError(1, "Operation not permitted", str(self))
         return real_unlink(self, missing_ok=missing_ok)
 
-    monkeypatch.setattr(runlock.os, "open", open_as_another_user)
     monkeypatch.setattr(type(path), "unlink", sticky_unlink)
     with pytest.raises(ValueError, match=r"cannot be used \(Operation not permitted\); if no "
                                          r"run is writing there, its owner can delete it"):
