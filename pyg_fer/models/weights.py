@@ -61,9 +61,12 @@ def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: the file cannot be read safely or holds no tensor state dict.
+        ValueError: ``path`` is a folder, or the file cannot be read safely or holds no tensor
+            state dict.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a weights file")
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
@@ -147,6 +150,7 @@ def load_backbone_weights(
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
+        ValueError: ``path`` is a folder.
         ValueError: unreadable file, a shape mismatch (always), or missing/unexpected keys
             when ``strict``; the message names the file and every offending key.
     """

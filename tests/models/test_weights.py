@@ -65,6 +65,8 @@ def test_shape_mismatch_names_the_key(tmp_path):
 def test_unsafe_and_missing_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere.pth"):
         load_state_dict_file(tmp_path / "nowhere.pth")
+    with pytest.raises(ValueError, match="is a folder, not a weights file"):
+        load_state_dict_file(tmp_path)
     evil = tmp_path / "evil.pth"
     torch.save({"state_dict": {"w": torch.zeros(1)}, "obj": _Custom()}, evil)
     with pytest.raises(ValueError, match="weights_only=True"):
