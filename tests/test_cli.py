@@ -197,8 +197,11 @@ def test_a_failing_process_under_nproc_is_an_error_line_after_its_own_traceback(
 def _cli_subprocess(*args: str) -> subprocess.Popen:
     root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    # As from a terminal: a shell's background job (`make test &`) starts with SIGINT ignored,
+    # and Python installs no KeyboardInterrupt handler then, so Ctrl-C would do nothing.
     return subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, cwd=root)
+                            stderr=subprocess.PIPE, env=env, cwd=root,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def test_closed_pipe_ends_quietly_and_the_jit_warning_is_not_printed():
