@@ -9,8 +9,13 @@ Prints two tables of median times with ratios to a named baseline measured in th
    RGConv/MRConv is also timed on the same edges shuffled, which sends it through PyG's
    generic ``propagate`` (gather + scatter) instead of the fused k-NN path, and RGConv with h
    applied per edge (Eq. 7 read literally) instead of per node.
+3. with ``--dense-ops``: where the dense k-NN backend's time goes, per size and dilation —
+   ``torch.profiler``'s operators by self time per call and their share of the call (the
+   centring's ``mean`` and ``sub``, the norms, the ``baddbmm`` scores, the ``topk``), from
+   ``profile_model.py``'s tables.
 
-Usage: ``python benchmarks/graph_ops.py [--repeats 5] [--sizes 49 196 784] [--device cpu]``
+Usage: ``python benchmarks/graph_ops.py [--repeats 5] [--sizes 49 196 784] [--device cpu]
+[--dense-ops]``
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.profiler import ProfilerActivity, profile
 from torch_geometric.nn import EdgeConv, MessagePassing
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _steps import resolve_device  # noqa: E402
+from profile_model import render, summarise  # noqa: E402
 from _timing import format_table, machine_line, median_seconds  # noqa: E402
 
 from pyg_fer.nn import MRConv, RGConv, dilated_knn_graph  # noqa: E402
@@ -76,6 +83,31 @@ def knn_table(args) -> str:
         f"Dilated k-NN, B={args.batch}, D={args.dim}, k={args.k}; baseline: {baseline}{note}\n"
         + format_table(header, rows)
     )
+
+
+def dense_ops_tables(args) -> str:
+    """The dense backend's operators by self time, per call, for every size and dilation."""
+    on_cuda = args.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])
+    out = []
+    for n in args.sizes:
+        x = torch.randn(args.batch, n, args.dim, device=args.device)
+        for d in (1, 2):
+            def call(x=x, d=d):
+                return dilated_knn_graph(x, args.k, d, backend="dense")
+
+            call()  # warm-up: allocator, kernels
+            if on_cuda:
+                torch.cuda.synchronize(args.device)
+            with profile(activities=activities) as prof:
+                for _ in range(args.repeats):
+                    call()
+                if on_cuda:
+                    torch.cuda.synchronize(args.device)
+            summary = summarise(prof.events(), [], args.repeats, on_cuda, top=8)
+            out.append(render(summary, f"Dense k-NN operators per call, B={args.batch}, N={n}, "
+                                       f"D={args.dim}, k={args.k}, d={d} ({args.repeats} calls)"))
+    return "\n".join(out)
 
 
 def conv_table(args) -> str:
@@ -134,6 +166,8 @@ def main(argv=None) -> int:
                         help="'auto' (CUDA when available, else cpu), 'cpu', 'cuda' or 'cuda:N'")
     parser.add_argument("--skip-knn", action="store_true")
     parser.add_argument("--skip-conv", action="store_true")
+    parser.add_argument("--dense-ops", action="store_true",
+                        help="also profile the dense k-NN backend by operator")
     args = parser.parse_args(argv)
     args.device = resolve_device(args.device, parser)
     torch.manual_seed(0)
@@ -142,6 +176,8 @@ def main(argv=None) -> int:
         print(knn_table(args), "\n")
     if not args.skip_conv:
         print(conv_table(args))
+    if args.dense_ops:
+        print(dense_ops_tables(args))
     return 0
 
 
