@@ -1,13 +1,17 @@
+import re
+
 import pytest
 
 from pyg_fer.engine.config import (
     CONFIG_DIR,
     Config,
+    apply_overrides,
     config_from_dict,
     is_override,
     list_recipes,
     load_config,
     parse_overrides,
+    read_yaml,
     resolve_recipe,
     save_config,
 )
@@ -288,3 +292,90 @@ def test_shipped_recipes_validate(name):
         assert ("weights" in cfg.model.kwargs) == name.endswith("_pretrained")
     if name.startswith("agfn_"):
         assert cfg.agfn.enabled
+
+
+TINY = {"model": {"name": "_tiny_test_mlp"}}
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.eval_every=0", "'train.eval_every' must be >= 1, got 0"),
+    ("data.img_size=0", "'data.img_size' must be >= 1, got 0"),
+    ("distributed.nproc=0", "'distributed.nproc' must be >= 1, got 0"),
+    ("data.label_noise=1.0", r"'data.label_noise' must be in \[0, 1\), got 1.0"),
+    ("train.label_smoothing=1.0", r"'train.label_smoothing' must be in \[0, 1\), got 1.0"),
+    ("agfn.graph_lr=0", "'optim.lr' and 'agfn.graph_lr' must be > 0"),
+    ("agfn.pretrain_epochs=-1", "'agfn.pretrain_epochs' must be >= 0, got -1"),
+    ("optim.betas=[0.9, 1.0]", r"'optim.betas' must be two numbers in \[0, 1\)"),
+    ("schedule.min_lr=-1e-5", r"'schedule.min_lr' must be in \[0, optim.lr"),
+    ("agfn.sample_average=mean", "'agfn.sample_average' is 'mean'; valid: loss, output"),
+    ("train.best_metric=f1", "'train.best_metric' is 'f1'; valid: overall_acc, mean_class_acc"),
+])
+def test_each_range_and_choice_check_names_its_key(override, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(TINY, [override])
+
+
+def test_range_bounds_that_are_allowed():
+    cfg = load_config(TINY, ["schedule.gamma=1", "data.label_noise=0", "schedule.min_lr=0",
+                             "agfn.pretrain_epochs=0", "optim.betas=[0, 0.5]"])
+    assert (cfg.schedule.gamma, cfg.data.label_noise, cfg.agfn.pretrain_epochs) == (1.0, 0.0, 0)
+
+
+def test_values_are_checked_against_their_annotation():
+    # an int in a float key widens to a float
+    cfg = load_config(TINY, ["optim.lr=1", "schedule.gamma=1"])
+    assert isinstance(cfg.optim.lr, float) and isinstance(cfg.schedule.gamma, float)
+    with pytest.raises(ValueError, match=r"'train.epochs' must be an int, got True"):
+        load_config(TINY, ["train.epochs=true"])
+    with pytest.raises(ValueError, match=r"'data.mean' must be a list, got 'abc'"):
+        load_config(TINY, ["data.mean=abc"])
+    with pytest.raises(ValueError, match=r"'model.kwargs' must be a mapping, got 3"):
+        load_config(TINY, ["model.kwargs=3"])
+    with pytest.raises(ValueError, match=r"'output.name' must be a string, got 1.5; quote it"):
+        load_config(TINY, ["output.name=1.5"])
+    with pytest.raises(ValueError, match=r"unknown config key 'trainer'; valid keys in the top "
+                                         r"level: model, data"):
+        config_from_dict({"trainer": {}})
+
+
+def test_none_is_an_empty_mapping_for_config_from_dict():
+    assert config_from_dict(None) == Config()
+    assert config_from_dict({**TINY, "output": None}).output == Config().output
+
+
+def test_config_from_dict_copies_the_free_form_mappings():
+    data = {"model": {"name": "_tiny_test_mlp", "kwargs": {"hidden": 8}}}
+    cfg = config_from_dict(data)
+    data["model"]["kwargs"]["hidden"] = 16
+    assert cfg.model.kwargs == {"hidden": 8}
+
+
+def test_apply_overrides_leaves_its_input_alone():
+    data = {"model": {"name": "_tiny_test_mlp", "kwargs": {"hidden": 8}}}
+    out = apply_overrides(data, ["model.kwargs.hidden=4"])
+    assert out["model"]["kwargs"] == {"hidden": 4}
+    assert data == {"model": {"name": "_tiny_test_mlp", "kwargs": {"hidden": 8}}}
+
+
+def test_override_edge_cases():
+    # an empty value is the empty string, not null
+    assert parse_overrides(["output.name="]) == {"output": {"name": ""}}
+    for item in ("optim..lr=1", ".lr=1", "optim.=1", "=1"):
+        with pytest.raises(ValueError, match=rf"override '{re.escape(item)}' has an empty key"):
+            parse_overrides([item])
+    with pytest.raises(ValueError, match=r"override 'train.epochs.x=1' conflicts with an "
+                                         r"earlier override"):
+        parse_overrides(["train.epochs=3", "train.epochs.x=1"])
+
+
+def test_an_empty_recipe_file_is_the_defaults(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("# nothing here\n")
+    assert read_yaml(path) == {}
+    cfg = load_config(path, ["model.name=_tiny_test_mlp"])
+    assert cfg.output.name == "empty" and cfg.train.epochs == Config().train.epochs
+
+
+def test_a_missing_yml_file_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.yml' does not exist"):
+        resolve_recipe(tmp_path / "missing.yml")
