@@ -277,3 +277,101 @@ def test_identity_subset_keeps_faces(tmp_path):
     assert ds.targets == [full.targets[4], full.targets[7]]
     assert ds.sample_params(1)["label"] == full.sample_params(7)["label"]
     assert np.array_equal(_arr(ds, 1), _arr(full, 7))
+
+
+# ---------------------------------------------------------------------------------------------
+# Arguments, class weights, sampling details, the cache (mutation round 5)
+# ---------------------------------------------------------------------------------------------
+def test_boundary_arguments_are_allowed():
+    assert len(SyntheticFER("train", num_samples=0)) == 0
+    assert SyntheticFER("train", num_samples=1, img_size=16)[0][0].size == (16, 16)
+    ds = SyntheticFER("train", num_samples=4, img_size=16, min_intensity=1.0)
+    assert all(ds.sample_params(i)["intensity"] in (0.0, 1.0) for i in range(4))
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"min_intensity": 1.5}, r"min_intensity must be in \[0, 1\], got 1.5"),
+    ({"occlusion_prob": -0.1}, r"occlusion_prob must be in \[0, 1\], got -0.1"),
+    ({"class_weights": [1, 1, 1, -1, 1, 1, 1]}, "class_weights must be 7 non-negative numbers"),
+    ({"class_weights": [0] * 7}, "class_weights must be 7 non-negative numbers"),
+    ({"class_order": "ferplus", "class_weights": [1] * 7},
+     "class_weights must be 8 non-negative numbers"),
+])
+def test_more_bad_arguments(kw, match):
+    with pytest.raises(ValueError, match=match):
+        SyntheticFER(num_samples=4, **kw)
+
+
+def test_class_weights_are_sampling_probabilities():
+    # classes of zero weight never occur; the others at the given (relative) rates
+    ds = SyntheticFER("train", num_samples=400, img_size=16, class_weights=[1, 0, 0, 0, 0, 0, 3])
+    counts = ds.class_counts()
+    assert counts[1:6] == [0] * 5
+    assert 60 < counts[0] < 140 and counts[0] + counts[6] == 400
+    only = SyntheticFER("train", num_samples=50, img_size=16, class_weights=[0, 0, 2, 0, 0, 0, 0])
+    assert set(only.targets) == {2}
+
+
+def test_default_sizes_of_the_splits():
+    assert len(SyntheticFER("train", img_size=16)) == 10_000
+    assert len(SyntheticFER("test", img_size=16)) == 2_000
+
+
+def test_neutral_has_zero_intensity_and_contempt_either_side():
+    ds = SyntheticFER("train", num_samples=60, img_size=16, class_order="ferplus",
+                      min_intensity=0.4)
+    params = [ds.sample_params(i) for i in range(len(ds))]
+    neutral = [p["intensity"] for p in params if p["class"] == "neutral"]
+    others = [p["intensity"] for p in params if p["class"] != "neutral"]
+    assert neutral and all(v == 0.0 for v in neutral)
+    assert others and all(0.4 <= v <= 1.0 for v in others)
+    # contempt's side is random per sample, so a horizontal flip keeps the label
+    sides = {p["aus"]["12L"] > p["aus"]["12R"] for p in params if p["class"] == "contempt"}
+    assert sides == {True, False}
+
+
+def test_grayscale_is_the_luma_of_the_colour_rendering():
+    colour = SyntheticFER("train", num_samples=4, img_size=32)
+    gray = SyntheticFER("train", num_samples=4, img_size=32, grayscale_prob=1.0)
+    for i in range(4):
+        rgb = _arr(colour, i).astype(float)
+        g = _arr(gray, i)[..., 0].astype(float)
+        # the same face, pose, lighting and noise; ITU-R 601 luma (up to uint8 rounding)
+        assert np.median(np.abs(rgb @ [0.299, 0.587, 0.114] - g)) < 1.0
+
+
+def test_occluded_and_contempt_faces_are_pinned():
+    """Pixel sums pinned from the current code: each kind of occlusion (object, hand,
+    glasses, mask, sunglasses) and contempt with its one-sided dimple (left, right)."""
+    occ = SyntheticFER("train", num_samples=21, img_size=24, occlusion_prob=1.0)
+    pinned = {0: 172466, 2: 155249, 4: 182643, 8: 167436, 20: 160425}
+    assert {i: int(np.asarray(occ.render(i)).sum()) for i in pinned} == pinned
+    fp = SyntheticFER("train", num_samples=44, img_size=24, class_order="ferplus")
+    assert fp.classes[fp.targets[17]] == fp.classes[fp.targets[43]] == "contempt"
+    assert int(np.asarray(fp.render(17)).sum()) == 290140
+    assert int(np.asarray(fp.render(43)).sum()) == 210986
+
+
+def test_a_cache_is_read_not_rerendered_and_its_folder_is_created(tmp_path):
+    where = tmp_path / "a" / "b"
+    SyntheticFER("test", num_samples=3, img_size=16, cache_dir=str(where))
+    (path,) = where.glob("synthetic_fer_*.npy")
+    np.save(path, np.full((3, 16, 16, 3), 7, dtype=np.uint8))  # stands in for the pixels
+    again = SyntheticFER("test", num_samples=3, img_size=16, cache_dir=str(where))
+    assert (_arr(again, 2) == 7).all()
+    np.save(path, np.zeros((2, 16, 16, 3), dtype=np.uint8))  # uint8, but the wrong shape
+    with pytest.warns(UserWarning, match=r"holds uint8 \(2, 16, 16, 3\), not uint8 \(3, 16"):
+        again = SyntheticFER("test", num_samples=3, img_size=16, cache_dir=str(where))
+    assert np.array_equal(_arr(again, 2), _arr(SyntheticFER("test", num_samples=3,
+                                                            img_size=16), 2))
+
+
+def test_a_subset_then_a_cache_holds_the_subset(tmp_path):
+    lst = tmp_path / "sub.txt"
+    lst.write_text("synthetic_000001\nsynthetic_000004\n")
+    full = SyntheticFER("test", num_samples=6, img_size=16)
+    ds = SyntheticFER("test", num_samples=6, img_size=16, subset=str(lst),
+                      cache_dir=str(tmp_path / "cache"))
+    assert ds.targets == [full.targets[1], full.targets[4]]
+    assert np.array_equal(_arr(ds, 0), _arr(full, 1)) and np.array_equal(_arr(ds, 1),
+                                                                           _arr(full, 4))
