@@ -2,6 +2,7 @@ import pytest
 import torch
 from PIL import Image
 
+from pyg_fer import create_model
 from pyg_fer.explain import (
     block_graphs,
     draw_face_graph,
@@ -132,3 +133,116 @@ def test_top_keeps_the_most_important_nodes(tmp_path):
     edges, _ = draw_face_graph(model, x, torch.rand(32, 32, 3), tmp_path / "t.png", block=1,
                                top=3, target=0)
     assert sorted(set(edges[1].tolist())) == sorted(order[:3]) and edges.size(1) == 3 * 3
+
+
+def test_top_and_edges_come_from_the_block_asked_for(tmp_path):
+    # calibrated, so that blocks 1 and 2 rank their nodes differently
+    torch.manual_seed(0)
+    model = tiny_graph_model(calibrate=True)
+    x = torch.randn(1, 3, 32, 32)
+    cams = [grad_cam(model, x, 0, block=b, upsample=False)[0][0].flatten() for b in (1, 2)]
+    tops = [set(c.topk(3).indices.tolist()) for c in cams]
+    assert tops[0] != tops[1]
+    g1 = block_graphs(model, x)[0]
+    edges, _ = draw_face_graph(model, x, torch.rand(32, 32, 3), tmp_path / "t.png", block=1,
+                               top=3, target=0)
+    keep = torch.isin(g1.edge_index[1], torch.tensor(sorted(tops[0])))
+    assert torch.equal(edges, g1.edge_index[:, keep])
+    # `top` needs the importance map even when the widths do not use it
+    plain, _ = draw_face_graph(model, x, torch.rand(32, 32, 3), tmp_path / "p.png", block=1,
+                               top=3, target=0, importance=False)
+    assert torch.equal(plain, edges)
+
+
+def test_top_and_node_bounds(tmp_path):
+    torch.manual_seed(0)
+    model = tiny_graph_model()
+    x = torch.randn(1, 3, 32, 32)
+    disp = torch.rand(32, 32, 3)
+    edges, _ = draw_face_graph(model, x, disp, tmp_path / "a.png", top=16)  # every node
+    assert torch.equal(edges, block_graphs(model, x)[-1].edge_index)
+    with pytest.raises(ValueError, match=r"top=0 must lie in 1..16 \(the number of nodes\)"):
+        draw_face_graph(model, x, disp, tmp_path / "a.png", top=0)
+    with pytest.raises(ValueError, match=r"node=-1 is out of range: the face graph has nodes "
+                                         r"0..15"):
+        draw_neighbourhoods(model, x, disp, tmp_path / "n.png", node=-1)
+
+
+def test_block_graphs_channel_gate_dilations_and_image_shapes():
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 32, 32)
+    model = tiny_graph_model(depth=3, gate="channel", dilations=[1, 2, 3])
+    graphs = block_graphs(model, x)
+    assert [g.dilation for g in graphs] == [1, 2, 3]
+    for g, block in zip(graphs, model.blocks, strict=True):
+        # the channel gate, averaged over channels: one value per edge
+        gate = rg_edge_gates(block.conv, g.features, g.edge_index)
+        assert gate.shape == (48, 16) and torch.allclose(g.strength, gate.mean(1))
+    # [C, H, W] is one image; a batch of two is refused
+    three = block_graphs(model, x[0])
+    assert all(torch.equal(a.edge_index, b.edge_index) for a, b in zip(three, graphs,
+                                                                        strict=True))
+    with pytest.raises(ValueError, match=r"image must be \[C, H, W\] or \[1, C, H, W\], got "
+                                         r"\(2, 3, 32, 32\)"):
+        block_graphs(model, torch.randn(2, 3, 32, 32))
+    with pytest.raises(ValueError, match=r"x must be \[N, 16\], got \(16, 8\)"):
+        rg_edge_gates(model.blocks[0].conv, torch.randn(16, 8), graphs[0].edge_index)
+
+
+def test_graph_functions_restore_the_training_mode():
+    model = tiny_graph_model().train()
+    x = torch.randn(1, 3, 32, 32)
+    block_graphs(model, x)
+    assert model.training
+    face_graph_edges(model, x)
+    assert model.training
+
+
+def test_node_centres_follow_a_non_square_image():
+    model = tiny_graph_model()
+    _, centres, grid = face_graph_edges(model, torch.randn(1, 3, 32, 48))
+    assert grid == (4, 4)
+    assert centres[:2].tolist() == [[6.0, 4.0], [18.0, 4.0]]  # 12 px wide, 8 px high patches
+
+
+def test_an_agfn_model_draws_its_face2nodes_trunk():
+    model = create_model("face2nodes_agfn", num_classes=3, img_size=32, embedder="stem",
+                         embed_dim=16, depth=2, grid_size=4, k=3, feature_dim=8).eval()
+    graphs = block_graphs(model, torch.randn(3, 32, 32))
+    assert [g.block for g in graphs] == [1, 2]
+    for g, block in zip(graphs, model.trunk.blocks, strict=True):
+        assert torch.equal(g.edge_index, neighbours_to_edge_index(block.last_neighbours[0]))
+
+
+def test_a_model_without_rdgcn_blocks_is_refused():
+    class Stages(torch.nn.Module):  # what Grad-CAM reads as a CNN: ResNet stages
+        def __init__(self):
+            super().__init__()
+            self.stages = torch.nn.ModuleList([torch.nn.Conv2d(3, 4, 3)])
+
+        def forward(self, x):
+            return self.stages[0](x).mean((2, 3))
+
+    with pytest.raises(TypeError, match="Stages has no RDGCN blocks to draw a face graph of"):
+        block_graphs(Stages(), torch.randn(3, 8, 8))
+    with pytest.raises(TypeError, match="Stages has no RDGCN blocks to draw a face graph of"):
+        face_graph_edges(Stages(), torch.randn(3, 8, 8))
+
+
+def test_colour_draws_edges_in_the_colour_map_and_off_in_yellow(tmp_path):
+    import numpy as np
+
+    torch.manual_seed(0)
+    model = tiny_graph_model()
+    x = torch.randn(1, 3, 32, 32)
+    black = torch.zeros(64, 64, 3)
+
+    def yellow_pixels(**kw):
+        _, path = draw_face_graph(model, x, black, tmp_path / "c.png", importance=False,
+                                  cmap="gray", **kw)
+        with Image.open(path) as im:
+            a = np.asarray(im.convert("RGB")).astype(int)
+        return int(((a[..., 0] > 150) & (a[..., 1] > 150) & (a[..., 2] < 80)).sum())
+
+    assert yellow_pixels(colour=True) == 0  # gray edges (and red nodes)
+    assert yellow_pixels(colour=False) > 20
