@@ -321,3 +321,78 @@ def test_neighbour_table_forms():
     assert torch.equal(neighbours_to_edge_index(nbr), dilated_knn_graph(x, 3, 2))
     with pytest.raises(ValueError, match=r"\[num_nodes, k\] or \[B, N, k\]"):
         neighbours_to_edge_index(torch.zeros(4, dtype=torch.long))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(k=2, dilation=0), "dilation must be a positive int, got 0"),
+        (dict(k=2.5), "k must be a positive int, got 2.5"),
+        (dict(k=2, epsilon=1.5), r"epsilon must lie in \[0, 1\], got 1.5"),
+        (dict(k=2, batch=torch.zeros(10)), "batch must hold integer graph ids, got dtype "
+                                           "torch.float32"),
+        (dict(k=2, batch=torch.tensor([-1] * 5 + [0] * 5)), "negative graph id -1"),
+    ],
+)
+def test_more_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        dilated_knn(torch.randn(10, 3), **kwargs)
+
+
+def test_bounds_of_k_times_dilation():
+    # all N - 1 others may be used; in [B, N, F] input the limit is per graph of N nodes
+    assert dilated_knn(torch.randn(10, 3), 3, 3).shape == (10, 3)
+    with pytest.raises(ValueError, match=r"5 \* 1 = 5 exceeds the 4 candidate neighbours of "
+                                         r"the smallest graph \(5 nodes"):
+        dilated_knn(torch.randn(2, 5, 3), 5)
+    with pytest.raises(ValueError, match="must be sorted"):  # two graphs of one node, unsorted
+        dilated_knn(torch.randn(2, 3), 1, batch=torch.tensor([1, 0]))
+
+
+def test_graph_ids_may_skip_values():
+    x = torch.randn(8, 3)
+    skipping = torch.tensor([0, 0, 0, 0, 2, 2, 2, 2])
+    contiguous = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    assert torch.equal(dilated_knn(x, 2, batch=skipping), dilated_knn(x, 2, batch=contiguous))
+
+
+def test_float64_features_are_ranked_in_float64():
+    # differences of 1e-10 around 1.0 vanish in float32 (every node would be a tie)
+    x = torch.tensor([[1.0], [1.0 + 1e-10], [1.0 + 3e-10], [1.0 + 7e-10]], dtype=torch.float64)
+    assert dilated_knn(x, 2).tolist() == [[1, 2], [0, 2], [1, 0], [2, 1]]
+
+
+@needs_cluster
+def test_torch_cluster_handles_duplicates_and_checks_finite_features():
+    # three identical points: torch-cluster may return the two others and not the centre
+    x = torch.tensor([[0.0], [0.0], [0.0], [5.0], [9.0]])
+    nbr = dilated_knn(x, 1, backend="torch_cluster")
+    assert nbr.shape == (5, 1) and nbr[3:].view(-1).tolist() == [4, 3]
+    for i in range(3):
+        assert int(nbr[i, 0]) in {0, 1, 2} - {i}
+    with pytest.raises(ValueError, match="NaN or infinite.*node 1"):
+        dilated_knn(torch.tensor([[0.0], [float("inf")], [1.0]]), 1, backend="torch_cluster")
+
+
+def test_stochastic_dilation_draws_random_positions():
+    x = torch.randn(20, 4)
+    regular = dilated_knn(x, 3, 2)
+    draws = [dilated_knn(x, 3, 2, epsilon=1.0) for _ in range(10)]
+    assert any(not torch.equal(d, regular) for d in draws)
+
+
+def test_module_arguments_reach_the_graph():
+    with pytest.raises(ValueError, match="unknown backend 'faiss'"):
+        DilatedKNNGraph(3, backend="faiss")
+    assert str(DilatedKNNGraph(3, loop=True, cosine=True, backend="dense")) == (
+        "DilatedKNNGraph(k=3, dilation=1, loop=True, cosine=True, backend=dense)")
+    x = torch.randn(14, 4) * torch.rand(14, 1).add(0.1).mul(10)
+    batch = torch.tensor([0] * 8 + [1] * 6)
+    module = DilatedKNNGraph(2, 2, loop=True, cosine=True)  # training mode, not stochastic
+    expected = dilated_knn_graph(x, 2, 2, batch, loop=True, cosine=True)
+    assert torch.equal(module(x, batch), expected)
+    assert torch.equal(module(Batch.from_data_list([Data(x=x[:8]), Data(x=x[8:])])).edge_index,
+                       expected)
+    # stochastic dilation is off unless asked for, even in training mode
+    plain = DilatedKNNGraph(3, 2, epsilon=1.0)
+    assert all(torch.equal(plain(x), dilated_knn_graph(x, 3, 2)) for _ in range(5))
