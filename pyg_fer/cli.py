@@ -372,18 +372,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "others are still predicted), 2 on a usage or checkpoint error.")
     cmd.add_argument("checkpoint", help="checkpoint .json/.safetensors, stem, or run folder")
     cmd.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="image or video files, or folders of them")
+                     help="image or video files, or folders of them")
     cmd.add_argument("--detector", choices=("haar", "yunet", "none"), default="haar",
-                   help="face detector; 'none': the inputs are face crops (default: haar)")
+                     help="face detector; 'none': the inputs are face crops (default: haar)")
     cmd.add_argument("--detector-model", metavar="PATH",
-                   help="YuNet ONNX file for --detector yunet (or another Haar cascade XML)")
+                     help="YuNet ONNX file for --detector yunet (or another Haar cascade XML)")
     cmd.add_argument("--out", metavar="FILE.jsonl|FILE.csv",
-                   help="write the records here (default: one line per record on stdout)")
+                     help="write the records here (default: one line per record on stdout)")
     cmd.add_argument("--annotate", metavar="DIR",
-                   help="write copies of the inputs with boxes and labels drawn into DIR")
+                     help="write copies of the inputs with boxes and labels drawn into DIR")
     cmd.add_argument("--stride", type=int, default=1, help="predict every N-th video frame")
     cmd.add_argument("--margin", type=float, default=0.15,
-                   help="crop margin per side, fraction of the face box (default: 0.15)")
+                     help="crop margin per side, fraction of the face box (default: 0.15)")
     cmd.add_argument("--top", type=int, default=3, help="probabilities shown per face on stdout")
     cmd.add_argument("--batch-size", type=int, default=32, help="faces per forward pass")
     cmd.add_argument("--device", default="auto")
